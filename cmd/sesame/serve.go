@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/auth"
+	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/httpapi"
+	"github.com/sesamehq/sesame/internal/store"
+	"github.com/sesamehq/sesame/internal/vault"
+)
+
+// serveConfig is the server's configuration: flags override the environment, which
+// overrides the defaults.
+type serveConfig struct {
+	addr          string
+	data          string
+	postgres      string
+	masterKeyFile string
+	logFormat     string
+	logLevel      string
+}
+
+func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c serveConfig
+	fs := flag.NewFlagSet("sesame serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
+	fs.StringVar(&c.data, "data", env("SESAME_DATA", "./sesame-data"), "data folder: the SQLite file and, in development, master.key (SESAME_DATA)")
+	fs.StringVar(&c.postgres, "postgres", env("SESAME_POSTGRES", ""), "PostgreSQL URL; when set, SQLite is not used (SESAME_POSTGRES)")
+	fs.StringVar(&c.masterKeyFile, "master-key-file", env("SESAME_MASTER_KEY_FILE", ""), "file holding the base64 master key (SESAME_MASTER_KEY_FILE); default: SESAME_MASTER_KEY, else <data>/master.key")
+	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
+	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, nil
+}
+
+func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", c.logFormat)
+}
+
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, listening func(string)) error {
+	c, err := parseServeFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c, stderr)
+	if err != nil {
+		return err
+	}
+
+	st, err := openStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	keys, save, err := loadMasterKeys(ctx, c, getenv, st, log)
+	if err != nil {
+		return err
+	}
+	kr := crypt.NewKeyring(keys[0], keys[1:]...)
+	v := vault.New(st, kr, time.Now, log)
+	if err := v.Unlock(ctx); err != nil {
+		return err
+	}
+	if n, err := v.FinishRotation(ctx, save); err != nil {
+		return fmt.Errorf("finish interrupted master key rotation: %w", err)
+	} else if n > 0 {
+		log.Warn("finished an interrupted master key rotation", "rewrapped", n)
+	}
+
+	pepper, err := v.ServerSecret(ctx, "api-key-hmac")
+	if err != nil {
+		return err
+	}
+	authn := auth.New(st, auth.NewHasher(pepper), time.Now, log)
+	adminKey, err := authn.Bootstrap(ctx, getenv("SESAME_ADMIN_KEY"))
+	if err != nil {
+		return err
+	}
+	if !adminKey.IsZero() {
+		// The one time the admin key is shown: on stdout, never in the log.
+		fmt.Fprintf(stdout, "admin key: %s\n", adminKey.Reveal())
+		log.Warn("created the admin user; its key was printed once on standard output, store it now")
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Vault:  v,
+		Auth:   authn,
+		Ready:  st.Ping,
+		Rotate: rotator(v, save),
+		Logger: log,
+	})
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	bgDone := make(chan struct{})
+	go func() { authn.Run(bgCtx, 10*time.Second); close(bgDone) }()
+
+	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
+	if listening != nil {
+		listening(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		stopBg()
+		<-bgDone
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shutdownCtx)
+	stopBg()
+	<-bgDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func openStore(ctx context.Context, c serveConfig) (*store.Store, error) {
+	if c.postgres != "" {
+		return store.OpenPostgres(ctx, c.postgres)
+	}
+	if err := os.MkdirAll(c.data, 0o700); err != nil {
+		return nil, fmt.Errorf("create data folder: %w", err)
+	}
+	return store.OpenSQLite(ctx, filepath.Join(c.data, "sesame.db"))
+}
+
+// rotator rotates to a given key or, when the keys live in a file, to a generated one.
+func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
+	return func(ctx context.Context, newKey string) (vault.RotateResult, error) {
+		var k *crypt.MasterKey
+		var err error
+		switch {
+		case newKey != "":
+			if k, err = crypt.ParseMasterKey(newKey); err != nil {
+				return vault.RotateResult{}, sesame.Errorf(sesame.CodeInvalidField, "new_key: %v", err)
+			}
+		case save == nil:
+			return vault.RotateResult{}, sesame.Errorf(sesame.CodeMissingField,
+				"the master key comes from SESAME_MASTER_KEY, so the server cannot store a new one: pass new_key (make one with `sesame keys generate`) and set SESAME_MASTER_KEY to it before the next restart")
+		default:
+			if k, err = crypt.GenerateMasterKey(); err != nil {
+				return vault.RotateResult{}, err
+			}
+		}
+		res, err := v.RotateMasterKey(ctx, k, save)
+		if err != nil && errors.Is(err, vault.ErrKeyInUse) {
+			return res, sesame.Errorf(sesame.CodeInvalidField, "new_key is already the master key")
+		}
+		return res, err
+	}
+}

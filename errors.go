@@ -1,0 +1,74 @@
+// Package sesame holds Sesame's domain types: workspaces, credentials, principals, the
+// error type with its stable codes, and the Secret type that cannot print itself.
+// Adapters (storage, HTTP, CLI) live under internal/ and depend on this package, never
+// the other way round.
+package sesame
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is a stable, machine-readable error code. Clients match on it; never rename one.
+type Code string
+
+// The error codes. internal/httpapi maps each to an HTTP status in one table.
+const (
+	CodeInvalidJSON          Code = "invalid_json"
+	CodeInvalidArgument      Code = "invalid_argument"
+	CodeInvalidName          Code = "invalid_name"
+	CodeUnknownType          Code = "unknown_type"
+	CodeUnknownField         Code = "unknown_field"
+	CodeMissingField         Code = "missing_field"
+	CodeInvalidField         Code = "invalid_field"
+	CodeSecretRequired       Code = "secret_required"
+	CodeNotFound             Code = "not_found"
+	CodeAlreadyExists        Code = "already_exists"
+	CodeConflict             Code = "conflict"
+	CodeNotEmpty             Code = "not_empty"
+	CodeProtected            Code = "protected"
+	CodeUnauthenticated      Code = "unauthenticated"
+	CodeForbidden            Code = "forbidden"
+	CodePayloadTooLarge      Code = "payload_too_large"
+	CodeUnsupportedMediaType Code = "unsupported_media_type"
+	CodeMethodNotAllowed     Code = "method_not_allowed"
+	CodeRouteNotFound        Code = "route_not_found"
+	CodeUnavailable          Code = "unavailable"
+	CodeInternal             Code = "internal"
+)
+
+// Error is an error meant for the client: a stable code and a message that never holds a
+// secret. Errors that are not *Error are internal and reach clients only as "internal error".
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Is makes errors.Is(err, &Error{Code: c}) match on the code alone.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
+}
+
+// Errorf returns a client error with the given code.
+func Errorf(code Code, format string, args ...any) error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Sentinel errors that storage returns; services wrap or translate them.
+var (
+	ErrNotFound      = &Error{Code: CodeNotFound}
+	ErrAlreadyExists = &Error{Code: CodeAlreadyExists}
+	ErrConflict      = &Error{Code: CodeConflict}
+)
+
+// ErrorCode returns the code of the client error in err's chain, or CodeInternal.
+func ErrorCode(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}

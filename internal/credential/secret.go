@@ -1,0 +1,9 @@
+package credential
+
+// secret is a named value that functions place wherever they say.
+var secret = Kind{
+	Name: "secret",
+	Fields: []Field{
+		{Name: "value", Secret: true, Required: true},
+	},
+}

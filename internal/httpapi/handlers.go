@@ -1,0 +1,175 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/vault"
+)
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			s.log.WarnContext(r.Context(), "not ready", "err", err)
+			return sesame.Errorf(sesame.CodeUnavailable, "store is not reachable")
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return nil
+}
+
+// --- workspaces ---
+
+func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	items, err := s.cfg.Vault.ListWorkspaces(r.Context(), after, limit+1)
+	if err != nil {
+		return err
+	}
+	writePage(w, items, limit, func(ws sesame.Workspace) string { return ws.Name })
+	return nil
+}
+
+type workspaceBody struct {
+	Name string `json:"name"`
+}
+
+func (s *Server) createWorkspace(w http.ResponseWriter, r *http.Request) error {
+	var body workspaceBody
+	if err := s.decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	if body.Name == "" {
+		return sesame.Errorf(sesame.CodeMissingField, "field %q is required", "name")
+	}
+	ws, err := s.cfg.Vault.CreateWorkspace(r.Context(), body.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, ws)
+	return nil
+}
+
+func (s *Server) getWorkspace(w http.ResponseWriter, r *http.Request) error {
+	ws, err := s.cfg.Vault.GetWorkspace(r.Context(), r.PathValue("ws"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ws)
+	return nil
+}
+
+func (s *Server) deleteWorkspace(w http.ResponseWriter, r *http.Request) error {
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Vault.DeleteWorkspace(r.Context(), r.PathValue("ws"), force); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) copyWorkspace(w http.ResponseWriter, r *http.Request) error {
+	var body workspaceBody
+	if err := s.decodeJSON(w, r, &body); err != nil {
+		return err
+	}
+	if body.Name == "" {
+		return sesame.Errorf(sesame.CodeMissingField, "field %q (the new workspace) is required", "name")
+	}
+	ws, err := s.cfg.Vault.CopyWorkspace(r.Context(), r.PathValue("ws"), body.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, ws)
+	return nil
+}
+
+func boolParam(r *http.Request, name string) (bool, error) {
+	switch r.URL.Query().Get(name) {
+	case "", "false", "0":
+		return false, nil
+	case "true", "1":
+		return true, nil
+	}
+	return false, sesame.Errorf(sesame.CodeInvalidArgument, "query parameter %q must be true or false", name)
+}
+
+// --- credentials ---
+
+func (s *Server) listCredentials(w http.ResponseWriter, r *http.Request) error {
+	after, limit, err := pageParams(r)
+	if err != nil {
+		return err
+	}
+	items, err := s.cfg.Vault.ListCredentials(r.Context(), r.PathValue("ws"), after, limit+1)
+	if err != nil {
+		return err
+	}
+	writePage(w, items, limit, func(c vault.CredentialView) string { return c.Key })
+	return nil
+}
+
+func (s *Server) getCredential(w http.ResponseWriter, r *http.Request) error {
+	c, err := s.cfg.Vault.GetCredential(r.Context(), r.PathValue("ws"), r.PathValue("key"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
+	body, err := readBody(w, r, s.cfg.MaxBody)
+	if err != nil {
+		return err
+	}
+	c, created, err := s.cfg.Vault.PutCredential(r.Context(), r.PathValue("ws"), r.PathValue("key"), body)
+	clear(body) // the body held secret values
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, c)
+	return nil
+}
+
+func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error {
+	if err := s.cfg.Vault.DeleteCredential(r.Context(), r.PathValue("ws"), r.PathValue("key")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// --- system ---
+
+func (s *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		NewKey string `json:"new_key"` // only when the master key comes from the environment
+	}
+	if r.ContentLength != 0 {
+		if err := s.decodeJSON(w, r, &body); err != nil {
+			return err
+		}
+	}
+	res, err := s.cfg.Rotate(r.Context(), body.NewKey)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

@@ -1,0 +1,33 @@
+package httpapi
+
+import "net/http"
+
+// route is one entry of the route table. Every route is authenticated unless anonymous.
+type route struct {
+	method    string
+	pattern   string
+	anonymous bool
+	h         handlerFunc
+}
+
+// routes is the whole API surface. The OpenAPI test checks that every entry is documented.
+func (s *Server) routes() []route {
+	return []route{
+		{method: http.MethodGet, pattern: "/healthz", anonymous: true, h: s.healthz},
+		{method: http.MethodGet, pattern: "/readyz", anonymous: true, h: s.readyz},
+		{method: http.MethodGet, pattern: "/v1/openapi.json", h: s.openapi},
+
+		{method: http.MethodGet, pattern: "/v1/workspaces", h: s.listWorkspaces},
+		{method: http.MethodPost, pattern: "/v1/workspaces", h: s.createWorkspace},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}", h: s.getWorkspace},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}", h: s.deleteWorkspace},
+		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/copy", h: s.copyWorkspace},
+
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials", h: s.listCredentials},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.getCredential},
+		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.putCredential},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.deleteCredential},
+
+		{method: http.MethodPost, pattern: "/v1/system/master-key/rotate", h: s.rotateMasterKey},
+	}
+}

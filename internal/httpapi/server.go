@@ -1,0 +1,90 @@
+// Package httpapi is Sesame's HTTP API: the route table, middleware, JSON rendering and
+// the mapping from domain error codes to HTTP statuses, all in one place.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/vault"
+)
+
+// Vault is the credential vault the API serves.
+type Vault interface {
+	CreateWorkspace(ctx context.Context, name string) (sesame.Workspace, error)
+	GetWorkspace(ctx context.Context, name string) (sesame.Workspace, error)
+	ListWorkspaces(ctx context.Context, after string, limit int) ([]sesame.Workspace, error)
+	DeleteWorkspace(ctx context.Context, name string, force bool) error
+	CopyWorkspace(ctx context.Context, from, to string) (sesame.Workspace, error)
+
+	PutCredential(ctx context.Context, ws, key string, body []byte) (vault.CredentialView, bool, error)
+	GetCredential(ctx context.Context, ws, key string) (vault.CredentialView, error)
+	ListCredentials(ctx context.Context, ws, after string, limit int) ([]vault.CredentialView, error)
+	DeleteCredential(ctx context.Context, ws, key string) error
+}
+
+// Authenticator turns a presented API key into a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, key string) (sesame.Principal, error)
+}
+
+// Rotator rotates the master key; newKey is empty to let the server generate one.
+type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error)
+
+// Config holds the server's dependencies.
+type Config struct {
+	Vault   Vault
+	Auth    Authenticator
+	Ready   func(ctx context.Context) error // reports whether the store is reachable
+	Rotate  Rotator
+	Logger  *slog.Logger
+	MaxBody int64 // largest JSON request body; 0 means 1 MiB
+}
+
+// Server serves the API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API as an http.Handler.
+func New(cfg Config) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	methods := map[string][]string{}
+	for _, rt := range s.routes() {
+		h := rt.h
+		handler := s.handle(h)
+		if !rt.anonymous {
+			handler = s.authenticate(handler)
+		}
+		s.mux.Handle(rt.method+" "+rt.pattern, handler)
+		methods[rt.pattern] = append(methods[rt.pattern], rt.method)
+	}
+	// Every known path answers other methods with a JSON 405 naming the allowed ones.
+	for pattern, ms := range methods {
+		allow := strings.Join(ms, ", ")
+		s.mux.Handle(pattern, s.handle(func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", allow)
+			return sesame.Errorf(sesame.CodeMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow)
+		}))
+	}
+	s.mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		return sesame.Errorf(sesame.CodeRouteNotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}))
+	return s
+}
+
+// ServeHTTP runs the middleware shared by every route, then the route.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.requestID(s.logRequests(s.recoverPanics(s.mux))).ServeHTTP(w, r)
+}

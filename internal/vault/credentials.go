@@ -1,0 +1,229 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/credential"
+	"github.com/sesamehq/sesame/internal/crypt"
+)
+
+// SecretState is what a read shows of a secret field: whether it is set, and when it
+// last changed. Never the value.
+type SecretState struct {
+	Set         bool       `json:"set"`
+	NeedsSecret bool       `json:"needs_secret,omitempty"`
+	UpdatedAt   *time.Time `json:"updated_at,omitempty"`
+}
+
+// CredentialView is the readable form of a credential.
+type CredentialView struct {
+	Workspace    string         `json:"workspace"`
+	Key          string         `json:"key"`
+	Type         string         `json:"type"`
+	Fields       map[string]any `json:"fields"`
+	NeedsSecrets []string       `json:"needs_secrets,omitempty"`
+	Version      int64          `json:"version"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+}
+
+func view(rec sesame.CredentialRecord) CredentialView {
+	v := CredentialView{
+		Workspace: rec.Workspace, Key: rec.Key, Type: rec.Type, Version: rec.Version,
+		Fields: make(map[string]any, len(rec.Public)+len(rec.Secrets)), CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
+	}
+	for k, val := range rec.Public {
+		v.Fields[k] = val
+	}
+	for _, s := range rec.Secrets {
+		if s.Blob == nil {
+			v.Fields[s.Name] = SecretState{NeedsSecret: true}
+			v.NeedsSecrets = append(v.NeedsSecrets, s.Name)
+			continue
+		}
+		t := s.UpdatedAt
+		v.Fields[s.Name] = SecretState{Set: true, UpdatedAt: &t}
+	}
+	return v
+}
+
+func checkNames(ws, key string) error {
+	if !sesame.ValidWorkspaceName(ws) {
+		return sesame.Errorf(sesame.CodeInvalidName, "invalid workspace name: use 1-63 lowercase letters, digits, '-' or '_'")
+	}
+	if key != "" && !sesame.ValidCredentialKey(key) {
+		return sesame.Errorf(sesame.CodeInvalidName, "invalid credential key: use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit")
+	}
+	return nil
+}
+
+// PutCredential creates or replaces the credential ws/key from a JSON body
+// {"type": ..., "fields": {...}}. On update every secret field that is stored must be sent
+// again or marked {"keep": true}. It reports whether the credential was created.
+func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) (CredentialView, bool, error) {
+	if err := checkNames(ws, key); err != nil {
+		return CredentialView{}, false, err
+	}
+	in, err := credential.Parse(body)
+	if err != nil {
+		return CredentialView{}, false, err
+	}
+	old, err := v.store.GetCredential(ctx, ws, key)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sesame.ErrNotFound) {
+		return CredentialView{}, false, err
+	}
+	now := v.now().UTC()
+	rec := sesame.CredentialRecord{
+		Workspace: ws, Key: key, Type: in.Kind.Name, Public: in.Public,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if exists {
+		rec.CreatedAt = old.CreatedAt
+		// A stored secret the body does not mention would be dropped silently: refuse.
+		for _, s := range old.Secrets {
+			if _, given := in.Secrets[s.Name]; !given && s.Blob != nil {
+				if _, stillAField := in.Kind.Field(s.Name); stillAField {
+					return CredentialView{}, false, sesame.Errorf(sesame.CodeSecretRequired,
+						`field %q is secret and stored: send it again, or {"keep": true} to keep the stored value`, s.Name)
+				}
+			}
+		}
+	}
+	for _, name := range in.Kind.SecretFields() {
+		si, ok := in.Secrets[name]
+		if !ok {
+			continue
+		}
+		if si.Keep {
+			prev, found := old.Secret(name)
+			if !exists || !found || prev.Blob == nil {
+				return CredentialView{}, false, sesame.Errorf(sesame.CodeSecretRequired,
+					"field %q has no stored value to keep; send the value", name)
+			}
+			rec.Secrets = append(rec.Secrets, prev)
+			continue
+		}
+		blob, err := v.keyring.Seal(si.Value.Reveal(), secretIdentity(ws, key, name)...)
+		si.Value.Wipe()
+		if err != nil {
+			return CredentialView{}, false, fmt.Errorf("vault: seal %s: %w", name, err)
+		}
+		rec.Secrets = append(rec.Secrets, sesame.SealedField{Name: name, Blob: blob, UpdatedAt: now})
+	}
+	rec.Version, err = v.store.PutCredential(ctx, rec, old.Version)
+	if err != nil {
+		return CredentialView{}, false, err
+	}
+	return view(rec), !exists, nil
+}
+
+// GetCredential returns the readable form of ws/key.
+func (v *Vault) GetCredential(ctx context.Context, ws, key string) (CredentialView, error) {
+	if err := checkNames(ws, key); err != nil {
+		return CredentialView{}, err
+	}
+	rec, err := v.store.GetCredential(ctx, ws, key)
+	if errors.Is(err, sesame.ErrNotFound) {
+		return CredentialView{}, v.notFound(ctx, ws, key)
+	}
+	if err != nil {
+		return CredentialView{}, err
+	}
+	return view(rec), nil
+}
+
+// notFound says precisely what is missing: the workspace or the credential.
+func (v *Vault) notFound(ctx context.Context, ws, key string) error {
+	if _, err := v.store.GetWorkspace(ctx, ws); errors.Is(err, sesame.ErrNotFound) {
+		return sesame.Errorf(sesame.CodeNotFound, "workspace %q not found", ws)
+	}
+	return sesame.Errorf(sesame.CodeNotFound, "credential %q not found in workspace %q", key, ws)
+}
+
+// ListCredentials returns a page of credentials in ws after the cursor key.
+func (v *Vault) ListCredentials(ctx context.Context, ws, after string, limit int) ([]CredentialView, error) {
+	if err := checkNames(ws, ""); err != nil {
+		return nil, err
+	}
+	if _, err := v.store.GetWorkspace(ctx, ws); err != nil {
+		if errors.Is(err, sesame.ErrNotFound) {
+			return nil, sesame.Errorf(sesame.CodeNotFound, "workspace %q not found", ws)
+		}
+		return nil, err
+	}
+	recs, err := v.store.ListCredentials(ctx, ws, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]CredentialView, len(recs))
+	for i, r := range recs {
+		out[i] = view(r)
+	}
+	return out, nil
+}
+
+// DeleteCredential removes ws/key.
+func (v *Vault) DeleteCredential(ctx context.Context, ws, key string) error {
+	if err := checkNames(ws, key); err != nil {
+		return err
+	}
+	err := v.store.DeleteCredential(ctx, ws, key)
+	if errors.Is(err, sesame.ErrNotFound) {
+		return v.notFound(ctx, ws, key)
+	}
+	return err
+}
+
+// Resolved is a credential with its secrets opened, for injection at call time. Callers
+// must not let Secrets reach a response, log or error.
+type Resolved struct {
+	Workspace string
+	Key       string
+	Type      string
+	Public    map[string]any
+	Secrets   map[string]sesame.Secret
+}
+
+// Resolve opens ws/key for use. A secret that was never supplied (after a workspace copy)
+// is a CodeSecretRequired error naming the field.
+func (v *Vault) Resolve(ctx context.Context, ws, key string) (Resolved, error) {
+	if err := checkNames(ws, key); err != nil {
+		return Resolved{}, err
+	}
+	for attempt := 0; ; attempt++ {
+		r, err := v.resolve(ctx, ws, key)
+		// A rotation may retire the old master key between our read and our open; the
+		// row has been re-wrapped by then, so one fresh read settles it.
+		if errors.Is(err, crypt.ErrUnknownKey) && attempt == 0 {
+			continue
+		}
+		return r, err
+	}
+}
+
+func (v *Vault) resolve(ctx context.Context, ws, key string) (Resolved, error) {
+	rec, err := v.store.GetCredential(ctx, ws, key)
+	if errors.Is(err, sesame.ErrNotFound) {
+		return Resolved{}, v.notFound(ctx, ws, key)
+	}
+	if err != nil {
+		return Resolved{}, err
+	}
+	r := Resolved{Workspace: ws, Key: key, Type: rec.Type, Public: rec.Public, Secrets: make(map[string]sesame.Secret, len(rec.Secrets))}
+	for _, s := range rec.Secrets {
+		if s.Blob == nil {
+			return Resolved{}, sesame.Errorf(sesame.CodeSecretRequired, "credential %q needs its secret field %q to be set", key, s.Name)
+		}
+		pt, err := v.keyring.Open(s.Blob, secretIdentity(ws, key, s.Name)...)
+		if err != nil {
+			return Resolved{}, fmt.Errorf("vault: open %s/%s field %s: %w", ws, key, s.Name, err)
+		}
+		r.Secrets[s.Name] = sesame.NewSecret(pt)
+	}
+	return r, nil
+}

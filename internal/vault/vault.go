@@ -1,0 +1,141 @@
+// Package vault is the credential vault (PRODUCT.md C1): it checks credential bodies
+// against their type, seals secret fields above the store, shows only public fields and
+// secret metadata on reads, resolves plaintext for injection, and rotates the master key.
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/credential"
+	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/store"
+)
+
+// Store is the storage the vault needs.
+type Store interface {
+	GetMeta(ctx context.Context, name string) ([]byte, error)
+	PutMeta(ctx context.Context, name string, value []byte, sealed bool) error
+	CountSealed(ctx context.Context) (int, error)
+	RewrapSealed(ctx context.Context, fn store.Rewrapper) (int, error)
+
+	CreateWorkspace(ctx context.Context, ws sesame.Workspace) error
+	GetWorkspace(ctx context.Context, name string) (sesame.Workspace, error)
+	ListWorkspaces(ctx context.Context, after string, limit int) ([]sesame.Workspace, error)
+	DeleteWorkspace(ctx context.Context, name string, force bool) error
+	CopyWorkspace(ctx context.Context, from, to string, now time.Time) error
+
+	GetCredential(ctx context.Context, ws, key string) (sesame.CredentialRecord, error)
+	ListCredentials(ctx context.Context, ws, after string, limit int) ([]sesame.CredentialRecord, error)
+	PutCredential(ctx context.Context, rec sesame.CredentialRecord, expectVersion int64) (int64, error)
+	DeleteCredential(ctx context.Context, ws, key string) error
+}
+
+// Vault is the credential vault service.
+type Vault struct {
+	store   Store
+	keyring *crypt.Keyring
+	now     sesame.Clock
+	log     *slog.Logger
+
+	rotateMu sync.Mutex
+}
+
+// New returns a vault over st, sealing with kr. Call Unlock before use.
+func New(st Store, kr *crypt.Keyring, now sesame.Clock, log *slog.Logger) *Vault {
+	if now == nil {
+		now = time.Now
+	}
+	return &Vault{store: st, keyring: kr, now: now, log: log}
+}
+
+const metaKeyCheck = "keycheck"
+
+var keyCheckPlaintext = []byte("sesame master key check v1")
+
+// ErrWrongMasterKey means the master key cannot open what the store holds.
+var ErrWrongMasterKey = errors.New("the master key does not match this store")
+
+// Unlock checks that the keyring opens the store. On a store that has never held a
+// sealed value it records a key check sealed under the primary key; on one that has, a key
+// that cannot open the check is refused with ErrWrongMasterKey and nothing is written.
+// It also makes sure the default workspace exists.
+func (v *Vault) Unlock(ctx context.Context) error {
+	blob, err := v.store.GetMeta(ctx, metaKeyCheck)
+	switch {
+	case errors.Is(err, sesame.ErrNotFound):
+		n, err := v.store.CountSealed(ctx)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fmt.Errorf("%w: the store holds %d sealed values but no key check", ErrWrongMasterKey, n)
+		}
+		sealed, err := v.keyring.Seal(keyCheckPlaintext, metaKeyCheck)
+		if err != nil {
+			return err
+		}
+		if err := v.store.PutMeta(ctx, metaKeyCheck, sealed, true); err != nil && !errors.Is(err, sesame.ErrAlreadyExists) {
+			return err
+		} else if err != nil {
+			return v.Unlock(ctx) // another replica initialised the store first: check against its key
+		}
+	case err != nil:
+		return err
+	default:
+		if _, err := v.keyring.Open(blob, metaKeyCheck); err != nil {
+			id, _ := crypt.KeyIDOf(blob)
+			return fmt.Errorf("%w: the store is sealed under master key %s, and the key given (%s) cannot open it",
+				ErrWrongMasterKey, id, v.keyring.Primary())
+		}
+	}
+	err = v.store.CreateWorkspace(ctx, sesame.Workspace{Name: sesame.DefaultWorkspace, CreatedAt: v.now()})
+	if err != nil && !errors.Is(err, sesame.ErrAlreadyExists) {
+		return err
+	}
+	return nil
+}
+
+// ServerSecret returns the server-wide random secret called name, creating it (sealed, 32
+// bytes) on first use. Every replica gets the same value.
+func (v *Vault) ServerSecret(ctx context.Context, name string) (sesame.Secret, error) {
+	meta := "secret." + name
+	for range 2 {
+		blob, err := v.store.GetMeta(ctx, meta)
+		if err == nil {
+			pt, err := v.keyring.Open(blob, meta)
+			if err != nil {
+				return sesame.Secret{}, fmt.Errorf("vault: open server secret %s: %w", name, err)
+			}
+			return sesame.NewSecret(pt), nil
+		}
+		if !errors.Is(err, sesame.ErrNotFound) {
+			return sesame.Secret{}, err
+		}
+		raw, err := crypt.GenerateMasterKey() // 32 random bytes; only the bytes are used
+		if err != nil {
+			return sesame.Secret{}, err
+		}
+		sealed, err := v.keyring.Seal([]byte(raw.Encode()), meta)
+		raw.Wipe()
+		if err != nil {
+			return sesame.Secret{}, err
+		}
+		if err := v.store.PutMeta(ctx, meta, sealed, true); err != nil && !errors.Is(err, sesame.ErrAlreadyExists) {
+			return sesame.Secret{}, err
+		}
+	}
+	return sesame.Secret{}, fmt.Errorf("vault: server secret %s could not be created", name)
+}
+
+func secretIdentity(ws, key, field string) []string {
+	return []string{"credential", ws, key, field}
+}
+
+// Types returns the credential types the vault accepts.
+func Types() []string { return credential.Types() }

@@ -1,0 +1,107 @@
+package sesame
+
+import (
+	"context"
+	"regexp"
+	"time"
+)
+
+// DefaultWorkspace exists from the first start and cannot be deleted.
+const DefaultWorkspace = "default"
+
+// Workspace is a namespace; everything else lives in one.
+type Workspace struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+var (
+	workspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	credentialKey = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	userName      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$`)
+)
+
+// ValidWorkspaceName reports whether s is a valid workspace name: lowercase letters,
+// digits, '-' and '_', at most 63 characters, starting with a letter or digit.
+func ValidWorkspaceName(s string) bool { return workspaceName.MatchString(s) }
+
+// ValidCredentialKey reports whether s is a valid credential key such as
+// "google.oauth" or "weather.basicAuth".
+func ValidCredentialKey(s string) bool { return credentialKey.MatchString(s) }
+
+// ValidUserName reports whether s is a valid user name.
+func ValidUserName(s string) bool { return userName.MatchString(s) }
+
+// CredentialRecord is a credential as storage holds it: public fields in clear, each
+// secret field only as a sealed blob bound to (workspace, key, field).
+type CredentialRecord struct {
+	Workspace string
+	Key       string
+	Type      string
+	Public    map[string]any
+	Secrets   []SealedField
+	Version   int64 // incremented on every write; used for compare-and-swap
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// SealedField is one secret field of a credential. A nil Blob means the value is missing
+// (for example after a workspace copy) and must be supplied again.
+type SealedField struct {
+	Name      string
+	Blob      []byte
+	UpdatedAt time.Time
+}
+
+// Secret returns the sealed field with the given name.
+func (r CredentialRecord) Secret(name string) (SealedField, bool) {
+	for _, s := range r.Secrets {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return SealedField{}, false
+}
+
+// User is an inbound identity.
+type User struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// APIKey is an issued key as storage holds it: never the key, only its hash.
+type APIKey struct {
+	ID         string     `json:"id"`
+	UserID     string     `json:"user_id"`
+	Name       string     `json:"name"`
+	Hash       []byte     `json:"-"`
+	CreatedAt  time.Time  `json:"created_at"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+}
+
+// Principal is who makes a request.
+type Principal struct {
+	UserID   string
+	UserName string
+	KeyID    string
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns a context carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the principal of the request, if it was authenticated.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// Clock returns the current time. Services take one so tests can move time.
+type Clock func() time.Time
