@@ -28,7 +28,7 @@ type credential struct {
 	Key          string         `json:"key"`
 	Type         string         `json:"type"`
 	Fields       map[string]any `json:"fields"`
-	NeedsSecrets []string       `json:"needs_secrets"`
+	NeedsSecrets []string       `json:"needs_secrets,omitempty"`
 	Version      int64          `json:"version"`
 	CreatedAt    time.Time      `json:"created_at"`
 	UpdatedAt    time.Time      `json:"updated_at"`

@@ -117,6 +117,17 @@ type Input struct {
 // Parse checks a credential body {"type": ..., "fields": {...}} and splits it into public
 // values and secret inputs. Errors name the offending field and never quote a value.
 func Parse(body []byte) (Input, error) {
+	in, err := ParseUnchecked(body)
+	if err != nil {
+		return Input{}, err
+	}
+	return in, in.Validate()
+}
+
+// ParseUnchecked is Parse without the checks that need every field at once (required
+// fields and the kind's combination rules), so a caller can first say something more
+// precise about a field that is missing; it must then call Validate.
+func ParseUnchecked(body []byte) (Input, error) {
 	var raw struct {
 		Type   *string                    `json:"type"`
 		Fields map[string]json.RawMessage `json:"fields"`
@@ -134,8 +145,9 @@ func Parse(body []byte) (Input, error) {
 	}
 	kind, ok := Lookup(*raw.Type)
 	if !ok {
-		return Input{}, sesame.Errorf(sesame.CodeUnknownType, "unknown credential type %q; known types: %s",
-			truncate(*raw.Type, 64), strings.Join(Types(), ", "))
+		// The value is not echoed: a pasted secret in the wrong place must not come back.
+		return Input{}, sesame.Errorf(sesame.CodeUnknownType, "field %q names an unknown credential type; known types: %s",
+			"type", strings.Join(Types(), ", "))
 	}
 	return kind.parseFields(raw.Fields)
 }
@@ -179,6 +191,12 @@ func (k *Kind) parseFields(fields map[string]json.RawMessage) (Input, error) {
 			in.Public[f.Name] = f.Default
 		}
 	}
+	return in, nil
+}
+
+// Validate checks that required fields are present and that the kind accepts the
+// combination of fields.
+func (in Input) Validate() error {
 	present := func(name string) bool {
 		if _, ok := in.Public[name]; ok {
 			return true
@@ -186,17 +204,15 @@ func (k *Kind) parseFields(fields map[string]json.RawMessage) (Input, error) {
 		_, ok := in.Secrets[name]
 		return ok
 	}
-	for _, f := range k.Fields {
+	for _, f := range in.Kind.Fields {
 		if f.Required && !present(f.Name) {
-			return Input{}, sesame.Errorf(sesame.CodeMissingField, "field %q is required for type %s", f.Name, k.Name)
+			return sesame.Errorf(sesame.CodeMissingField, "field %q is required for type %s", f.Name, in.Kind.Name)
 		}
 	}
-	if k.Check != nil {
-		if err := k.Check(in.Public, present); err != nil {
-			return Input{}, err
-		}
+	if in.Kind.Check != nil {
+		return in.Kind.Check(in.Public, present)
 	}
-	return in, nil
+	return nil
 }
 
 func (k *Kind) fieldNames() []string {

@@ -68,7 +68,7 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 	if err := checkNames(ws, key); err != nil {
 		return CredentialView{}, false, err
 	}
-	in, err := credential.Parse(body)
+	in, err := credential.ParseUnchecked(body)
 	if err != nil {
 		return CredentialView{}, false, err
 	}
@@ -77,13 +77,7 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 	if err != nil && !errors.Is(err, sesame.ErrNotFound) {
 		return CredentialView{}, false, err
 	}
-	now := v.now().UTC()
-	rec := sesame.CredentialRecord{
-		Workspace: ws, Key: key, Type: in.Kind.Name, Public: in.Public,
-		CreatedAt: now, UpdatedAt: now,
-	}
 	if exists {
-		rec.CreatedAt = old.CreatedAt
 		// A stored secret the body does not mention would be dropped silently: refuse.
 		for _, s := range old.Secrets {
 			if _, given := in.Secrets[s.Name]; !given && s.Blob != nil {
@@ -93,6 +87,17 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 				}
 			}
 		}
+	}
+	if err := in.Validate(); err != nil {
+		return CredentialView{}, false, err
+	}
+	now := v.now().UTC()
+	rec := sesame.CredentialRecord{
+		Workspace: ws, Key: key, Type: in.Kind.Name, Public: in.Public,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if exists {
+		rec.CreatedAt = old.CreatedAt
 	}
 	for _, name := range in.Kind.SecretFields() {
 		si, ok := in.Secrets[name]
