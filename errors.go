@@ -7,6 +7,7 @@ package sesame
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Code is a stable, machine-readable error code. Clients match on it; never rename one.
@@ -26,6 +27,7 @@ const (
 	CodeAlreadyExists        Code = "already_exists"
 	CodeConflict             Code = "conflict"
 	CodeNotEmpty             Code = "not_empty"
+	CodeInUse                Code = "in_use"
 	CodeProtected            Code = "protected"
 	CodeUnauthenticated      Code = "unauthenticated"
 	CodeForbidden            Code = "forbidden"
@@ -34,6 +36,12 @@ const (
 	CodeMethodNotAllowed     Code = "method_not_allowed"
 	CodeRouteNotFound        Code = "route_not_found"
 	CodeUnavailable          Code = "unavailable"
+	CodeRateLimited          Code = "rate_limited"
+	CodeForbiddenAddress     Code = "forbidden_address"
+	CodeUpstreamError        Code = "upstream_error"
+	CodeUpstreamTimeout      Code = "upstream_timeout"
+	CodeTestFailed           Code = "connection_test_failed"
+	CodeTransformFailed      Code = "transform_failed"
 	CodeInternal             Code = "internal"
 )
 
@@ -42,6 +50,8 @@ const (
 type Error struct {
 	Code    Code
 	Message string
+	// RetryAfter, when set, tells the client when to try again (HTTP Retry-After).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

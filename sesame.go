@@ -105,3 +105,16 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 
 // Clock returns the current time. Services take one so tests can move time.
 type Clock func() time.Time
+
+// Object is a workspace object as storage holds it: a connection or a function, its body
+// (JSON or YAML as given), and the credentials it refers to.
+type Object struct {
+	Workspace string
+	Kind      string
+	Name      string
+	Body      []byte
+	Refs      []string
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}

@@ -113,6 +113,17 @@ func (r response) json(t *testing.T) map[string]any {
 // can check that no response ever carried a secret.
 func (s *testServer) do(method, path, body string) response {
 	s.t.Helper()
+	h := http.Header{}
+	if body != "" {
+		h.Set("Content-Type", "application/json")
+	}
+	return s.doWith(method, path, body, h)
+}
+
+// doWith sends a request with extra headers (the admin key is added unless the headers
+// carry their own Authorization).
+func (s *testServer) doWith(method, path, body string, h http.Header) response {
+	s.t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -121,11 +132,14 @@ func (s *testServer) do(method, path, body string) response {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+s.AdminKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+	for k, vs := range h {
+		req.Header[k] = vs
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+s.AdminKey)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

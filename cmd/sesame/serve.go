@@ -16,6 +16,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/httpapi"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/vault"
@@ -30,6 +31,8 @@ type serveConfig struct {
 	masterKeyFile string
 	logFormat     string
 	logLevel      string
+	functions     string
+	maxBody       int64
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -48,6 +51,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.masterKeyFile, "master-key-file", env("SESAME_MASTER_KEY_FILE", ""), "file holding the base64 master key (SESAME_MASTER_KEY_FILE); default: SESAME_MASTER_KEY, else <data>/master.key")
 	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
+	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
+	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -118,12 +123,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("created the admin user; its key was printed once on standard output, store it now")
 	}
 
+	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody})
+	if c.functions != "" {
+		if err := loadFunctions(ctx, gw, v, c.functions, log); err != nil {
+			return err
+		}
+	}
+
 	api := httpapi.New(httpapi.Config{
-		Vault:  v,
-		Auth:   authn,
-		Ready:  st.Ping,
-		Rotate: rotator(v, save),
-		Logger: log,
+		Vault:   v,
+		Auth:    authn,
+		Gateway: gw,
+		Ready:   st.Ping,
+		Rotate:  rotator(v, save),
+		Logger:  log,
 	})
 
 	ln, err := net.Listen("tcp", c.addr)
@@ -164,6 +177,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// loadFunctions loads dir into the default workspace and each subfolder into the
+// workspace of its name (created if needed).
+func loadFunctions(ctx context.Context, gw *gateway.Gateway, v *vault.Vault, dir string, log *slog.Logger) error {
+	n, err := gw.LoadDir(ctx, sesame.DefaultWorkspace, dir)
+	if err != nil {
+		return fmt.Errorf("--functions: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--functions: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !sesame.ValidWorkspaceName(e.Name()) {
+			continue
+		}
+		if _, err := v.CreateWorkspace(ctx, e.Name()); err != nil && sesame.ErrorCode(err) != sesame.CodeAlreadyExists {
+			return fmt.Errorf("--functions: %w", err)
+		}
+		m, err := gw.LoadDir(ctx, e.Name(), filepath.Join(dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("--functions: %w", err)
+		}
+		n += m
+	}
+	log.Info("loaded functions", "dir", dir, "count", n)
 	return nil
 }
 

@@ -51,6 +51,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 		"ws":   wsCommand,
 		"cred": credCommand,
 		"keys": keysCommand,
+		"conn": connCommand,
+		"fn":   fnCommand,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -101,16 +103,9 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// do sends a request and decodes a JSON response into out (if not nil).
+// do sends a request with a JSON body (if not nil) and decodes a JSON response into out
+// (if not nil).
 func (c *client) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
-	if c.key == "" {
-		return usagef("no API key: pass --key or set SESAME_KEY")
-	}
-	u := strings.TrimRight(c.server, "/") + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
 	var payload []byte
 	if body != nil {
 		var err error
@@ -120,6 +115,25 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 			return err
 		}
 		defer clear(payload) // may hold secret values
+	}
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	ct := ""
+	if body != nil {
+		ct = "application/json"
+	}
+	return c.doRaw(ctx, method, path, ct, payload, out)
+}
+
+// doRaw sends a request with a body of the given content type.
+func (c *client) doRaw(ctx context.Context, method, path, contentType string, payload []byte, out any) error {
+	if c.key == "" {
+		return usagef("no API key: pass --key or set SESAME_KEY")
+	}
+	u := strings.TrimRight(c.server, "/") + path
+	var rd io.Reader
+	if contentType != "" {
 		rd = bytes.NewReader(payload)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
@@ -127,8 +141,8 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	hc := c.http
 	if hc == nil {

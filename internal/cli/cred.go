@@ -18,7 +18,7 @@ const credUsage = `usage:
   sesame cred get  [-w WS] KEY
   sesame cred put  [-w WS] KEY --type TYPE [FIELD=VALUE | FIELD=@FILE | FIELD=@- | FIELD:=JSON ...] [--keep FIELD ...]
   sesame cred put  [-w WS] KEY --file BODY.json      (BODY is {"type": ..., "fields": {...}}; - reads stdin)
-  sesame cred rm   [-w WS] KEY
+  sesame cred rm   [-w WS] KEY [--force]
 FIELD=@FILE reads a value from a file and FIELD=@- from standard input, so secrets stay out
 of the shell history and the process list.`
 
@@ -47,6 +47,7 @@ func credCommand(ctx context.Context, c *client, args []string) error {
 	ws := fs.String("w", "default", "workspace")
 	typ := fs.String("type", "", "put: credential type (api_key, basic, bearer, secret, oauth2, jwt_bearer)")
 	file := fs.String("file", "", "put: read the whole JSON body from this file (- for stdin)")
+	force := fs.Bool("force", false, "rm: delete even if connections or functions use the credential")
 	var keep listFlag
 	fs.Var(&keep, "keep", "put: keep the stored value of this secret field (repeatable)")
 	pos, err := parse(fs, args[1:])
@@ -101,7 +102,11 @@ func credCommand(ctx context.Context, c *client, args []string) error {
 		if len(pos) != 1 {
 			return usagef(credUsage)
 		}
-		return c.do(ctx, http.MethodDelete, base+"/"+url.PathEscape(pos[0]), nil, nil, nil)
+		q := url.Values{}
+		if *force {
+			q.Set("force", "true")
+		}
+		return c.do(ctx, http.MethodDelete, base+"/"+url.PathEscape(pos[0]), q, nil, nil)
 	}
 	return usagef(credUsage)
 }

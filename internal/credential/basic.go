@@ -8,7 +8,8 @@ import (
 
 // basic is HTTP Basic authentication (RFC 7617).
 var basic = Kind{
-	Name: "basic",
+	Name:   "basic",
+	Inject: injectBasic,
 	Fields: []Field{
 		{Name: "username", Type: String, Required: true, MaxLen: 1024},
 		{Name: "password", Secret: true, Required: true},

@@ -2,7 +2,8 @@ package credential
 
 // bearer is a static token sent as "Authorization: <scheme> <token>".
 var bearer = Kind{
-	Name: "bearer",
+	Name:   "bearer",
+	Inject: injectBearer,
 	Fields: []Field{
 		{Name: "token", Secret: true, Required: true},
 		{Name: "scheme", Type: String, Default: "Bearer", MaxLen: 64},

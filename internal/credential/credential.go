@@ -45,11 +45,19 @@ type Kind struct {
 	// Check validates the combination of fields once each field is valid on its own.
 	// present reports whether a (public or secret) field has a value.
 	Check func(public map[string]any, present func(string) bool) error
+	// Inject adds the credential to a request; nil for kinds that need a token service.
+	Inject InjectFunc
+}
+
+// commonFields are accepted by every kind. "hosts" binds a credential to the hosts it may
+// be sent to: a connection or function that would send it elsewhere is refused.
+var commonFields = []Field{
+	{Name: "hosts", Type: StringList},
 }
 
 // Field returns the named field.
 func (k *Kind) Field(name string) (Field, bool) {
-	for _, f := range k.Fields {
+	for _, f := range append(k.Fields, commonFields...) {
 		if f.Name == name {
 			return f, true
 		}
@@ -181,6 +189,11 @@ func (k *Kind) parseFields(fields map[string]json.RawMessage) (Input, error) {
 		if err != nil {
 			return Input{}, err
 		}
+		if name == "hosts" {
+			if err := checkHosts(pv.([]any)); err != nil {
+				return Input{}, err
+			}
+		}
 		in.Public[name] = pv
 	}
 	for _, f := range k.Fields {
@@ -216,9 +229,9 @@ func (in Input) Validate() error {
 }
 
 func (k *Kind) fieldNames() []string {
-	out := make([]string, len(k.Fields))
-	for i, f := range k.Fields {
-		out[i] = f.Name
+	var out []string
+	for _, f := range append(k.Fields, commonFields...) {
+		out = append(out, f.Name)
 	}
 	return out
 }

@@ -148,7 +148,11 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error {
-	if err := s.cfg.Vault.DeleteCredential(r.Context(), r.PathValue("ws"), r.PathValue("key")); err != nil {
+	force, err := boolParam(r, "force")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Vault.DeleteCredential(r.Context(), r.PathValue("ws"), r.PathValue("key"), force); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/sesamehq/sesame"
 )
@@ -31,6 +32,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeAlreadyExists:        http.StatusConflict,
 	sesame.CodeConflict:             http.StatusConflict,
 	sesame.CodeNotEmpty:             http.StatusConflict,
+	sesame.CodeInUse:                http.StatusConflict,
 	sesame.CodeProtected:            http.StatusConflict,
 	sesame.CodeUnauthenticated:      http.StatusUnauthorized,
 	sesame.CodeForbidden:            http.StatusForbidden,
@@ -38,6 +40,12 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	sesame.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	sesame.CodeUnavailable:          http.StatusServiceUnavailable,
+	sesame.CodeRateLimited:          http.StatusTooManyRequests,
+	sesame.CodeForbiddenAddress:     http.StatusForbidden,
+	sesame.CodeUpstreamError:        http.StatusBadGateway,
+	sesame.CodeUpstreamTimeout:      http.StatusGatewayTimeout,
+	sesame.CodeTestFailed:           http.StatusUnprocessableEntity,
+	sesame.CodeTransformFailed:      http.StatusBadGateway,
 	sesame.CodeInternal:             http.StatusInternalServerError,
 }
 
@@ -64,6 +72,9 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	var e *sesame.Error
 	if errors.As(err, &e) && e.Code != sesame.CodeInternal {
 		body.Code, body.Message = e.Code, e.Message
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+		}
 	} else {
 		s.log.ErrorContext(r.Context(), "request failed", "request_id", id, "method", r.Method, "path", r.URL.Path, "err", err)
 	}

@@ -23,7 +23,7 @@ type Vault interface {
 	PutCredential(ctx context.Context, ws, key string, body []byte) (vault.CredentialView, bool, error)
 	GetCredential(ctx context.Context, ws, key string) (vault.CredentialView, error)
 	ListCredentials(ctx context.Context, ws, after string, limit int) ([]vault.CredentialView, error)
-	DeleteCredential(ctx context.Context, ws, key string) error
+	DeleteCredential(ctx context.Context, ws, key string, force bool) error
 }
 
 // Authenticator turns a presented API key into a principal.
@@ -40,6 +40,7 @@ type Config struct {
 	Auth    Authenticator
 	Ready   func(ctx context.Context) error // reports whether the store is reachable
 	Rotate  Rotator
+	Gateway Gateway
 	Logger  *slog.Logger
 	MaxBody int64 // largest JSON request body; 0 means 1 MiB
 }
@@ -66,6 +67,10 @@ func New(cfg Config) *Server {
 		handler := s.handle(h)
 		if !rt.anonymous {
 			handler = s.authenticate(handler)
+		}
+		if rt.method == anyMethod {
+			s.mux.Handle(rt.pattern, handler)
+			continue
 		}
 		s.mux.Handle(rt.method+" "+rt.pattern, handler)
 		methods[rt.pattern] = append(methods[rt.pattern], rt.method)

@@ -96,14 +96,24 @@ func (s *Store) rewrapColumn(ctx context.Context, c sealedColumn, fn Rewrapper) 
 		for i, k := range c.keys {
 			update += fmt.Sprintf(` AND %s = $%d`, k, i+3)
 		}
+		// fn runs before the transaction opens: it may be slow or use the store itself, and
+		// on SQLite the transaction holds the only write connection. The compare-and-swap
+		// below catches any write that lands in between.
+		outs := make([][]byte, len(batch))
+		for i, it := range batch {
+			out, changed, err := fn(it.blob)
+			if err != nil {
+				return total, err
+			}
+			if changed {
+				outs[i] = out
+			}
+		}
 		n := 0
 		err = s.tx(ctx, func(tx *sql.Tx) error {
-			for _, it := range batch {
-				out, changed, err := fn(it.blob)
-				if err != nil {
-					return err
-				}
-				if !changed {
+			for i, it := range batch {
+				out := outs[i]
+				if out == nil {
 					continue
 				}
 				res, err := tx.ExecContext(ctx, update, append([]any{out, it.blob}, it.keys...)...)

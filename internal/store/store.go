@@ -178,8 +178,9 @@ func (s *Store) DeleteWorkspace(ctx context.Context, name string, force bool) er
 	})
 }
 
-// CopyWorkspace creates workspace to with the credentials of from: types, public fields and
-// the names of secret fields, but no secret values (their blobs are NULL: "needs secret").
+// CopyWorkspace creates workspace to with the credentials of from (types, public fields and
+// the names of secret fields, but no secret values: their blobs are NULL, "needs secret")
+// and its connections and functions.
 func (s *Store) CopyWorkspace(ctx context.Context, from, to string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var one int
@@ -199,8 +200,16 @@ func (s *Store) CopyWorkspace(ctx context.Context, from, to string, now time.Tim
 			SELECT $1, cred_key, type, public, 1, $2, $2 FROM credentials WHERE workspace = $3`, to, nanos(now), from); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO credential_secrets (workspace, cred_key, field, blob, updated_at)
-			SELECT $1, cred_key, field, NULL, $2 FROM credential_secrets WHERE workspace = $3`, to, nanos(now), from)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO credential_secrets (workspace, cred_key, field, blob, updated_at)
+			SELECT $1, cred_key, field, NULL, $2 FROM credential_secrets WHERE workspace = $3`, to, nanos(now), from); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO objects (workspace, kind, name, body, version, created_at, updated_at)
+			SELECT $1, kind, name, body, 1, $2, $2 FROM objects WHERE workspace = $3`, to, nanos(now), from); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO object_refs (workspace, kind, name, credential)
+			SELECT $1, kind, name, credential FROM object_refs WHERE workspace = $2`, to, from)
 		return err
 	})
 }
@@ -336,9 +345,19 @@ func (s *Store) PutCredential(ctx context.Context, rec sesame.CredentialRecord, 
 	return newVersion, err
 }
 
-// DeleteCredential removes a credential and its sealed fields.
-func (s *Store) DeleteCredential(ctx context.Context, ws, key string) error {
+// DeleteCredential removes a credential and its sealed fields. Unless force, a credential
+// that a connection or function refers to is refused with CodeInUse naming them.
+func (s *Store) DeleteCredential(ctx context.Context, ws, key string, force bool) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if !force {
+			users, err := credentialUsers(ctx, tx, ws, key)
+			if err != nil {
+				return err
+			}
+			if len(users) > 0 {
+				return inUse(key, users)
+			}
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM credentials WHERE workspace = $1 AND cred_key = $2`, ws, key)
 		if err != nil {
 			return err

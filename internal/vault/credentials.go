@@ -172,12 +172,13 @@ func (v *Vault) ListCredentials(ctx context.Context, ws, after string, limit int
 	return out, nil
 }
 
-// DeleteCredential removes ws/key.
-func (v *Vault) DeleteCredential(ctx context.Context, ws, key string) error {
+// DeleteCredential removes ws/key. A credential that connections or functions use is
+// refused unless force.
+func (v *Vault) DeleteCredential(ctx context.Context, ws, key string, force bool) error {
 	if err := checkNames(ws, key); err != nil {
 		return err
 	}
-	err := v.store.DeleteCredential(ctx, ws, key)
+	err := v.store.DeleteCredential(ctx, ws, key, force)
 	if errors.Is(err, sesame.ErrNotFound) {
 		return v.notFound(ctx, ws, key)
 	}

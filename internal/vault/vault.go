@@ -33,7 +33,7 @@ type Store interface {
 	GetCredential(ctx context.Context, ws, key string) (sesame.CredentialRecord, error)
 	ListCredentials(ctx context.Context, ws, after string, limit int) ([]sesame.CredentialRecord, error)
 	PutCredential(ctx context.Context, rec sesame.CredentialRecord, expectVersion int64) (int64, error)
-	DeleteCredential(ctx context.Context, ws, key string) error
+	DeleteCredential(ctx context.Context, ws, key string, force bool) error
 }
 
 // Vault is the credential vault service.

@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/credential"
+	"github.com/sesamehq/sesame/internal/function"
+)
+
+// CallResult is what a function call returns to the caller.
+type CallResult struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    any               `json:"body"`
+}
+
+// defaultResponseHeaders are returned when a function does not choose its own.
+var defaultResponseHeaders = []string{"Content-Type", "Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
+// CallFunction runs function name with the caller's parameters. Credential parameters are
+// resolved from the vault; a caller may never pass one.
+func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[string]any) (CallResult, error) {
+	f, fo, err := g.loadFunction(ctx, ws, name)
+	if err != nil {
+		return CallResult{}, err
+	}
+	base, conn, co, err := g.target(ctx, ws, f)
+	if err != nil {
+		return CallResult{}, err
+	}
+	host := hostOf(base)
+
+	// Credentials placed like parameters (api_key, secret) go through Build; the others
+	// (basic, bearer, ...) are injected into the built request.
+	secrets := map[string]sesame.Secret{}
+	defer wipe(secrets)
+	type injection struct {
+		key string
+		t   credential.Target
+	}
+	var injections []injection
+	for pname, p := range f.Parameters {
+		key := ""
+		if function.IsAuth(pname, p) {
+			key = *p.Value
+		} else if k, ok := g.namedSecret(ctx, ws, p); ok {
+			key = k
+		}
+		if key == "" {
+			continue
+		}
+		r, err := g.cfg.Vault.Resolve(ctx, ws, key)
+		if err != nil {
+			return CallResult{}, err
+		}
+		if !credential.HostAllowed(r.Public, host) {
+			wipe(r.Secrets)
+			return CallResult{}, sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, host)
+		}
+		switch r.Type {
+		case "api_key", "secret":
+			secrets[pname] = r.Secrets["value"]
+		default:
+			wipe(r.Secrets)
+			injections = append(injections, injection{key: key, t: credential.Target{In: p.Location, Name: pname}})
+		}
+	}
+	built, err := f.Build(args, secrets)
+	if err != nil {
+		return CallResult{}, err
+	}
+
+	var body io.Reader
+	if built.Body != nil {
+		body = bytes.NewReader(built.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, built.Method, base+built.Path, body)
+	if err != nil {
+		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call could not be built into a request")
+	}
+	if built.Body != nil {
+		b := built.Body
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	}
+	if len(built.Query) > 0 {
+		req.URL.RawQuery = built.Query.Encode()
+	}
+	for k, vs := range built.Header {
+		req.Header[k] = vs
+	}
+	if built.ContentType != "" {
+		req.Header.Set("Content-Type", built.ContentType)
+	}
+	if req.URL.Host != host {
+		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call would leave the function's host")
+	}
+	for _, in := range injections {
+		if err := g.inject(ctx, ws, req, in.key, in.t); err != nil {
+			return CallResult{}, err
+		}
+	}
+
+	c := Connection{BaseURI: base}
+	cacheKey, version := objectKey(ws, KindFunction, name), fo.Version
+	if conn != nil {
+		c, cacheKey, version = *conn, objectKey(ws, KindConnection, f.Connection), co.Version
+		if len(injections) > 0 || len(secrets) > 0 {
+			c.Credential = "" // the function's own credentials replace the connection's
+		}
+	}
+	rec := CallRecord{Kind: "function", Target: name, Connection: f.Connection}
+	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec)
+	if err != nil {
+		return CallResult{}, err
+	}
+	defer resp.Body.Close()
+	return g.result(ctx, f, c, resp)
+}
+
+// result reads the upstream response (bounded), decodes JSON and applies the transform.
+func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response) (CallResult, error) {
+	limit := g.cfg.MaxBody
+	if c.MaxBodyBytes > 0 {
+		limit = c.MaxBodyBytes
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return CallResult{}, outboundError(err)
+	}
+	if int64(len(data)) > limit {
+		return CallResult{}, sesame.Errorf(sesame.CodeUpstreamError, "the upstream response is larger than %d bytes", limit)
+	}
+	out := CallResult{Status: resp.StatusCode, Headers: map[string]string{}}
+	names := f.ResponseHeaders
+	if len(names) == 0 {
+		names = defaultResponseHeaders
+	}
+	for _, h := range names {
+		if v := resp.Header.Get(h); v != "" {
+			out.Headers[http.CanonicalHeaderKey(h)] = v
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	var v any
+	if isJSON || (mt == "" && json.Valid(data)) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		if err := dec.Decode(&v); err != nil {
+			out.Body = string(data)
+			return out, nil
+		}
+		if resp.StatusCode < 400 && f.OutputTransform != "" {
+			if v, err = f.Transform(ctx, v); err != nil {
+				return CallResult{}, err
+			}
+		}
+		out.Body = v
+		return out, nil
+	}
+	out.Body = string(data)
+	return out, nil
+}

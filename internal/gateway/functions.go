@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sort"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/function"
+)
+
+// FunctionView is a stored function as the API shows it.
+type FunctionView struct {
+	Workspace string `json:"workspace"`
+	*function.Function
+	Source    string    `json:"source"`
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+type cachedFunc struct {
+	version int64
+	fn      *function.Function
+}
+
+// functionRefs checks every credential a function names and returns their keys: the
+// auth parameters, and any parameter whose default names a stored api_key or secret.
+// Each must exist and may be sent to host.
+func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Function, host string) ([]string, error) {
+	var refs []string
+	names := make([]string, 0, len(f.Parameters))
+	for name := range f.Parameters {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := f.Parameters[name]
+		field := "parameters." + name + ".value"
+		if function.IsAuth(name, p) {
+			if _, err := g.checkCredential(ctx, ws, *p.Value, host, field); err != nil {
+				return nil, err
+			}
+			refs = append(refs, *p.Value)
+			continue
+		}
+		if key, ok := g.namedSecret(ctx, ws, p); ok {
+			if _, err := g.checkCredential(ctx, ws, key, host, field); err != nil {
+				return nil, err
+			}
+			refs = append(refs, key)
+		}
+	}
+	return refs, nil
+}
+
+// namedSecret reports whether a non-auth parameter's default value names a stored
+// api_key or secret credential, which then stands in for the value.
+func (g *Gateway) namedSecret(ctx context.Context, ws string, p function.Param) (string, bool) {
+	if p.Value == nil || !sesame.ValidCredentialKey(*p.Value) {
+		return "", false
+	}
+	rec, err := g.cfg.Store.GetCredential(ctx, ws, *p.Value)
+	if err != nil || (rec.Type != "api_key" && rec.Type != "secret") {
+		return "", false
+	}
+	return *p.Value, true
+}
+
+// target returns the base URI a function calls and, if any, its connection.
+func (g *Gateway) target(ctx context.Context, ws string, f *function.Function) (string, *Connection, sesame.Object, error) {
+	if f.Connection == "" {
+		return f.URL, nil, sesame.Object{}, nil
+	}
+	c, o, err := g.loadConnection(ctx, ws, f.Connection)
+	if sesame.ErrorCode(err) == sesame.CodeNotFound {
+		return "", nil, o, sesame.Errorf(sesame.CodeInvalidField, "connection: connection %q does not exist in workspace %q", f.Connection, ws)
+	}
+	if err != nil {
+		return "", nil, o, err
+	}
+	return c.BaseURI, &c, o, nil
+}
+
+// PutFunction creates or replaces a function from its YAML (or JSON) definition.
+func (g *Gateway) PutFunction(ctx context.Context, ws, name string, src []byte) (FunctionView, bool, error) {
+	if err := checkWorkspace(ws); err != nil {
+		return FunctionView{}, false, err
+	}
+	if err := checkName("function", name); err != nil {
+		return FunctionView{}, false, err
+	}
+	f, err := function.Parse(name, src)
+	if err != nil {
+		return FunctionView{}, false, err
+	}
+	base, _, _, err := g.target(ctx, ws, f)
+	if err != nil {
+		return FunctionView{}, false, err
+	}
+	refs, err := g.functionRefs(ctx, ws, f, hostOf(base))
+	if err != nil {
+		return FunctionView{}, false, err
+	}
+	old, err := g.cfg.Store.GetObject(ctx, ws, KindFunction, name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sesame.ErrNotFound) {
+		return FunctionView{}, false, err
+	}
+	now := g.cfg.Clock.Now().UTC()
+	o := sesame.Object{Workspace: ws, Kind: KindFunction, Name: name, Body: src, Refs: refs, CreatedAt: now, UpdatedAt: now}
+	if exists {
+		o.CreatedAt = old.CreatedAt
+	}
+	if o.Version, err = g.cfg.Store.PutObject(ctx, o, old.Version); err != nil {
+		return FunctionView{}, false, err
+	}
+	g.forget(objectKey(ws, KindFunction, name))
+	return FunctionView{Workspace: ws, Function: f, Source: string(src), Version: o.Version, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}, !exists, nil
+}
+
+// loadFunction returns a stored function, parsed once per version.
+func (g *Gateway) loadFunction(ctx context.Context, ws, name string) (*function.Function, sesame.Object, error) {
+	if err := checkWorkspace(ws); err != nil {
+		return nil, sesame.Object{}, err
+	}
+	if err := checkName("function", name); err != nil {
+		return nil, sesame.Object{}, err
+	}
+	o, err := g.cfg.Store.GetObject(ctx, ws, KindFunction, name)
+	if err != nil {
+		return nil, o, notFound(err, "function", name, ws)
+	}
+	key := objectKey(ws, KindFunction, name)
+	g.mu.Lock()
+	c, ok := g.parsed[key]
+	g.mu.Unlock()
+	if ok && c.version == o.Version {
+		return c.fn, o, nil
+	}
+	f, err := function.Parse(name, o.Body)
+	if err != nil {
+		return nil, o, fmt.Errorf("gateway: stored function %s/%s no longer parses: %w", ws, name, err)
+	}
+	g.mu.Lock()
+	g.parsed[key] = cachedFunc{version: o.Version, fn: f}
+	g.mu.Unlock()
+	return f, o, nil
+}
+
+// GetFunction returns a function with its source.
+func (g *Gateway) GetFunction(ctx context.Context, ws, name string) (FunctionView, error) {
+	f, o, err := g.loadFunction(ctx, ws, name)
+	if err != nil {
+		return FunctionView{}, err
+	}
+	return FunctionView{Workspace: ws, Function: f, Source: string(o.Body), Version: o.Version, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}, nil
+}
+
+// ListFunctions returns a page of functions.
+func (g *Gateway) ListFunctions(ctx context.Context, ws, after string, limit int) ([]FunctionView, error) {
+	if err := checkWorkspace(ws); err != nil {
+		return nil, err
+	}
+	objs, err := g.cfg.Store.ListObjects(ctx, ws, KindFunction, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]FunctionView, 0, len(objs))
+	for _, o := range objs {
+		f, err := function.Parse(o.Name, o.Body)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: stored function %s/%s: %w", ws, o.Name, err)
+		}
+		out = append(out, FunctionView{Workspace: ws, Function: f, Source: string(o.Body), Version: o.Version, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt})
+	}
+	return out, nil
+}
+
+// DeleteFunction removes a function.
+func (g *Gateway) DeleteFunction(ctx context.Context, ws, name string) error {
+	if err := checkWorkspace(ws); err != nil {
+		return err
+	}
+	if err := checkName("function", name); err != nil {
+		return err
+	}
+	err := g.cfg.Store.DeleteObject(ctx, ws, KindFunction, name)
+	g.forget(objectKey(ws, KindFunction, name))
+	return err
+}
+
+// LoadDir stores every function defined in dir (*.yaml or *.yml; the name is the file
+// name without the extension) in workspace ws. It stops at the first invalid file, naming it.
+func (g *Gateway) LoadDir(ctx context.Context, ws, dir string) (int, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		src, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return n, err
+		}
+		if _, _, err := g.PutFunction(ctx, ws, strings.TrimSuffix(e.Name(), ext), src); err != nil {
+			return n, fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,179 @@
+// Package gateway makes the outbound calls (PRODUCT.md C2, C3): it keeps connections and
+// functions, and runs functions and the proxy, injecting the stored credential at call
+// time through the outbound client of each connection.
+package gateway
+
+import (
+	"net/http"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/credential"
+	"github.com/sesamehq/sesame/internal/outbound"
+	"github.com/sesamehq/sesame/internal/vault"
+)
+
+// Object kinds in the store.
+const (
+	KindConnection = "connection"
+	KindFunction   = "function"
+)
+
+// Store is the storage the gateway needs.
+type Store interface {
+	GetObject(ctx context.Context, ws, kind, name string) (sesame.Object, error)
+	ListObjects(ctx context.Context, ws, kind, after string, limit int) ([]sesame.Object, error)
+	PutObject(ctx context.Context, o sesame.Object, expectVersion int64) (int64, error)
+	DeleteObject(ctx context.Context, ws, kind, name string) error
+	GetCredential(ctx context.Context, ws, key string) (sesame.CredentialRecord, error)
+}
+
+// Vault opens credentials for injection.
+type Vault interface {
+	Resolve(ctx context.Context, ws, key string) (vault.Resolved, error)
+}
+
+// Injector adds credential material that must be fetched or signed at call time (oauth2,
+// jwt_bearer). Static kinds use credential.Inject.
+type Injector interface {
+	Inject(ctx context.Context, req *http.Request, m credential.Material, t credential.Target) error
+}
+
+// CallRecord is what the gateway reports about every outbound call, for the audit trail.
+// It never holds a secret.
+type CallRecord struct {
+	Time       time.Time
+	Workspace  string
+	UserID     string
+	KeyID      string
+	Kind       string // "function", "proxy" or "test"
+	Target     string // function or connection name
+	Connection string
+	Method     string
+	Host       string
+	Status     int // upstream status; 0 if no response
+	Latency    time.Duration
+	Error      string // error code, if the call failed
+}
+
+// Recorder receives call records.
+type Recorder interface {
+	RecordCall(ctx context.Context, r CallRecord)
+}
+
+// LogRecorder writes call records to a structured log.
+type LogRecorder struct{ Log *slog.Logger }
+
+// RecordCall logs r.
+func (l LogRecorder) RecordCall(ctx context.Context, r CallRecord) {
+	l.Log.LogAttrs(ctx, slog.LevelInfo, "outbound call",
+		slog.String("workspace", r.Workspace), slog.String("user_id", r.UserID), slog.String("key_id", r.KeyID),
+		slog.String("kind", r.Kind), slog.String("target", r.Target), slog.String("connection", r.Connection),
+		slog.String("method", r.Method), slog.String("host", r.Host), slog.Int("status", r.Status),
+		slog.Float64("latency_ms", float64(r.Latency.Microseconds())/1000), slog.String("error", r.Error))
+}
+
+// Config holds the gateway's dependencies and limits.
+type Config struct {
+	Store    Store
+	Vault    Vault
+	Clock    outbound.Clock
+	Logger   *slog.Logger
+	Recorder Recorder
+	// MaxBody bounds proxied request and response bodies and function responses; 0 means 1 GiB.
+	MaxBody int64
+	// Injectors for kinds without a static injector, by credential type.
+	Injectors map[string]Injector
+}
+
+// Gateway runs outbound calls.
+type Gateway struct {
+	cfg Config
+
+	mu      sync.Mutex
+	clients map[string]cachedClient // by workspace/kind/name
+	parsed  map[string]cachedFunc
+}
+
+type cachedClient struct {
+	version int64
+	client  *outbound.Client
+}
+
+// New returns a gateway.
+func New(cfg Config) *Gateway {
+	if cfg.Clock == nil {
+		cfg.Clock = outbound.SystemClock()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Recorder == nil {
+		cfg.Recorder = LogRecorder{Log: cfg.Logger}
+	}
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 1 << 30
+	}
+	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{}}
+}
+
+// client returns the outbound client for an object version, building it on first use.
+func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *outbound.Client {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.clients[cacheKey]; ok && c.version == version {
+		return c.client
+	}
+	if old, ok := g.clients[cacheKey]; ok {
+		old.client.CloseIdleConnections()
+	}
+	c := outbound.NewClient(p, g.cfg.Clock)
+	g.clients[cacheKey] = cachedClient{version: version, client: c}
+	return c
+}
+
+func (g *Gateway) forget(cacheKey string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if c, ok := g.clients[cacheKey]; ok {
+		c.client.CloseIdleConnections()
+		delete(g.clients, cacheKey)
+	}
+	delete(g.parsed, cacheKey)
+}
+
+func objectKey(ws, kind, name string) string { return ws + "/" + kind + "/" + name }
+
+func checkName(what, name string) error {
+	if !sesame.ValidCredentialKey(name) {
+		return sesame.Errorf(sesame.CodeInvalidName, "invalid %s name: use 1-128 letters, digits, '.', '-' or '_', starting with a letter or digit", what)
+	}
+	return nil
+}
+
+func checkWorkspace(ws string) error {
+	if !sesame.ValidWorkspaceName(ws) {
+		return sesame.Errorf(sesame.CodeInvalidName, "invalid workspace name: use 1-63 lowercase letters, digits, '-' or '_'")
+	}
+	return nil
+}
+
+// notFound translates a store miss into a message naming the object.
+func notFound(err error, what, name, ws string) error {
+	if errors.Is(err, sesame.ErrNotFound) {
+		return sesame.Errorf(sesame.CodeNotFound, "%s %q not found in workspace %q", what, name, ws)
+	}
+	return err
+}
+
+func errorCodeOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	return string(sesame.ErrorCode(err))
+}
+
