@@ -71,6 +71,10 @@ func TestREADMETour(t *testing.T) {
 		"master key rotated:",
 		"sesame listening",
 		"msg=stopped",
+		`"next_cursor"`, // the proxied, paginated list of workspaces
+		`"acme",`,       // fn call: the jq transform's list of workspace names
+		"in_use",        // deleting a credential that is in use
+		"function list-workspaces saved",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tour output lacks %q:\n%s", want, out)

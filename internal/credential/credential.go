@@ -145,7 +145,8 @@ func ParseUnchecked(body []byte) (Input, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return Input{}, jsonError(err)
 	}
-	if dec.More() {
+	// Only whitespace may follow the value. (dec.More() would let a stray "}" or "]" through.)
+	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) != 0 {
 		return Input{}, sesame.Errorf(sesame.CodeInvalidJSON, "request body must hold a single JSON object")
 	}
 	if raw.Type == nil || *raw.Type == "" {

@@ -137,7 +137,8 @@ func unmarshalStrict(body []byte, v any) error {
 		}
 		return sesame.Errorf(sesame.CodeInvalidJSON, "request body is not valid JSON")
 	}
-	if dec.More() {
+	// Only whitespace may follow the value. (dec.More() would let a stray "}" or "]" through.)
+	if len(bytes.Trim(body[dec.InputOffset():], " \t\r\n")) != 0 {
 		return sesame.Errorf(sesame.CodeInvalidJSON, "request body must hold a single JSON object")
 	}
 	return nil
