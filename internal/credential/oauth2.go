@@ -16,6 +16,11 @@ var oauth2 = Kind{
 		{Name: "provider", Type: String, MaxLen: 64},
 	},
 	Check: func(public map[string]any, present func(string) bool) error {
+		// The client credentials grant authenticates the client with its secret; no
+		// provider template can supply that.
+		if public["grant"] == "client_credentials" && !present("client_secret") {
+			return sesame.Errorf(sesame.CodeMissingField, "field %q is required for the client_credentials grant", "client_secret")
+		}
 		// A provider template supplies the URLs; without one they must be given.
 		if present("provider") {
 			return nil
@@ -25,9 +30,6 @@ var oauth2 = Kind{
 		}
 		if public["grant"] == "authorization_code" && !present("auth_url") {
 			return sesame.Errorf(sesame.CodeMissingField, "field %q is required for the authorization_code grant unless %q names a provider template", "auth_url", "provider")
-		}
-		if public["grant"] == "client_credentials" && !present("client_secret") {
-			return sesame.Errorf(sesame.CodeMissingField, "field %q is required for the client_credentials grant", "client_secret")
 		}
 		return nil
 	},

@@ -24,6 +24,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 )
@@ -114,6 +116,13 @@ func (k *MasterKey) String() string { return "master-key:" + k.id.String() }
 
 // GoString never prints key material.
 func (k *MasterKey) GoString() string { return k.String() }
+
+// Format prints only the key ID, whatever the verb (%d or %x of the struct would otherwise
+// walk into the key bytes).
+func (k *MasterKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// LogValue logs only the key ID.
+func (k *MasterKey) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
 	block, err := aes.NewCipher(key)

@@ -23,7 +23,7 @@ import (
 type Request struct {
 	Method string
 	// Path is escaped and starts with "/", or is "" when the function has no path. It
-	// never holds an empty, "." or ".." segment, a scheme or a host.
+	// never holds "//", a "." or ".." segment, a scheme or a host.
 	Path   string
 	Query  url.Values  // never nil
 	Header http.Header // never nil; keys canonical
@@ -367,7 +367,11 @@ func (f *Function) buildBody(values map[string]any) ([]byte, error) {
 		if !ok {
 			return nil, nil
 		}
-		if obj, isObject := v.(map[string]any); isObject {
+		// Only an object template renders to a new map; a template that is one
+		// placeholder renders to the value itself, which Build must not change (Parse
+		// allows no unused body parameters then).
+		if _, tmplIsObject := f.Body.(map[string]any); tmplIsObject {
+			obj := v.(map[string]any)
 			for name, val := range values {
 				if f.Parameters[name].Location == LocationBody && !f.bodyUsed[name] {
 					obj[name] = val

@@ -269,7 +269,7 @@ var paramFields = []string{"location", "required", "type", "value", "description
 // decode fills f from the mapping root, checking the shape of each field.
 func (p *parser) decode(root *yaml.Node, f *Function) error {
 	return p.pairs(root, "", func(key string, k, v *yaml.Node) error {
-		p.lines[key] = v.Line
+		p.lines[key] = k.Line
 		strField := func(dst *string, max int) error {
 			s, _, err := p.str(v, key)
 			if err != nil {
@@ -299,9 +299,8 @@ func (p *parser) decode(root *yaml.Node, f *Function) error {
 		case "outputTransform":
 			err = strField(&f.OutputTransform, MaxTransformLen)
 		case "parameters":
-			err = p.decodeParams(v, f)
+			err = p.decodeParams(k, v, f)
 		case "body":
-			p.lines["body"] = v.Line
 			f.Body, err = p.value(v, key, 0)
 		case "responseHeaders":
 			f.ResponseHeaders, err = p.strList(v, key, MaxResponseHeaders)
@@ -317,7 +316,7 @@ func (p *parser) decode(root *yaml.Node, f *Function) error {
 	})
 }
 
-func (p *parser) decodeParams(n *yaml.Node, f *Function) error {
+func (p *parser) decodeParams(k, n *yaml.Node, f *Function) error {
 	if isNull(n) {
 		return nil
 	}
@@ -325,7 +324,7 @@ func (p *parser) decodeParams(n *yaml.Node, f *Function) error {
 		return p.errNode(sesame.CodeInvalidField, n, "parameters", "must be a mapping from parameter name to parameter")
 	}
 	if len(n.Content)/2 > MaxParameters {
-		return p.errNode(sesame.CodeInvalidField, n, "parameters", "must have at most %d parameters", MaxParameters)
+		return p.errNode(sesame.CodeInvalidField, k, "parameters", "must have at most %d parameters", MaxParameters)
 	}
 	f.Parameters = make(map[string]Param, len(n.Content)/2)
 	return p.pairs(n, "parameters", func(name string, k, v *yaml.Node) error {
@@ -341,7 +340,7 @@ func (p *parser) decodeParams(n *yaml.Node, f *Function) error {
 		var prm Param
 		err := p.pairs(v, field, func(key string, k, v *yaml.Node) error {
 			sub := join(field, key)
-			p.lines[sub] = v.Line
+			p.lines[sub] = k.Line
 			var err error
 			switch key {
 			case "location":

@@ -308,7 +308,7 @@ func TestParseInvalid(t *testing.T) {
 		{"bad app ID", head + "allowedApps: [Com.Example]\n", sesame.CodeInvalidField, "line 3: allowedApps: entry 0 is not an app ID"},
 		{"allowAnonymous not a boolean", head + "allowAnonymous: 'true'\n", sesame.CodeInvalidField, "line 3: allowAnonymous: must be true or false"},
 		{"name mismatch", "name: other\n" + head, sesame.CodeInvalidField, "line 1: name: does not match"},
-		{"too many parameters", head + "parameters:\n" + manyParams(function.MaxParameters+1), sesame.CodeInvalidField, "line 4: parameters: must have at most 256 parameters"},
+		{"too many parameters", head + "parameters:\n" + manyParams(function.MaxParameters+1), sesame.CodeInvalidField, "line 3: parameters: must have at most 256 parameters"},
 		{"too large", head + "description: " + strings.Repeat("x", function.MaxSourceSize), sesame.CodePayloadTooLarge, "larger than 64 KiB"},
 	}
 	for _, tt := range tests {

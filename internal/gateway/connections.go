@@ -316,7 +316,7 @@ func (g *Gateway) loadConnection(ctx context.Context, ws, name string) (Connecti
 	if err := checkName("connection", name); err != nil {
 		return Connection{}, sesame.Object{}, err
 	}
-	o, err := g.cfg.Store.GetObject(ctx, ws, KindConnection, name)
+	o, err := g.object(ctx, ws, KindConnection, name)
 	if err != nil {
 		return Connection{}, o, notFound(err, "connection", name, ws)
 	}

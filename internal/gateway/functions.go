@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -132,7 +132,7 @@ func (g *Gateway) loadFunction(ctx context.Context, ws, name string) (*function.
 	if err := checkName("function", name); err != nil {
 		return nil, sesame.Object{}, err
 	}
-	o, err := g.cfg.Store.GetObject(ctx, ws, KindFunction, name)
+	o, err := g.object(ctx, ws, KindFunction, name)
 	if err != nil {
 		return nil, o, notFound(err, "function", name, ws)
 	}

@@ -4,16 +4,17 @@
 package gateway
 
 import (
-	"net/http"
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/outbound"
+	"github.com/sesamehq/sesame/internal/ttlcache"
 	"github.com/sesamehq/sesame/internal/vault"
 )
 
@@ -97,6 +98,9 @@ type Gateway struct {
 	mu      sync.Mutex
 	clients map[string]cachedClient // by workspace/kind/name
 	parsed  map[string]cachedFunc
+	// objects caches connections and functions for the call path; this process's writes
+	// drop entries at once, another replica's show within the TTL.
+	objects *ttlcache.Cache[string, sesame.Object]
 }
 
 type cachedClient struct {
@@ -118,7 +122,8 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 1 << 30
 	}
-	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{}}
+	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{},
+		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil)}
 }
 
 // client returns the outbound client for an object version, building it on first use.
@@ -136,7 +141,21 @@ func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *out
 	return c
 }
 
+// object reads a connection or function through the cache.
+func (g *Gateway) object(ctx context.Context, ws, kind, name string) (sesame.Object, error) {
+	key := objectKey(ws, kind, name)
+	if o, ok := g.objects.Get(key); ok {
+		return o, nil
+	}
+	o, err := g.cfg.Store.GetObject(ctx, ws, kind, name)
+	if err == nil {
+		g.objects.Set(key, o)
+	}
+	return o, err
+}
+
 func (g *Gateway) forget(cacheKey string) {
+	g.objects.Delete(cacheKey)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.clients[cacheKey]; ok {
@@ -176,4 +195,3 @@ func errorCodeOf(err error) string {
 	}
 	return string(sesame.ErrorCode(err))
 }
-

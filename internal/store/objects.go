@@ -14,18 +14,22 @@ func (s *Store) GetObject(ctx context.Context, ws, kind, name string) (sesame.Ob
 	o := sesame.Object{Workspace: ws, Kind: kind, Name: name}
 	var body string
 	var created, updated int64
-	err := s.read.QueryRowContext(ctx, `SELECT body, version, created_at, updated_at FROM objects
+	err := s.reads.QueryRowContext(ctx, `SELECT body, version, created_at, updated_at FROM objects
 		WHERE workspace = $1 AND kind = $2 AND name = $3`, ws, kind, name).Scan(&body, &o.Version, &created, &updated)
 	if err != nil {
 		return o, s.wrap(err)
 	}
 	o.Body, o.CreatedAt, o.UpdatedAt = []byte(body), fromNanos(created), fromNanos(updated)
-	o.Refs, err = s.objectRefs(ctx, ws, kind, name)
-	return o, err
+	return o, nil
+}
+
+// ObjectRefs returns the credentials an object refers to.
+func (s *Store) ObjectRefs(ctx context.Context, ws, kind, name string) ([]string, error) {
+	return s.objectRefs(ctx, ws, kind, name)
 }
 
 func (s *Store) objectRefs(ctx context.Context, ws, kind, name string) ([]string, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT credential FROM object_refs WHERE workspace = $1 AND kind = $2 AND name = $3 ORDER BY credential`, ws, kind, name)
+	rows, err := s.reads.QueryContext(ctx, `SELECT credential FROM object_refs WHERE workspace = $1 AND kind = $2 AND name = $3 ORDER BY credential`, ws, kind, name)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -44,7 +48,7 @@ func (s *Store) objectRefs(ctx context.Context, ws, kind, name string) ([]string
 // ListObjects returns up to limit objects of a kind in ws with names after the cursor.
 // Refs are not filled in.
 func (s *Store) ListObjects(ctx context.Context, ws, kind, after string, limit int) ([]sesame.Object, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT name, body, version, created_at, updated_at FROM objects
+	rows, err := s.reads.QueryContext(ctx, `SELECT name, body, version, created_at, updated_at FROM objects
 		WHERE workspace = $1 AND kind = $2 AND name > $3 ORDER BY name LIMIT $4`, ws, kind, after, limit)
 	if err != nil {
 		return nil, s.wrap(err)

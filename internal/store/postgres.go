@@ -29,7 +29,7 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: connect to postgres: %w", err)
 	}
-	s := &Store{read: db, write: db, dialect: postgresDialect{}}
+	s := &Store{read: db, reads: newStmtCache(db), write: db, dialect: postgresDialect{}}
 	if err := s.migrate(ctx, migrationLock); err != nil {
 		db.Close()
 		return nil, err

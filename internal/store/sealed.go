@@ -29,7 +29,8 @@ const rewrapBatch = 200
 // RewrapSealed passes every sealed blob in the store through fn and writes back the ones
 // that changed, a batch per transaction. Each write is a compare-and-swap on the old blob,
 // so a secret updated concurrently is left alone (the new value is already sealed under
-// the current key). It returns how many blobs it rewrote.
+// the current key). It returns how many blobs fn changed, whether or not the write won:
+// a caller loops until a pass returns 0, at which point every blob read was current.
 func (s *Store) RewrapSealed(ctx context.Context, fn Rewrapper) (int, error) {
 	total := 0
 	for _, c := range sealedColumns {
@@ -61,7 +62,7 @@ func (s *Store) rewrapColumn(ctx context.Context, c sealedColumn, fn Rewrapper) 
 			blob []byte
 		}
 		var batch []item
-		rows, err := s.read.QueryContext(ctx, q, args...)
+		rows, err := s.reads.QueryContext(ctx, q, args...)
 		if err != nil {
 			return total, err
 		}
@@ -120,9 +121,8 @@ func (s *Store) rewrapColumn(ctx context.Context, c sealedColumn, fn Rewrapper) 
 				if err != nil {
 					return err
 				}
-				if m, _ := res.RowsAffected(); m == 1 {
-					n++
-				}
+				_ = res // a lost compare-and-swap still counts: the next pass reads the winner
+				n++
 			}
 			return nil
 		})
@@ -138,7 +138,7 @@ func (s *Store) CountSealed(ctx context.Context) (int, error) {
 	total := 0
 	for _, c := range sealedColumns {
 		var n int
-		if err := s.read.QueryRowContext(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM %s WHERE %s`, c.table, c.where)).Scan(&n); err != nil {
+		if err := s.reads.QueryRowContext(ctx, fmt.Sprintf(`SELECT COUNT(*) FROM %s WHERE %s`, c.table, c.where)).Scan(&n); err != nil {
 			return 0, s.wrap(err)
 		}
 		total += n

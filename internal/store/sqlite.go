@@ -33,7 +33,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	write.SetMaxOpenConns(1)
 	read.SetMaxOpenConns(8)
-	s := &Store{read: read, write: write, dialect: sqliteDialect{}}
+	s := &Store{read: read, reads: newStmtCache(read), write: write, dialect: sqliteDialect{}}
 	if err := s.migrate(ctx, ""); err != nil {
 		s.Close()
 		return nil, err

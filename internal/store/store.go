@@ -20,6 +20,7 @@ import (
 // Store is a connection to the database.
 type Store struct {
 	read    *sql.DB // queries outside transactions
+	reads   *stmtCache
 	write   *sql.DB // transactions; one connection for SQLite so writers queue in Go, not in busy loops
 	dialect dialect
 }
@@ -35,6 +36,7 @@ func (s *Store) Dialect() string { return s.dialect.name() }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.reads.close()
 	err := s.read.Close()
 	if s.write != s.read {
 		err = errors.Join(err, s.write.Close())
@@ -45,7 +47,7 @@ func (s *Store) Close() error {
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	return s.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	return s.reads.QueryRowContext(ctx, "SELECT 1").Scan(&one)
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -105,7 +107,7 @@ func fromNullNanos(n sql.NullInt64) *time.Time {
 // GetMeta returns a server-wide value. Sealed values are blobs; the caller opens them.
 func (s *Store) GetMeta(ctx context.Context, name string) ([]byte, error) {
 	var v []byte
-	err := s.read.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = $1`, name).Scan(&v)
+	err := s.reads.QueryRowContext(ctx, `SELECT value FROM meta WHERE name = $1`, name).Scan(&v)
 	return v, s.wrap(err)
 }
 
@@ -132,14 +134,14 @@ func (s *Store) CreateWorkspace(ctx context.Context, ws sesame.Workspace) error 
 func (s *Store) GetWorkspace(ctx context.Context, name string) (sesame.Workspace, error) {
 	ws := sesame.Workspace{Name: name}
 	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT created_at FROM workspaces WHERE name = $1`, name).Scan(&created)
+	err := s.reads.QueryRowContext(ctx, `SELECT created_at FROM workspaces WHERE name = $1`, name).Scan(&created)
 	ws.CreatedAt = fromNanos(created)
 	return ws, s.wrap(err)
 }
 
 // ListWorkspaces returns up to limit workspaces with names after the cursor, by name.
 func (s *Store) ListWorkspaces(ctx context.Context, after string, limit int) ([]sesame.Workspace, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT name, created_at FROM workspaces WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
+	rows, err := s.reads.QueryContext(ctx, `SELECT name, created_at FROM workspaces WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -221,7 +223,7 @@ func (s *Store) GetCredential(ctx context.Context, ws, key string) (sesame.Crede
 	rec := sesame.CredentialRecord{Workspace: ws, Key: key}
 	var public string
 	var created, updated int64
-	err := s.read.QueryRowContext(ctx, `SELECT type, public, version, created_at, updated_at FROM credentials
+	err := s.reads.QueryRowContext(ctx, `SELECT type, public, version, created_at, updated_at FROM credentials
 		WHERE workspace = $1 AND cred_key = $2`, ws, key).Scan(&rec.Type, &public, &rec.Version, &created, &updated)
 	if err != nil {
 		return rec, s.wrap(err)
@@ -237,7 +239,7 @@ func (s *Store) GetCredential(ctx context.Context, ws, key string) (sesame.Crede
 
 // sealedFields returns the sealed fields of the credentials in ws with keys in [first, last].
 func (s *Store) sealedFields(ctx context.Context, ws, first, last string) (map[string][]sesame.SealedField, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT cred_key, field, blob, updated_at FROM credential_secrets
+	rows, err := s.reads.QueryContext(ctx, `SELECT cred_key, field, blob, updated_at FROM credential_secrets
 		WHERE workspace = $1 AND cred_key >= $2 AND cred_key <= $3 ORDER BY cred_key, field`, ws, first, last)
 	if err != nil {
 		return nil, s.wrap(err)
@@ -259,7 +261,7 @@ func (s *Store) sealedFields(ctx context.Context, ws, first, last string) (map[s
 
 // ListCredentials returns up to limit credentials of ws with keys after the cursor, by key.
 func (s *Store) ListCredentials(ctx context.Context, ws, after string, limit int) ([]sesame.CredentialRecord, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT cred_key, type, public, version, created_at, updated_at FROM credentials
+	rows, err := s.reads.QueryContext(ctx, `SELECT cred_key, type, public, version, created_at, updated_at FROM credentials
 		WHERE workspace = $1 AND cred_key > $2 ORDER BY cred_key LIMIT $3`, ws, after, limit)
 	if err != nil {
 		return nil, s.wrap(err)

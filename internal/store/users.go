@@ -11,7 +11,7 @@ import (
 // CountUsers returns how many users exist.
 func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	var n int
-	err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
+	err := s.reads.QueryRowContext(ctx, `SELECT COUNT(*) FROM users`).Scan(&n)
 	return n, s.wrap(err)
 }
 
@@ -44,7 +44,7 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (sesame.APIKey, s
 	var u sesame.User
 	var kc, uc int64
 	var exp, rev, used sql.NullInt64
-	err := s.read.QueryRowContext(ctx, `SELECT k.id, k.name, k.hash, k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
+	err := s.reads.QueryRowContext(ctx, `SELECT k.id, k.name, k.hash, k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
 			u.id, u.name, u.disabled, u.created_at
 		FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = $1`, hash).
 		Scan(&k.ID, &k.Name, &k.Hash, &kc, &exp, &rev, &used, &u.ID, &u.Name, &u.Disabled, &uc)

@@ -121,6 +121,7 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 		rec.Secrets = append(rec.Secrets, sesame.SealedField{Name: name, Blob: blob, UpdatedAt: now})
 	}
 	rec.Version, err = v.store.PutCredential(ctx, rec, old.Version)
+	v.records.Delete(recordKey(ws, key))
 	if err != nil {
 		return CredentialView{}, false, err
 	}
@@ -179,6 +180,7 @@ func (v *Vault) DeleteCredential(ctx context.Context, ws, key string, force bool
 		return err
 	}
 	err := v.store.DeleteCredential(ctx, ws, key, force)
+	v.records.Delete(recordKey(ws, key))
 	if errors.Is(err, sesame.ErrNotFound) {
 		return v.notFound(ctx, ws, key)
 	}
@@ -201,24 +203,27 @@ func (v *Vault) Resolve(ctx context.Context, ws, key string) (Resolved, error) {
 	if err := checkNames(ws, key); err != nil {
 		return Resolved{}, err
 	}
-	for attempt := 0; ; attempt++ {
-		r, err := v.resolve(ctx, ws, key)
-		// A rotation may retire the old master key between our read and our open; the
-		// row has been re-wrapped by then, so one fresh read settles it.
-		if errors.Is(err, crypt.ErrUnknownKey) && attempt == 0 {
-			continue
-		}
-		return r, err
+	r, err := v.resolve(ctx, ws, key, true)
+	// A rotation may retire the old master key between our read and our open; the row
+	// has been re-wrapped by then, so one fresh read from the store settles it.
+	if errors.Is(err, crypt.ErrUnknownKey) {
+		r, err = v.resolve(ctx, ws, key, false)
 	}
+	return r, err
 }
 
-func (v *Vault) resolve(ctx context.Context, ws, key string) (Resolved, error) {
-	rec, err := v.store.GetCredential(ctx, ws, key)
-	if errors.Is(err, sesame.ErrNotFound) {
-		return Resolved{}, v.notFound(ctx, ws, key)
-	}
-	if err != nil {
-		return Resolved{}, err
+func (v *Vault) resolve(ctx context.Context, ws, key string, cached bool) (Resolved, error) {
+	rec, ok := v.records.Get(recordKey(ws, key))
+	if !ok || !cached {
+		var err error
+		rec, err = v.store.GetCredential(ctx, ws, key)
+		if errors.Is(err, sesame.ErrNotFound) {
+			return Resolved{}, v.notFound(ctx, ws, key)
+		}
+		if err != nil {
+			return Resolved{}, err
+		}
+		v.records.Set(recordKey(ws, key), rec)
 	}
 	r := Resolved{Workspace: ws, Key: key, Type: rec.Type, Public: rec.Public, Secrets: make(map[string]sesame.Secret, len(rec.Secrets))}
 	for _, s := range rec.Secrets {

@@ -82,6 +82,7 @@ func (v *Vault) finishRotation(ctx context.Context, save KeySaver) (int, error) 
 		}
 	}
 	v.keyring.Retire()
+	v.records.Clear()
 	v.log.Info("master key rotation complete", "key_id", v.keyring.Primary().String(), "rewrapped", total)
 	return total, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/store"
+	"github.com/sesamehq/sesame/internal/ttlcache"
 )
 
 // Store is the storage the vault needs.
@@ -44,14 +45,20 @@ type Vault struct {
 	log     *slog.Logger
 
 	rotateMu sync.Mutex
+	// records caches sealed credential records for Resolve, the per-call path. This
+	// process's writes drop entries at once; another replica's show within the TTL.
+	records *ttlcache.Cache[string, sesame.CredentialRecord]
 }
+
+// cacheTTL bounds how long a change made on another replica can take to be seen.
+const cacheTTL = time.Second
 
 // New returns a vault over st, sealing with kr. Call Unlock before use.
 func New(st Store, kr *crypt.Keyring, now sesame.Clock, log *slog.Logger) *Vault {
 	if now == nil {
 		now = time.Now
 	}
-	return &Vault{store: st, keyring: kr, now: now, log: log}
+	return &Vault{store: st, keyring: kr, now: now, log: log, records: ttlcache.New[string, sesame.CredentialRecord](cacheTTL, 10_000, nil)}
 }
 
 const metaKeyCheck = "keycheck"
@@ -132,6 +139,8 @@ func (v *Vault) ServerSecret(ctx context.Context, name string) (sesame.Secret, e
 	}
 	return sesame.Secret{}, fmt.Errorf("vault: server secret %s could not be created", name)
 }
+
+func recordKey(ws, key string) string { return ws + "\x00" + key }
 
 func secretIdentity(ws, key, field string) []string {
 	return []string{"credential", ws, key, field}

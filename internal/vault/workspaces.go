@@ -45,7 +45,9 @@ func (v *Vault) DeleteWorkspace(ctx context.Context, name string, force bool) er
 	if name == sesame.DefaultWorkspace {
 		return sesame.Errorf(sesame.CodeProtected, "the %q workspace cannot be deleted", name)
 	}
-	return v.store.DeleteWorkspace(ctx, name, force)
+	err := v.store.DeleteWorkspace(ctx, name, force)
+	v.records.Clear()
+	return err
 }
 
 // CopyWorkspace creates workspace to with the structure of from: every credential with its

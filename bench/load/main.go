@@ -1,0 +1,883 @@
+// Command load is Sesame's proxy load benchmark. In one run it starts a loopback upstream,
+// builds and starts Sesame and nginx in front of it, and drives a closed-loop load against
+// three targets: the upstream directly, nginx, and Sesame's proxy. It prints one table.
+//
+//	go run ./bench/load                 # 16 connections, 10 s per target
+//	go run ./bench/load -c 32 -d 20s -markdown
+//
+// Everything listens on 127.0.0.1 only, every load loop is bounded in time and in count,
+// and every process it starts is stopped when it exits, on error or on Ctrl-C too.
+// See BENCHMARKS.md at the repository root.
+package main
+
+import (
+	"bufio"
+	"cmp"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+)
+
+// upstreamBody is what the upstream answers: a small JSON document of about 100 bytes.
+var upstreamBody = []byte(`{"id":42,"name":"bench","ok":true,"items":[1,2,3],"message":"hello from the loopback upstream"}` + "\n")
+
+// childFlag makes this binary run as the upstream server (a separate process, so that its
+// CPU use is not mixed with the load generator's).
+const childFlag = "-upstream-child"
+
+type config struct {
+	conns       int
+	duration    time.Duration
+	warmup      time.Duration
+	maxRequests int
+	rounds      int
+	markdown    bool
+	targets     string
+	sesameBin   string
+	nginxBin    string
+	nginxProcs  string
+	perfOut     string
+	keepTmp     bool
+}
+
+func main() {
+	if len(os.Args) == 2 && os.Args[1] == childFlag {
+		runUpstream()
+		return
+	}
+	var c config
+	flag.IntVar(&c.conns, "c", 16, "concurrent connections (closed loop: one request in flight per connection)")
+	flag.DurationVar(&c.duration, "d", 10*time.Second, "measured duration per target")
+	flag.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
+	flag.IntVar(&c.maxRequests, "n", 5_000_000, "upper bound on measured requests per target (the run stops at -d or -n, whichever comes first)")
+	flag.IntVar(&c.rounds, "rounds", 1, "measure every target this many times, in turn, and report each target's median round by req/s")
+	flag.BoolVar(&c.markdown, "markdown", false, "print the results as a markdown table")
+	flag.StringVar(&c.targets, "targets", "direct,nginx,sesame", "comma-separated targets to measure, in order")
+	flag.StringVar(&c.sesameBin, "sesame-bin", "", "use this Sesame binary instead of building ./cmd/sesame")
+	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
+	flag.StringVar(&c.nginxProcs, "nginx-workers", "2", "nginx worker_processes")
+	flag.StringVar(&c.perfOut, "perf", "", "if set, record a `perf` CPU profile (with call graphs) of the Sesame process during its measured run into this file")
+	flag.BoolVar(&c.keepTmp, "keep", false, "keep the temporary folder (configs, logs, data) for inspection")
+	flag.Parse()
+	if c.conns < 1 || c.duration <= 0 || c.maxRequests < 1 || c.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "load: -c, -d, -n and -rounds must be positive")
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	procs := &procSet{}
+	err := run(ctx, c, procs)
+	procs.stopAll()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "load: "+format+"\n", args...) }
+
+func run(ctx context.Context, c config, procs *procSet) error {
+	tmp, err := os.MkdirTemp("", "sesame-bench-")
+	if err != nil {
+		return err
+	}
+	if c.keepTmp {
+		logf("temporary folder kept: %s", tmp)
+	} else {
+		defer os.RemoveAll(tmp)
+	}
+
+	targets := strings.Split(c.targets, ",")
+	want := func(name string) bool { return slices.Contains(targets, name) }
+	for _, t := range targets {
+		if t != "direct" && t != "nginx" && t != "sesame" {
+			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, sesame)", t)
+		}
+	}
+
+	env := describeMachine()
+	if la := strings.Fields(env.loadavg); len(la) > 0 && la[0] > "1" {
+		logf("warning: load average is %s before the run: other work on this machine will skew the numbers", env.loadavg)
+	}
+
+	// 1. The upstream, as a child process of this same binary.
+	upAddr, err := startUpstream(ctx, procs)
+	if err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	logf("upstream listening on http://%s", upAddr)
+
+	urls := map[string]string{"direct": "http://" + upAddr + "/hello"}
+	headers := map[string]string{}
+	skipped := map[string]string{}
+	var sesamePID int
+
+	// 2. Sesame.
+	if want("sesame") {
+		bin := c.sesameBin
+		if bin == "" {
+			if bin, err = buildSesame(ctx, tmp); err != nil {
+				return err
+			}
+		}
+		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr)
+		if err != nil {
+			return fmt.Errorf("sesame: %w", err)
+		}
+		sesamePID = pid
+		urls["sesame"] = "http://" + addr + "/v1/workspaces/default/proxy/up/hello"
+		headers["sesame"] = "Bearer " + key
+		logf("sesame proxying on %s", urls["sesame"])
+	}
+
+	// 3. nginx.
+	if want("nginx") {
+		addr, version, err := startNginx(ctx, procs, c, tmp, upAddr)
+		switch {
+		case errors.Is(err, exec.ErrNotFound):
+			skipped["nginx"] = "nginx is not installed (apt-get install -y nginx): row skipped"
+			logf("%s", skipped["nginx"])
+		case err != nil:
+			return fmt.Errorf("nginx: %w", err)
+		default:
+			env.nginx = version
+			urls["nginx"] = "http://" + addr + "/hello"
+			logf("nginx proxying on %s", urls["nginx"])
+		}
+	}
+
+	// 4. The load, one target at a time; with -rounds, the targets take turns, so that a
+	// burst of background load does not fall on one target only.
+	rounds := map[string][]result{}
+	for round := 1; round <= c.rounds; round++ {
+		for _, t := range targets {
+			if _, ok := skipped[t]; ok {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var perf *exec.Cmd
+			if t == "sesame" && c.perfOut != "" && round == 1 {
+				if perf, err = startPerf(c, sesamePID); err != nil {
+					return err
+				}
+			}
+			logf("%s (round %d/%d): %d connections, %v warm-up, %v measured", t, round, c.rounds, c.conns, c.warmup, c.duration)
+			r, err := measure(ctx, c, t, urls[t], headers[t], perf != nil)
+			if perf != nil {
+				stopPerf(perf)
+			}
+			if err != nil {
+				return err
+			}
+			logf("%s (round %d/%d): %.0f req/s, p50 %s, p99 %s, %d errors", t, round, c.rounds, r.rps(), ms(r.pct(50)), ms(r.pct(99)), r.errors)
+			rounds[t] = append(rounds[t], r)
+		}
+	}
+	var results []result
+	for _, t := range targets {
+		if rs := rounds[t]; len(rs) > 0 {
+			results = append(results, medianRound(rs))
+		}
+	}
+
+	// 5. The table.
+	if c.markdown {
+		printMarkdown(os.Stdout, c, env, results, skipped)
+	} else {
+		printText(os.Stdout, c, env, results, skipped)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+// procSet holds the processes this run started; stopAll ends each one's process group.
+type procSet struct {
+	mu    sync.Mutex
+	procs []*proc
+}
+
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited and been reaped
+}
+
+// start runs cmd in its own process group, killed if this process dies.
+func (p *procSet) start(cmd *exec.Cmd) (*proc, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	pr := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(pr.done) }()
+	p.procs = append(p.procs, pr)
+	return pr, nil
+}
+
+// stopAll sends SIGTERM to each started process group, waits up to 5 s, then SIGKILLs.
+func (p *procSet) stopAll() {
+	p.mu.Lock()
+	procs := p.procs
+	p.procs = nil
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, pr := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pgid := pr.cmd.Process.Pid
+			_ = syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-pr.done:
+			case <-time.After(5 * time.Second):
+				_ = syscall.Kill(-pgid, syscall.SIGKILL)
+				<-pr.done
+			}
+			_ = syscall.Kill(-pgid, syscall.SIGKILL) // nginx workers, if any outlived the master
+		}()
+	}
+	wg.Wait()
+}
+
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitTCP waits until addr accepts connections.
+func waitTCP(ctx context.Context, addr string, d time.Duration, exited <-chan struct{}) error {
+	deadline := time.Now().Add(d)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not accept connections within %v", addr, d)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-exited:
+			return errors.New("the process exited before listening")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------
+// Upstream
+
+func runUpstream() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "upstream:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	size := fmt.Sprint(len(upstreamBody))
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		hdr := w.Header()
+		hdr["Content-Type"] = []string{"application/json"}
+		hdr["Content-Length"] = []string{size}
+		_, _ = w.Write(upstreamBody)
+	})
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		// Stop when the parent goes away (its stdin pipe closes).
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	_ = srv.Serve(ln)
+}
+
+func startUpstream(ctx context.Context, procs *procSet) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.Command(self, childFlag)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return "", err
+	}
+	_ = stdin // kept open for the child's lifetime; closed when this process exits
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", err
+	}
+	if _, err := procs.start(cmd); err != nil {
+		return "", err
+	}
+	line, err := readLine(ctx, out, "listening ", 10*time.Second)
+	if err != nil {
+		return "", err
+	}
+	return line, nil
+}
+
+// readLine returns the rest of the first line of r starting with prefix; the reader is
+// drained in the background afterwards.
+func readLine(ctx context.Context, r io.Reader, prefix string, d time.Duration) (string, error) {
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		sent := false
+		for sc.Scan() {
+			if !sent && strings.HasPrefix(sc.Text(), prefix) {
+				found <- strings.TrimSpace(strings.TrimPrefix(sc.Text(), prefix))
+				sent = true
+			}
+		}
+		if !sent {
+			close(found)
+		}
+	}()
+	select {
+	case s, ok := <-found:
+		if !ok {
+			return "", fmt.Errorf("the process exited without printing %q", prefix)
+		}
+		return s, nil
+	case <-time.After(d):
+		return "", fmt.Errorf("no %q line within %v", prefix, d)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// ---------------------------------------------------------------------------------------
+// Sesame
+
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(b, []byte("module github.com/sesamehq/sesame\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("run this from inside the Sesame repository (no go.mod of github.com/sesamehq/sesame above the current folder), or pass -sesame-bin")
+		}
+		dir = parent
+	}
+}
+
+func buildSesame(ctx context.Context, tmp string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(tmp, "sesame")
+	logf("building ./cmd/sesame")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/sesame")
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/sesame: %w", err)
+	}
+	return bin, nil
+}
+
+func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr string) (addr, key string, pid int, err error) {
+	if addr, err = freeLoopbackAddr(); err != nil {
+		return "", "", 0, err
+	}
+	data := filepath.Join(tmp, "sesame-data")
+	logFile, err := os.Create(filepath.Join(tmp, "sesame.log"))
+	if err != nil {
+		return "", "", 0, err
+	}
+	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
+	cmd.Env = cleanEnv()
+	cmd.Stderr = logFile
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", "", 0, err
+	}
+	pr, err := procs.start(cmd)
+	logFile.Close()
+	if err != nil {
+		return "", "", 0, err
+	}
+	exited := pr.done
+	if key, err = readLine(ctx, out, "admin key: ", 30*time.Second); err != nil {
+		return "", "", 0, fmt.Errorf("%w (log: %s)", err, tail(filepath.Join(tmp, "sesame.log")))
+	}
+	if err := waitTCP(ctx, addr, 30*time.Second, exited); err != nil {
+		return "", "", 0, fmt.Errorf("%w (log: %s)", err, tail(filepath.Join(tmp, "sesame.log")))
+	}
+
+	base := "http://" + addr + "/v1/workspaces/default"
+	cl := &http.Client{Timeout: 10 * time.Second}
+	put := func(path string, body any) error {
+		b, _ := json.Marshal(body)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+path, bytes.NewReader(b))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("PUT %s: %s: %s", path, resp.Status, bytes.TrimSpace(rb))
+		}
+		return nil
+	}
+	if err := put("/credentials/up.key", map[string]any{"type": "api_key", "fields": map[string]string{"value": "bench-secret", "name": "X-API-Key"}}); err != nil {
+		return "", "", 0, err
+	}
+	if err := put("/connections/up?test=false", map[string]any{"base_uri": "http://" + upAddr, "credential": "up.key", "allow_private_networks": true}); err != nil {
+		return "", "", 0, err
+	}
+
+	// Check the injection once: the upstream must see X-API-Key (it echoes nothing, so ask
+	// through the proxy and check the status and body only).
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/proxy/up/hello", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := cl.Do(req)
+	if err != nil {
+		return "", "", 0, fmt.Errorf("first proxied request: %w", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(b, upstreamBody) {
+		return "", "", 0, fmt.Errorf("first proxied request: %s: %s", resp.Status, bytes.TrimSpace(b))
+	}
+	return addr, key, cmd.Process.Pid, nil
+}
+
+// cleanEnv is the environment without SESAME_* variables, so that a developer's settings
+// do not change what is measured.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SESAME_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// ---------------------------------------------------------------------------------------
+// nginx
+
+const nginxConf = `# generated by bench/load
+worker_processes {{WORKERS}};
+{{USER}}pid {{TMP}}/nginx.pid;
+error_log {{TMP}}/nginx-error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path {{TMP}}/nginx-client-body;
+    proxy_temp_path {{TMP}}/nginx-proxy;
+    fastcgi_temp_path {{TMP}}/nginx-fastcgi;
+    uwsgi_temp_path {{TMP}}/nginx-uwsgi;
+    scgi_temp_path {{TMP}}/nginx-scgi;
+
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+
+    upstream up {
+        server {{UPSTREAM}};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen {{LISTEN}};
+        location / {
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "Bearer static";
+        }
+    }
+}
+`
+
+func startNginx(ctx context.Context, procs *procSet, c config, tmp, upAddr string) (addr, version string, err error) {
+	bin, err := exec.LookPath(c.nginxBin)
+	if err != nil {
+		return "", "", exec.ErrNotFound
+	}
+	if out, err := exec.Command(bin, "-v").CombinedOutput(); err == nil {
+		version = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: "))
+	}
+	if addr, err = freeLoopbackAddr(); err != nil {
+		return "", "", err
+	}
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;\n"
+	}
+	conf := strings.NewReplacer("{{WORKERS}}", c.nginxProcs, "{{USER}}", user, "{{TMP}}", tmp,
+		"{{UPSTREAM}}", upAddr, "{{LISTEN}}", addr).Replace(nginxConf)
+	confPath := filepath.Join(tmp, "nginx.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		return "", "", err
+	}
+	cmd := exec.Command(bin, "-p", tmp, "-c", confPath, "-e", filepath.Join(tmp, "nginx-error.log"), "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	pr, err := procs.start(cmd)
+	if err != nil {
+		return "", "", err
+	}
+	exited := pr.done
+	if err := waitTCP(ctx, addr, 10*time.Second, exited); err != nil {
+		return "", "", fmt.Errorf("%w (log: %s)", err, tail(filepath.Join(tmp, "nginx-error.log")))
+	}
+	return addr, version, nil
+}
+
+// ---------------------------------------------------------------------------------------
+// perf
+
+func startPerf(c config, pid int) (*exec.Cmd, error) {
+	bin, err := exec.LookPath("perf")
+	if err != nil {
+		return nil, errors.New("-perf: perf is not installed (apt-get install -y linux-perf)")
+	}
+	out, err := filepath.Abs(c.perfOut)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "record", "-F", "999", "-g", "-p", fmt.Sprint(pid), "-o", out)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return cmd, nil
+}
+
+func stopPerf(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+// ---------------------------------------------------------------------------------------
+// Load
+
+type result struct {
+	target   string
+	requests int
+	elapsed  time.Duration
+	errors   int
+	firstErr string
+	lat      []time.Duration // sorted
+	allRPS   []float64       // req/s of every round, when there were several
+}
+
+// medianRound returns the round with the median req/s (the lower middle one of an even
+// count), remembering every round's req/s.
+func medianRound(rs []result) result {
+	sorted := slices.Clone(rs)
+	slices.SortFunc(sorted, func(a, b result) int { return cmp.Compare(a.rps(), b.rps()) })
+	m := sorted[(len(sorted)-1)/2]
+	if len(rs) > 1 {
+		for _, r := range rs {
+			m.allRPS = append(m.allRPS, r.rps())
+		}
+	}
+	return m
+}
+
+func (r result) rps() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+
+func (r result) pct(p float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := int(p/100*float64(len(r.lat))+0.5) - 1
+	return r.lat[min(max(i, 0), len(r.lat)-1)]
+}
+
+// measure runs a warm-up, then the measured closed loop, against url.
+func measure(ctx context.Context, c config, target, url, auth string, slowStart bool) (result, error) {
+	tr := &http.Transport{
+		Proxy:               nil,
+		MaxIdleConns:        2 * c.conns,
+		MaxIdleConnsPerHost: 2 * c.conns,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+
+	if c.warmup > 0 {
+		if _, err := loop(ctx, client, c.conns, c.warmup, c.maxRequests, url, auth, false); err != nil {
+			return result{}, err
+		}
+	}
+	if slowStart {
+		time.Sleep(200 * time.Millisecond) // let perf attach
+	}
+	r, err := loop(ctx, client, c.conns, c.duration, c.maxRequests, url, auth, true)
+	r.target = target
+	return r, err
+}
+
+type workerResult struct {
+	lat      []time.Duration
+	errors   int
+	firstErr string
+}
+
+// loop runs conns workers, each sending one request at a time to url, until d has passed
+// or maxReq requests have been sent in all. Requests in flight at the deadline finish and
+// count; the elapsed time runs until the last one is done.
+func loop(ctx context.Context, client *http.Client, conns int, d time.Duration, maxReq int, url, auth string, record bool) (result, error) {
+	perWorker := max(maxReq/conns, 1)
+	results := make([]workerResult, conns)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[w]
+			if record {
+				res.lat = make([]time.Duration, 0, min(perWorker, 1<<16))
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				res.errors++
+				res.firstErr = err.Error()
+				return
+			}
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			buf := make([]byte, 4096)
+			for n := 0; n < perWorker && ctx.Err() == nil; n++ {
+				t0 := time.Now()
+				if !t0.Before(deadline) {
+					break
+				}
+				resp, err := client.Do(req)
+				if err == nil {
+					for {
+						_, rerr := resp.Body.Read(buf)
+						if rerr != nil {
+							if rerr != io.EOF {
+								err = rerr
+							}
+							break
+						}
+					}
+					resp.Body.Close()
+				}
+				lat := time.Since(t0)
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %s", resp.Status)
+				}
+				if err != nil {
+					res.errors++
+					if res.firstErr == "" {
+						res.firstErr = err.Error()
+					}
+					continue
+				}
+				if record {
+					res.lat = append(res.lat, lat)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return result{}, err // interrupted
+	}
+	r := result{elapsed: time.Since(start)}
+	for _, w := range results {
+		r.lat = append(r.lat, w.lat...)
+		r.errors += w.errors
+		if r.firstErr == "" {
+			r.firstErr = w.firstErr
+		}
+	}
+	slices.Sort(r.lat)
+	r.requests = len(r.lat)
+	return r, nil
+}
+
+// ---------------------------------------------------------------------------------------
+// Report
+
+type machine struct {
+	nproc, gomaxprocs int
+	cpu, goVersion    string
+	nginx             string
+	loadavg           string // before this run started anything
+}
+
+func describeMachine() machine {
+	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run"}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		m.loadavg = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d.Microseconds())/1000) }
+
+func signedMS(d time.Duration) string {
+	return fmt.Sprintf("%+.3f ms", float64(d.Microseconds())/1000)
+}
+
+func find(rs []result, target string) (result, bool) {
+	for _, r := range rs {
+		if r.target == target {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
+func summary(rs []result) []string {
+	var lines []string
+	direct, okD := find(rs, "direct")
+	for _, t := range []string{"nginx", "sesame"} {
+		r, ok := find(rs, t)
+		if ok && okD {
+			lines = append(lines, fmt.Sprintf("%s added over direct: p50 %s, p99 %s", t, signedMS(r.pct(50)-direct.pct(50)), signedMS(r.pct(99)-direct.pct(99))))
+		}
+	}
+	s, okS := find(rs, "sesame")
+	n, okN := find(rs, "nginx")
+	if okS && okN && n.rps() > 0 {
+		lines = append(lines, fmt.Sprintf("sesame throughput / nginx throughput: %.2f", s.rps()/n.rps()))
+	}
+	for _, r := range rs {
+		if len(r.allRPS) > 1 {
+			parts := make([]string, len(r.allRPS))
+			for i, v := range r.allRPS {
+				parts[i] = fmt.Sprintf("%.0f", v)
+			}
+			lines = append(lines, fmt.Sprintf("%s req/s by round: %s", r.target, strings.Join(parts, ", ")))
+		}
+	}
+	for _, r := range rs {
+		if r.errors > 0 {
+			lines = append(lines, fmt.Sprintf("%s: %d errors, first: %s", r.target, r.errors, r.firstErr))
+		}
+	}
+	return lines
+}
+
+func header(c config, m machine) []string {
+	return []string{
+		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s, load average before the run %s; the load generator, the upstream and the proxy under test share these CPUs",
+			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg),
+		fmt.Sprintf("load: %d keep-alive connections, closed loop (one request in flight each), %v measured per target after %v warm-up, %d round(s) (median round shown), GET of a %d-byte JSON body",
+			c.conns, c.duration, c.warmup, c.rounds, len(upstreamBody)),
+	}
+}
+
+func printText(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
+	for _, l := range header(c, m) {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\trequests\treq/s\tp50\tp90\tp99\tmax\terrors\t")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", r.target, r.requests, r.rps(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), r.errors)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, l := range summary(rs) {
+		fmt.Fprintln(w, l)
+	}
+	for _, t := range slices.Sorted(maps.Keys(skipped)) {
+		fmt.Fprintf(w, "%s: %s\n", t, skipped[t])
+	}
+}
+
+func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
+	for _, l := range header(c, m) {
+		fmt.Fprintf(w, "- %s\n", l)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| target | requests | req/s | p50 | p90 | p99 | max | errors |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %d |\n", r.target, r.requests, r.rps(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), r.errors)
+	}
+	fmt.Fprintln(w)
+	for _, l := range summary(rs) {
+		fmt.Fprintf(w, "- %s\n", l)
+	}
+	for _, t := range slices.Sorted(maps.Keys(skipped)) {
+		fmt.Fprintf(w, "- %s: %s\n", t, skipped[t])
+	}
+}
