@@ -83,11 +83,23 @@ type APIKey struct {
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 }
 
-// Principal is who makes a request.
+// Principal kinds.
+const (
+	PrincipalUser      = "user"
+	PrincipalApp       = "app"
+	PrincipalAnonymous = "anonymous"
+)
+
+// Principal is who makes a request: a user (by API key), an app (by app token), or
+// anonymous (an allowAnonymous function).
 type Principal struct {
-	UserID   string
-	UserName string
-	KeyID    string
+	Kind       string // PrincipalUser, PrincipalApp or PrincipalAnonymous
+	UserID     string
+	UserName   string
+	KeyID      string
+	AppID      string
+	AppVersion string
+	TokenID    string
 }
 
 type principalKey struct{}

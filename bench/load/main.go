@@ -12,8 +12,8 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -115,7 +116,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	}
 
 	env := describeMachine()
-	if la := strings.Fields(env.loadavg); len(la) > 0 && la[0] > "1" {
+	if la := strings.Fields(env.loadavg); len(la) > 0 && parseFloat(la[0]) >= 1 {
 		logf("warning: load average is %s before the run: other work on this machine will skew the numbers", env.loadavg)
 	}
 
@@ -815,7 +816,11 @@ func summary(rs []result) []string {
 	s, okS := find(rs, "sesame")
 	n, okN := find(rs, "nginx")
 	if okS && okN && n.rps() > 0 {
-		lines = append(lines, fmt.Sprintf("sesame throughput / nginx throughput: %.2f", s.rps()/n.rps()))
+		lines = append(lines, fmt.Sprintf("sesame throughput / nginx throughput: %.2f (target >= 1.00: %s)", s.rps()/n.rps(), verdict(s.rps() >= n.rps())))
+	}
+	if okS && okD {
+		added := s.pct(99) - direct.pct(99)
+		lines = append(lines, fmt.Sprintf("sesame added p99 over direct: %s (target <= 1 ms: %s)", signedMS(added), verdict(added <= time.Millisecond)))
 	}
 	for _, r := range rs {
 		if len(r.allRPS) > 1 {
@@ -832,6 +837,18 @@ func summary(rs []result) []string {
 		}
 	}
 	return lines
+}
+
+func parseFloat(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
 }
 
 func header(c config, m machine) []string {

@@ -84,7 +84,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	a.mu.Lock()
 	a.lastUse[k.ID] = now
 	a.mu.Unlock()
-	return sesame.Principal{UserID: u.ID, UserName: u.Name, KeyID: k.ID}, nil
+	return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID}, nil
 }
 
 // Flush writes the recorded last-use times.

@@ -47,6 +47,10 @@ type Kind struct {
 	Check func(public map[string]any, present func(string) bool) error
 	// Inject adds the credential to a request; nil for kinds that need a token service.
 	Inject InjectFunc
+	// Verify, if set, checks the secret values themselves when a credential is saved (for
+	// example that a private key parses and fits the algorithm). Its error must name the
+	// field and never quote a value.
+	Verify func(public map[string]any, secrets map[string]sesame.Secret) error
 }
 
 // commonFields are accepted by every kind. "hosts" binds a credential to the hosts it may

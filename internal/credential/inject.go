@@ -11,10 +11,11 @@ import (
 // Material is a credential opened for use: public fields and plaintext secrets. It must
 // never reach a response, log or error.
 type Material struct {
-	Key     string
-	Type    string
-	Public  map[string]any
-	Secrets map[string]sesame.Secret
+	Workspace string
+	Key       string
+	Type      string
+	Public    map[string]any
+	Secrets   map[string]sesame.Secret
 }
 
 // Target says where a credential goes when the kind lets the caller choose: a header or

@@ -24,6 +24,10 @@ func FuzzParse(f *testing.F) {
 		"connection: c\nmethod: GET\npath: /a/%2e%2e\n",
 		"connection: c\nmethod: GET\noutputTransform: '.a | map(.b) | add'\n",
 		"a: [",
+		// Values whose JSON form is easy to get wrong.
+		"connection: c\nmethod: POST\nparameters:\n  q: {value: \"a\\0b\\u2028<>&\"}\n" +
+			"body: {\"~\": 1, \"1\": null, \"null\": ~, t: 2001-12-14, big: 123456789012345678901234567890, " +
+			"u: 18446744073709551615, neg: -9223372036854775808, f: 1e-7, h: 0x1F, o: 0o17, s: \"\\t\\\"'\"}\n",
 	} {
 		f.Add(seed)
 	}

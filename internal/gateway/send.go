@@ -63,7 +63,7 @@ func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key 
 	if !credential.HostAllowed(r.Public, req.URL.Host) {
 		return sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, req.URL.Host)
 	}
-	m := credential.Material{Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
+	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
 	if inj, ok := g.cfg.Injectors[r.Type]; ok {
 		return inj.Inject(ctx, req, m, t)
 	}

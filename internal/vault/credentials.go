@@ -120,12 +120,35 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 		}
 		rec.Secrets = append(rec.Secrets, sesame.SealedField{Name: name, Blob: blob, UpdatedAt: now})
 	}
+	if in.Kind.Verify != nil {
+		if err := v.verify(in, rec); err != nil {
+			return CredentialView{}, false, err
+		}
+	}
 	rec.Version, err = v.store.PutCredential(ctx, rec, old.Version)
 	v.records.Delete(recordKey(ws, key))
 	if err != nil {
 		return CredentialView{}, false, err
 	}
 	return view(rec), !exists, nil
+}
+
+// verify opens the sealed fields of rec (new and kept alike) and runs the kind's check.
+func (v *Vault) verify(in credential.Input, rec sesame.CredentialRecord) error {
+	secrets := make(map[string]sesame.Secret, len(rec.Secrets))
+	defer func() {
+		for _, s := range secrets {
+			s.Wipe()
+		}
+	}()
+	for _, s := range rec.Secrets {
+		pt, err := v.keyring.Open(s.Blob, secretIdentity(rec.Workspace, rec.Key, s.Name)...)
+		if err != nil {
+			return fmt.Errorf("vault: open %s for verification: %w", s.Name, err)
+		}
+		secrets[s.Name] = sesame.NewSecret(pt)
+	}
+	return in.Kind.Verify(rec.Public, secrets)
 }
 
 // GetCredential returns the readable form of ws/key.
