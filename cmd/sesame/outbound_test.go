@@ -532,3 +532,24 @@ func TestFunctionsFolderAndValidation(t *testing.T) {
 		t.Fatalf("an invalid functions folder must stop the start naming the file: %s", s2.Stderr.String())
 	}
 }
+
+func TestFunctionWithAbsoluteURL(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/u.key", `{"type":"api_key","fields":{"value":"url-key"}}`), 201)
+	// No connection: the function names its URL; loopback is refused without a connection
+	// that allows private networks, so this call must be refused and reach nothing.
+	mustStatus(t, putYAML(s, "default", "direct", fmt.Sprintf("url: %s/data/2.5/forecast?lang=en\nmethod: GET\nparameters:\n  appid: {location: query, type: api_key, value: u.key}\n  q: {location: query, type: string}\n", up.URL)), 201)
+	r := s.do("POST", "/v1/workspaces/default/functions/direct/call", `{"parameters":{"q":"Oslo"}}`)
+	if r.Status != 403 || up.count() != 0 {
+		t.Fatalf("url function to loopback: %d %s", r.Status, r.Body)
+	}
+	// Through a connection with the same base, the URL is joined once and keeps its query.
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/owm?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL+"/data/2.5")), 201)
+	mustStatus(t, putYAML(s, "default", "viaconn", "connection: owm\nmethod: GET\npath: /forecast\nparameters:\n  appid: {location: query, type: api_key, value: u.key}\n  q: {location: query, type: string}\n"), 201)
+	mustStatus(t, s.do("POST", "/v1/workspaces/default/functions/viaconn/call", `{"parameters":{"q":"Oslo"}}`), 200)
+	got := up.last(t)
+	if got.Path != "/data/2.5/forecast" || got.Query.Get("appid") != "url-key" || got.Query.Get("q") != "Oslo" {
+		t.Fatalf("upstream got %s ?%s", got.Path, got.RawQ)
+	}
+}

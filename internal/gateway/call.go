@@ -81,16 +81,17 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	if built.Body != nil {
 		body = bytes.NewReader(built.Body)
 	}
-	req, err := http.NewRequestWithContext(ctx, built.Method, base+built.Path, body)
+	u, err := built.URL(base)
+	if err != nil {
+		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call could not be built into a request on the function's host")
+	}
+	req, err := http.NewRequestWithContext(ctx, built.Method, u.String(), body)
 	if err != nil {
 		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call could not be built into a request")
 	}
 	if built.Body != nil {
 		b := built.Body
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	if len(built.Query) > 0 {
-		req.URL.RawQuery = built.Query.Encode()
 	}
 	for k, vs := range built.Header {
 		req.Header[k] = vs

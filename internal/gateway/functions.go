@@ -75,7 +75,7 @@ func (g *Gateway) namedSecret(ctx context.Context, ws string, p function.Param) 
 // target returns the base URI a function calls and, if any, its connection.
 func (g *Gateway) target(ctx context.Context, ws string, f *function.Function) (string, *Connection, sesame.Object, error) {
 	if f.Connection == "" {
-		return f.URL, nil, sesame.Object{}, nil
+		return f.BaseURL(), nil, sesame.Object{}, nil
 	}
 	c, o, err := g.loadConnection(ctx, ws, f.Connection)
 	if sesame.ErrorCode(err) == sesame.CodeNotFound {
