@@ -31,6 +31,7 @@ const (
 	CodeProtected            Code = "protected"
 	CodeUnauthenticated      Code = "unauthenticated"
 	CodeForbidden            Code = "forbidden"
+	CodeMissingPrivilege     Code = "missing_privilege"
 	CodePayloadTooLarge      Code = "payload_too_large"
 	CodeUnsupportedMediaType Code = "unsupported_media_type"
 	CodeMethodNotAllowed     Code = "method_not_allowed"
@@ -42,7 +43,26 @@ const (
 	CodeUpstreamTimeout      Code = "upstream_timeout"
 	CodeTestFailed           Code = "connection_test_failed"
 	CodeTransformFailed      Code = "transform_failed"
-	CodeInternal             Code = "internal"
+	// CodeReauthorizationRequired means an OAuth2 grant cannot be refreshed (none yet, the
+	// provider answered invalid_grant, consent revoked): a person must authorize again.
+	// Details["authorize_url"] says where to start.
+	CodeReauthorizationRequired Code = "reauthorization_required"
+	CodeInternal                Code = "internal"
+)
+
+// The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
+// that clients written for it understand them.
+const (
+	CodeBadRequest          Code = "ERR_BAD_REQUEST"            // the body is not a JSON object
+	CodeManifestInvalid     Code = "ERR_MANIFEST_INVALID"       // a manifest field or its signature is malformed
+	CodeAppUnauthorized     Code = "ERR_APP_UNAUTHORIZED"       // the manifest is well formed but not trusted
+	CodeAppMediaType        Code = "ERR_UNSUPPORTED_MEDIA_TYPE" // POST /api/v2/auth without application/json
+	CodeAppPayloadTooLarge  Code = "ERR_PAYLOAD_TOO_LARGE"      // a manifest over the size limit
+	CodeMissingAuthHeader   Code = "ERR_MISSING_AUTH_HEADER"    // no Authorization header where a token is needed
+	CodeUnsupportedAuthType Code = "ERR_UNSUPPORTED_AUTH_TYPE"  // an Authorization scheme other than Bearer
+	CodeTokenInvalid        Code = "ERR_TOKEN_INVALID"          // not a token, or not one this server signed
+	CodeTokenExpired        Code = "ERR_TOKEN_EXPIRED"          // a valid token past its expiry
+	CodeTokenUnauthorized   Code = "ERR_TOKEN_UNAUTHORIZED"     // a valid token that was revoked
 )
 
 // Error is an error meant for the client: a stable code and a message that never holds a
@@ -52,6 +72,9 @@ type Error struct {
 	Message string
 	// RetryAfter, when set, tells the client when to try again (HTTP Retry-After).
 	RetryAfter time.Duration
+	// Details are extra machine-readable facts for the client (for example the URL to
+	// re-authorize at). Like Message, they never hold a secret.
+	Details map[string]string
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"cmp"
@@ -53,6 +54,7 @@ type config struct {
 	markdown    bool
 	targets     string
 	sesameBin   string
+	rev         string
 	nginxBin    string
 	nginxProcs  string
 	perfOut     string
@@ -72,6 +74,7 @@ func main() {
 	flag.IntVar(&c.rounds, "rounds", 1, "measure every target this many times, in turn, and report each target's median round by req/s")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the results as a markdown table")
 	flag.StringVar(&c.targets, "targets", "direct,nginx,sesame", "comma-separated targets to measure, in order")
+	flag.StringVar(&c.rev, "rev", "", "build Sesame from this git commit (via git archive, leaving uncommitted edits out) instead of the working tree")
 	flag.StringVar(&c.sesameBin, "sesame-bin", "", "use this Sesame binary instead of building ./cmd/sesame")
 	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
 	flag.StringVar(&c.nginxProcs, "nginx-workers", "2", "nginx worker_processes")
@@ -121,7 +124,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	}
 
 	// 1. The upstream, as a child process of this same binary.
-	upAddr, err := startUpstream(ctx, procs)
+	upAddr, upPID, err := startUpstream(ctx, procs)
 	if err != nil {
 		return fmt.Errorf("upstream: %w", err)
 	}
@@ -131,12 +134,13 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	headers := map[string]string{}
 	skipped := map[string]string{}
 	var sesamePID int
+	proxyPG := map[string]int{} // process group of each proxy, for its CPU time
 
 	// 2. Sesame.
 	if want("sesame") {
 		bin := c.sesameBin
 		if bin == "" {
-			if bin, err = buildSesame(ctx, tmp); err != nil {
+			if bin, err = buildSesame(ctx, tmp, c.rev); err != nil {
 				return err
 			}
 		}
@@ -145,6 +149,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			return fmt.Errorf("sesame: %w", err)
 		}
 		sesamePID = pid
+		proxyPG["sesame"] = pid
+		env.sesame = describeSesame(ctx, c)
 		urls["sesame"] = "http://" + addr + "/v1/workspaces/default/proxy/up/hello"
 		headers["sesame"] = "Bearer " + key
 		logf("sesame proxying on %s", urls["sesame"])
@@ -152,7 +158,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 
 	// 3. nginx.
 	if want("nginx") {
-		addr, version, err := startNginx(ctx, procs, c, tmp, upAddr)
+		addr, version, pid, err := startNginx(ctx, procs, c, tmp, upAddr)
 		switch {
 		case errors.Is(err, exec.ErrNotFound):
 			skipped["nginx"] = "nginx is not installed (apt-get install -y nginx): row skipped"
@@ -161,6 +167,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			return fmt.Errorf("nginx: %w", err)
 		default:
 			env.nginx = version
+			proxyPG["nginx"] = pid
 			urls["nginx"] = "http://" + addr + "/hello"
 			logf("nginx proxying on %s", urls["nginx"])
 		}
@@ -184,7 +191,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 				}
 			}
 			logf("%s (round %d/%d): %d connections, %v warm-up, %v measured", t, round, c.rounds, c.conns, c.warmup, c.duration)
-			r, err := measure(ctx, c, t, urls[t], headers[t], perf != nil)
+			probe := cpuProbe{proxyPG: proxyPG[t], upstreamPG: upPID}
+			r, err := measure(ctx, c, t, urls[t], headers[t], perf != nil, probe)
 			if perf != nil {
 				stopPerf(perf)
 			}
@@ -322,30 +330,31 @@ func runUpstream() {
 	_ = srv.Serve(ln)
 }
 
-func startUpstream(ctx context.Context, procs *procSet) (string, error) {
+func startUpstream(ctx context.Context, procs *procSet) (string, int, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	cmd := exec.Command(self, childFlag)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	_ = stdin // kept open for the child's lifetime; closed when this process exits
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	if _, err := procs.start(cmd); err != nil {
-		return "", err
+	pr, err := procs.start(cmd)
+	if err != nil {
+		return "", 0, err
 	}
 	line, err := readLine(ctx, out, "listening ", 10*time.Second)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
-	return line, nil
+	return line, pr.cmd.Process.Pid, nil
 }
 
 // readLine returns the rest of the first line of r starting with prefix; the reader is
@@ -398,20 +407,118 @@ func moduleRoot() (string, error) {
 	}
 }
 
-func buildSesame(ctx context.Context, tmp string) (string, error) {
+// buildSesame builds ./cmd/sesame from the working tree or, with rev, from that commit
+// (extracted with git archive into tmp, so uncommitted edits are left out).
+func buildSesame(ctx context.Context, tmp, rev string) (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
+	src := root
+	if rev != "" {
+		src = filepath.Join(tmp, "src")
+		if err := gitArchive(ctx, root, rev, src); err != nil {
+			return "", err
+		}
+		logf("building ./cmd/sesame at %s", rev)
+	} else {
+		logf("building ./cmd/sesame from the working tree")
+	}
 	bin := filepath.Join(tmp, "sesame")
-	logf("building ./cmd/sesame")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/sesame")
-	cmd.Dir = root
+	cmd.Dir = src
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/sesame: %w", err)
 	}
 	return bin, nil
+}
+
+// describeSesame says what the measured Sesame was built from.
+func describeSesame(ctx context.Context, c config) string {
+	if c.sesameBin != "" {
+		return "prebuilt binary " + c.sesameBin
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return "unknown"
+	}
+	git := func(args ...string) string {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		out, err := cmd.Output()
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if c.rev != "" {
+		return fmt.Sprintf("commit %s (%s), built from git archive", git("rev-parse", "--short=12", c.rev+"^{commit}"), c.rev)
+	}
+	d := "working tree at commit " + git("rev-parse", "--short=12", "HEAD")
+	if git("status", "--porcelain", "--", ".", ":(exclude)bench") != "" {
+		d += " plus uncommitted changes outside bench/"
+	}
+	return d
+}
+
+// gitArchive extracts the tree of rev into dir (git archive; the repository is only read).
+func gitArchive(ctx context.Context, root, rev, dir string) error {
+	cmd := exec.CommandContext(ctx, "git", "archive", "--format=tar", rev)
+	cmd.Dir = root
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	terr := untar(out, dir)
+	_, _ = io.Copy(io.Discard, out)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("git archive %s: %w", rev, err)
+	}
+	return terr
+}
+
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if name == "." || strings.HasPrefix(name, "..") || filepath.IsAbs(name) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o777)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 }
 
 func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr string) (addr, key string, pid int, err error) {
@@ -548,16 +655,16 @@ http {
 }
 `
 
-func startNginx(ctx context.Context, procs *procSet, c config, tmp, upAddr string) (addr, version string, err error) {
+func startNginx(ctx context.Context, procs *procSet, c config, tmp, upAddr string) (addr, version string, pid int, err error) {
 	bin, err := exec.LookPath(c.nginxBin)
 	if err != nil {
-		return "", "", exec.ErrNotFound
+		return "", "", 0, exec.ErrNotFound
 	}
 	if out, err := exec.Command(bin, "-v").CombinedOutput(); err == nil {
 		version = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: "))
 	}
 	if addr, err = freeLoopbackAddr(); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	user := ""
 	if os.Geteuid() == 0 {
@@ -567,19 +674,19 @@ func startNginx(ctx context.Context, procs *procSet, c config, tmp, upAddr strin
 		"{{UPSTREAM}}", upAddr, "{{LISTEN}}", addr).Replace(nginxConf)
 	confPath := filepath.Join(tmp, "nginx.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	cmd := exec.Command(bin, "-p", tmp, "-c", confPath, "-e", filepath.Join(tmp, "nginx-error.log"), "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	pr, err := procs.start(cmd)
 	if err != nil {
-		return "", "", err
+		return "", "", 0, err
 	}
 	exited := pr.done
 	if err := waitTCP(ctx, addr, 10*time.Second, exited); err != nil {
-		return "", "", fmt.Errorf("%w (log: %s)", err, tail(filepath.Join(tmp, "nginx-error.log")))
+		return "", "", 0, fmt.Errorf("%w (log: %s)", err, tail(filepath.Join(tmp, "nginx-error.log")))
 	}
-	return addr, version, nil
+	return addr, version, pr.cmd.Process.Pid, nil
 }
 
 // ---------------------------------------------------------------------------------------
@@ -626,6 +733,15 @@ type result struct {
 	firstErr string
 	lat      []time.Duration // sorted
 	allRPS   []float64       // req/s of every round, when there were several
+	cpu      cpuSample       // CPU used during the measured run
+}
+
+// perReq is CPU time per request, in µs.
+func (r result) perReq(d time.Duration) float64 {
+	if r.requests == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / float64(r.requests)
 }
 
 // medianRound returns the round with the median req/s (the lower middle one of an even
@@ -653,7 +769,7 @@ func (r result) pct(p float64) time.Duration {
 }
 
 // measure runs a warm-up, then the measured closed loop, against url.
-func measure(ctx context.Context, c config, target, url, auth string, slowStart bool) (result, error) {
+func measure(ctx context.Context, c config, target, url, auth string, slowStart bool, probe cpuProbe) (result, error) {
 	tr := &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        2 * c.conns,
@@ -673,9 +789,86 @@ func measure(ctx context.Context, c config, target, url, auth string, slowStart 
 	if slowStart {
 		time.Sleep(200 * time.Millisecond) // let perf attach
 	}
+	before := probe.read()
 	r, err := loop(ctx, client, c.conns, c.duration, c.maxRequests, url, auth, true)
+	r.cpu = probe.read().sub(before)
 	r.target = target
 	return r, err
+}
+
+// cpuProbe reads the CPU time used by the proxy's and the upstream's process groups, by
+// this process (the load generator) and by the whole machine, from /proc.
+type cpuProbe struct {
+	proxyPG, upstreamPG int // 0: none
+}
+
+type cpuSample struct {
+	proxy, upstream, generator, machineBusy, machineTotal time.Duration
+}
+
+func (a cpuSample) sub(b cpuSample) cpuSample {
+	return cpuSample{a.proxy - b.proxy, a.upstream - b.upstream, a.generator - b.generator, a.machineBusy - b.machineBusy, a.machineTotal - b.machineTotal}
+}
+
+// userHZ is the unit of the CPU times in /proc (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+func ticks(n int64) time.Duration { return time.Duration(n) * time.Second / userHZ }
+
+func (p cpuProbe) read() cpuSample {
+	var s cpuSample
+	entries, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		pgrp, cpu, ok := procCPU(pid)
+		if !ok {
+			continue
+		}
+		switch {
+		case pid == self:
+			s.generator += cpu
+		case p.proxyPG != 0 && pgrp == p.proxyPG:
+			s.proxy += cpu
+		case pgrp == p.upstreamPG:
+			s.upstream += cpu
+		}
+	}
+	if b, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal ...
+		for i := 1; i < len(f) && i <= 8; i++ {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			s.machineTotal += ticks(n)
+			if i != 4 && i != 5 { // idle, iowait
+				s.machineBusy += ticks(n)
+			}
+		}
+	}
+	return s
+}
+
+// procCPU returns the process group and the user+system CPU time of pid.
+func procCPU(pid int) (pgrp int, cpu time.Duration, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b[i+1:])) // from field 3 (state) on
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	pgrp, _ = strconv.Atoi(f[2])
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return pgrp, ticks(ut + st), true
 }
 
 type workerResult struct {
@@ -771,6 +964,7 @@ type machine struct {
 	cpu, goVersion    string
 	nginx             string
 	loadavg           string // before this run started anything
+	sesame            string // what Sesame was built from
 }
 
 func describeMachine() machine {
@@ -855,22 +1049,61 @@ func header(c config, m machine) []string {
 	return []string{
 		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s, load average before the run %s; the load generator, the upstream and the proxy under test share these CPUs",
 			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg),
+		"sesame: " + m.sesame,
 		fmt.Sprintf("load: %d keep-alive connections, closed loop (one request in flight each), %v measured per target after %v warm-up, %d round(s) (median round shown), GET of a %d-byte JSON body",
 			c.conns, c.duration, c.warmup, c.rounds, len(upstreamBody)),
 	}
 }
+
+func tables(rs []result) (main, cpu [][]string) {
+	main = [][]string{{"target", "requests", "req/s", "p50", "p90", "p99", "max", "errors"}}
+	cpu = [][]string{{"target", "proxy CPU/req", "proxy cores", "upstream CPU/req", "generator CPU/req", "machine busy", "other work"}}
+	for _, r := range rs {
+		main = append(main, []string{r.target, fmt.Sprint(r.requests), fmt.Sprintf("%.0f", r.rps()),
+			ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), fmt.Sprint(r.errors)})
+		proxy, cores := "-", "-"
+		if r.target != "direct" {
+			proxy = fmt.Sprintf("%.1f µs", r.perReq(r.cpu.proxy))
+			cores = fmt.Sprintf("%.2f", r.cpu.proxy.Seconds()/r.elapsed.Seconds())
+		}
+		busy, other := "-", "-"
+		if r.cpu.machineTotal > 0 {
+			ours := r.cpu.proxy + r.cpu.upstream + r.cpu.generator
+			busy = fmt.Sprintf("%.0f%%", 100*r.cpu.machineBusy.Seconds()/r.cpu.machineTotal.Seconds())
+			other = fmt.Sprintf("%.0f%%", max(0, 100*(r.cpu.machineBusy-ours).Seconds()/r.cpu.machineTotal.Seconds()))
+		}
+		cpu = append(cpu, []string{r.target, proxy, cores, fmt.Sprintf("%.1f µs", r.perReq(r.cpu.upstream)),
+			fmt.Sprintf("%.1f µs", r.perReq(r.cpu.generator)), busy, other})
+	}
+	return main, cpu
+}
+
+func writeText(w io.Writer, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, row := range rows {
+		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+func writeMarkdown(w io.Writer, rows [][]string) {
+	for i, row := range rows {
+		fmt.Fprintln(w, "| "+strings.Join(row, " | ")+" |")
+		if i == 0 {
+			fmt.Fprintln(w, "|---"+strings.Repeat("|--:", len(row)-1)+"|")
+		}
+	}
+}
+
+const cpuNote = "CPU time from /proc (10 ms ticks) during the measured run; machine busy is all CPUs together; other work is busy time not used by the proxy, the upstream or the generator (other processes on the machine, kernel work not charged to them)."
 
 func printText(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
 	for _, l := range header(c, m) {
 		fmt.Fprintln(w, l)
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\trequests\treq/s\tp50\tp90\tp99\tmax\terrors\t")
-	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t\n", r.target, r.requests, r.rps(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), r.errors)
-	}
-	tw.Flush()
+	main, cpu := tables(rs)
+	writeText(w, main)
 	fmt.Fprintln(w)
 	for _, l := range summary(rs) {
 		fmt.Fprintln(w, l)
@@ -878,6 +1111,9 @@ func printText(w io.Writer, c config, m machine, rs []result, skipped map[string
 	for _, t := range slices.Sorted(maps.Keys(skipped)) {
 		fmt.Fprintf(w, "%s: %s\n", t, skipped[t])
 	}
+	fmt.Fprintln(w)
+	writeText(w, cpu)
+	fmt.Fprintln(w, cpuNote)
 }
 
 func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
@@ -885,11 +1121,8 @@ func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[st
 		fmt.Fprintf(w, "- %s\n", l)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| target | requests | req/s | p50 | p90 | p99 | max | errors |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|")
-	for _, r := range rs {
-		fmt.Fprintf(w, "| %s | %d | %.0f | %s | %s | %s | %s | %d |\n", r.target, r.requests, r.rps(), ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), r.errors)
-	}
+	main, cpu := tables(rs)
+	writeMarkdown(w, main)
 	fmt.Fprintln(w)
 	for _, l := range summary(rs) {
 		fmt.Fprintf(w, "- %s\n", l)
@@ -897,4 +1130,8 @@ func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[st
 	for _, t := range slices.Sorted(maps.Keys(skipped)) {
 		fmt.Fprintf(w, "- %s: %s\n", t, skipped[t])
 	}
+	fmt.Fprintln(w)
+	writeMarkdown(w, cpu)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, cpuNote)
 }

@@ -11,9 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/access"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
@@ -33,6 +35,7 @@ type serveConfig struct {
 	logLevel      string
 	functions     string
 	maxBody       int64
+	authFailures  int
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -52,6 +55,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
+	fs.IntVar(&c.authFailures, "auth-failures-per-minute", 20, "failed authentications allowed per source address per minute before it gets 429")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -112,7 +116,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	authn := auth.New(st, auth.NewHasher(pepper), time.Now, log)
+	hasher := auth.NewHasher(pepper)
+	authn := auth.New(st, hasher, time.Now, log)
+	acc := access.New(st, hasher, time.Now, log)
+	acc.OnChange(authn.Invalidate)
 	adminKey, err := authn.Bootstrap(ctx, getenv("SESAME_ADMIN_KEY"))
 	if err != nil {
 		return err
@@ -131,12 +138,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 
 	api := httpapi.New(httpapi.Config{
-		Vault:   v,
-		Auth:    authn,
-		Gateway: gw,
-		Ready:   st.Ping,
-		Rotate:  rotator(v, save),
-		Logger:  log,
+		Vault:  v,
+		Auth:   authn,
+		Access: acc,
+		// 20 failed authentications per source address per minute, then 429 until the minute ends.
+		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Gateway:  gw,
+		Ready:    st.Ping,
+		Rotate:   rotator(v, save),
+		Logger:   log,
 	})
 
 	ln, err := net.Listen("tcp", c.addr)
@@ -152,7 +162,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bgDone := make(chan struct{})
-	go func() { authn.Run(bgCtx, 10*time.Second); close(bgDone) }()
+	go func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
+		// Other replicas announce access changes (revoked keys, disabled users, grants) on
+		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
+		wg.Go(func() {
+			if err := st.Listen(bgCtx, access.Channel, func(string) { acc.Invalidate() }); err != nil {
+				log.Warn("listen for access changes", "err", err)
+			}
+		})
+		wg.Wait()
+		close(bgDone)
+	}()
 
 	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
 	if listening != nil {

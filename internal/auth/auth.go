@@ -18,7 +18,7 @@ import (
 // Store is the storage authentication needs.
 type Store interface {
 	CountUsers(ctx context.Context) (int, error)
-	CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.APIKey) error
+	CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.APIKey, grants ...sesame.Grant) error
 	APIKeyByHash(ctx context.Context, hash []byte) (sesame.APIKey, sesame.User, error)
 	TouchAPIKeys(ctx context.Context, lastUse map[string]time.Time) error
 }
@@ -32,6 +32,17 @@ type Authenticator struct {
 
 	mu      sync.Mutex
 	lastUse map[string]time.Time // key ID → last use, flushed in batches
+
+	// keys caches verified keys by their text, so a warm request costs a map lookup, not a
+	// hash and a query. Invalidate clears it on every access change, here or on another
+	// replica (revocation, disabling a user).
+	cacheMu sync.RWMutex
+	keys    map[string]cachedKey
+}
+
+type cachedKey struct {
+	key  sesame.APIKey
+	user sesame.User
 }
 
 // New returns an authenticator.
@@ -39,7 +50,7 @@ func New(st Store, h *Hasher, now sesame.Clock, log *slog.Logger) *Authenticator
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{store: st, hasher: h, now: now, log: log, lastUse: map[string]time.Time{}}
+	return &Authenticator{store: st, hasher: h, now: now, log: log, lastUse: map[string]time.Time{}, keys: map[string]cachedKey{}}
 }
 
 // Errors returned by Authenticate. Each is a client error; the message is the same for
@@ -67,16 +78,29 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	if key == "" {
 		return sesame.Principal{}, ErrNoCredentials
 	}
-	if CheckKeyFormat([]byte(key)) != nil {
-		return sesame.Principal{}, ErrInvalidKey // rejected before any lookup
+	a.cacheMu.RLock()
+	c, ok := a.keys[key]
+	a.cacheMu.RUnlock()
+	if !ok {
+		if CheckKeyFormat([]byte(key)) != nil {
+			return sesame.Principal{}, ErrInvalidKey // rejected before any lookup
+		}
+		k, u, err := a.store.APIKeyByHash(ctx, a.hasher.Hash([]byte(key)))
+		if errors.Is(err, sesame.ErrNotFound) {
+			return sesame.Principal{}, ErrInvalidKey
+		}
+		if err != nil {
+			return sesame.Principal{}, fmt.Errorf("auth: look up key: %w", err)
+		}
+		c = cachedKey{key: k, user: u}
+		a.cacheMu.Lock()
+		if len(a.keys) >= 100_000 {
+			clear(a.keys)
+		}
+		a.keys[key] = c
+		a.cacheMu.Unlock()
 	}
-	k, u, err := a.store.APIKeyByHash(ctx, a.hasher.Hash([]byte(key)))
-	if errors.Is(err, sesame.ErrNotFound) {
-		return sesame.Principal{}, ErrInvalidKey
-	}
-	if err != nil {
-		return sesame.Principal{}, fmt.Errorf("auth: look up key: %w", err)
-	}
+	k, u := c.key, c.user
 	now := a.now()
 	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) || u.Disabled {
 		return sesame.Principal{}, ErrInvalidKey
@@ -85,6 +109,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	a.lastUse[k.ID] = now
 	a.mu.Unlock()
 	return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID}, nil
+}
+
+// Invalidate forgets every cached key, so the next use of each is checked against the store.
+func (a *Authenticator) Invalidate() {
+	a.cacheMu.Lock()
+	clear(a.keys)
+	a.cacheMu.Unlock()
 }
 
 // Flush writes the recorded last-use times.
@@ -145,7 +176,8 @@ func (a *Authenticator) Bootstrap(ctx context.Context, adminKey string) (sesame.
 	now := a.now().UTC()
 	u := sesame.User{ID: NewID("usr_"), Name: "admin", CreatedAt: now}
 	k := sesame.APIKey{ID: NewID("key_"), UserID: u.ID, Name: "bootstrap", Hash: a.hasher.Hash(key.Reveal()), CreatedAt: now}
-	if err := a.store.CreateUserWithKey(ctx, u, k); err != nil {
+	grant := sesame.Grant{ID: NewID("grt_"), Role: "admin", SubjectKind: sesame.SubjectUser, Subject: u.ID, Workspace: sesame.AllWorkspaces, CreatedAt: now}
+	if err := a.store.CreateUserWithKey(ctx, u, k, grant); err != nil {
 		if errors.Is(err, sesame.ErrAlreadyExists) {
 			return sesame.Secret{}, nil // another replica bootstrapped first
 		}

@@ -363,6 +363,12 @@ func TestAuthenticateRefuses(t *testing.T) {
 		t.Fatalf("bob before being disabled: %v", err)
 	}
 	e.exec(t, `UPDATE users SET disabled = 1 WHERE id = ?`, bob.ID)
+	// Verified keys are cached; the access service invalidates on every change (here and,
+	// by notification, on other replicas). Until then the cache answers.
+	if _, err := e.authn.Authenticate(ctx, bobKey); err != nil {
+		t.Fatalf("bob before the cache was told: %v", err)
+	}
+	e.authn.Invalidate()
 
 	if _, err := e.authn.Authenticate(ctx, expiring); err != nil {
 		t.Fatalf("a key before its expiry: %v", err)

@@ -48,11 +48,16 @@ func (e *APIError) Error() string {
 // Run runs a client command: args[0] is the command group.
 func Run(ctx context.Context, args []string, env Env) error {
 	cmds := map[string]func(context.Context, *client, []string) error{
-		"ws":   wsCommand,
-		"cred": credCommand,
-		"keys": keysCommand,
-		"conn": connCommand,
-		"fn":   fnCommand,
+		"ws":    wsCommand,
+		"cred":  credCommand,
+		"keys":  keysCommand,
+		"conn":  connCommand,
+		"fn":    fnCommand,
+		"user":  userCommand,
+		"key":   keyCommand,
+		"group": groupCommand,
+		"role":  roleCommand,
+		"grant": grantCommand,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -209,6 +214,13 @@ func listAll[T any](ctx context.Context, c *client, path string) ([]T, error) {
 		}
 		q.Set("cursor", page.NextCursor)
 	}
+}
+
+func fmtPtr(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return fmtTime(*t)
 }
 
 func fmtTime(t time.Time) string {

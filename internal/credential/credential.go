@@ -25,6 +25,8 @@ const (
 	StringList                  // a JSON array of strings, or one string split on spaces/commas
 	Object                      // a JSON object (templates, extra headers)
 	URL                         // an absolute http(s) URL
+	Integer                     // a JSON integer (stored as float64, as JSON decodes it)
+	Bool                        // a JSON boolean
 )
 
 // Field describes one field of a credential type.
@@ -313,6 +315,18 @@ func parsePublic(f Field, v json.RawMessage) (any, error) {
 			out = append(out, s)
 		}
 		return out, nil
+	case Integer:
+		var n int64
+		if err := json.Unmarshal(v, &n); err != nil || n > 1<<53 || n < -(1<<53) {
+			return nil, sesame.Errorf(sesame.CodeInvalidField, "field %q must be an integer", f.Name)
+		}
+		return float64(n), nil
+	case Bool:
+		var b bool
+		if err := json.Unmarshal(v, &b); err != nil {
+			return nil, sesame.Errorf(sesame.CodeInvalidField, "field %q must be true or false", f.Name)
+		}
+		return b, nil
 	case Object:
 		if len(v) > maxObjectLen {
 			return nil, sesame.Errorf(sesame.CodeInvalidField, "field %q is larger than %d bytes", f.Name, maxObjectLen)

@@ -140,9 +140,9 @@ func TestParseValid(t *testing.T) {
 			name: "oauth2 keep client secret",
 			typ:  "oauth2",
 			fields: map[string]any{
-				"grant": "client_credentials", "client_id": "cid", "client_secret": keep, "provider": "x",
+				"grant": "client_credentials", "client_id": "cid", "client_secret": keep, "provider": "xero",
 			},
-			wantPublic: map[string]any{"grant": "client_credentials", "client_id": "cid", "provider": "x"},
+			wantPublic: map[string]any{"grant": "client_credentials", "client_id": "cid", "provider": "xero"},
 			wantKept:   []string{"client_secret"},
 		},
 		{

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/sesamehq/sesame"
@@ -29,6 +30,9 @@ var defaultResponseHeaders = []string{"Content-Type", "Retry-After", "X-RateLimi
 func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[string]any) (CallResult, error) {
 	f, fo, err := g.loadFunction(ctx, ws, name)
 	if err != nil {
+		return CallResult{}, err
+	}
+	if err := mayCall(ctx, f); err != nil {
 		return CallResult{}, err
 	}
 	base, conn, co, err := g.target(ctx, ws, f)
@@ -123,6 +127,31 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	}
 	defer resp.Body.Close()
 	return g.result(ctx, f, c, resp)
+}
+
+// mayCall applies the function's own rules on who may call it: anonymous callers only
+// when it allows them, and apps only if it lists them (when it lists any).
+func mayCall(ctx context.Context, f *function.Function) error {
+	p, _ := sesame.PrincipalFrom(ctx)
+	switch p.Kind {
+	case sesame.PrincipalAnonymous:
+		if !f.AllowAnonymous {
+			return sesame.Errorf(sesame.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key> or X-API-Key")
+		}
+	case sesame.PrincipalApp:
+		if len(f.AllowedApps) > 0 && !slices.ContainsFunc(f.AllowedApps, func(pattern string) bool { return appMatches(pattern, p.AppID) }) {
+			return sesame.Errorf(sesame.CodeForbidden, "app %q may not call this function", p.AppID)
+		}
+	}
+	return nil
+}
+
+// appMatches reports whether an allowedApps entry (an app ID or "prefix.*") covers appID.
+func appMatches(pattern, appID string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(appID, prefix) && len(appID) > len(prefix)
+	}
+	return pattern == appID
 }
 
 // result reads the upstream response (bounded), decodes JSON and applies the transform.

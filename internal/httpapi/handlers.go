@@ -30,9 +30,30 @@ func (s *Server) listWorkspaces(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items, err := s.cfg.Vault.ListWorkspaces(r.Context(), after, limit+1)
-	if err != nil {
-		return err
+	// Only the workspaces the caller holds rights in; the others are not even named.
+	var names map[string]bool
+	all := true
+	if s.cfg.Access != nil {
+		p, _ := sesame.PrincipalFrom(r.Context())
+		if names, all, err = s.cfg.Access.Workspaces(r.Context(), p); err != nil {
+			return err
+		}
+	}
+	var items []sesame.Workspace
+	for len(items) <= limit {
+		batch, err := s.cfg.Vault.ListWorkspaces(r.Context(), after, limit+1)
+		if err != nil {
+			return err
+		}
+		for _, ws := range batch {
+			if all || names[ws.Name] {
+				items = append(items, ws)
+			}
+		}
+		if len(batch) < limit+1 {
+			break
+		}
+		after = batch[len(batch)-1].Name
 	}
 	writePage(w, items, limit, func(ws sesame.Workspace) string { return ws.Name })
 	return nil

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -138,23 +140,128 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate requires a valid API key and puts its principal in the request context.
-// Roles and app tokens extend this one place.
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.cfg.Auth.Authenticate(r.Context(), auth.KeyFromRequest(r))
+// authenticatePrincipal turns the presented credential into a principal: an app token
+// (v4.public.…) when apps are enabled, otherwise an API key. Users also need use_api_key.
+func (s *Server) authenticatePrincipal(r *http.Request, presented string) (sesame.Principal, error) {
+	ctx := r.Context()
+	if s.cfg.Apps != nil && strings.HasPrefix(presented, "v4.public.") {
+		return s.cfg.Apps.VerifyToken(ctx, presented)
+	}
+	p, err := s.cfg.Auth.Authenticate(ctx, presented)
+	if err != nil {
+		return p, err
+	}
+	if s.cfg.Access != nil {
+		ok, err := s.cfg.Access.HasAnywhere(ctx, p, sesame.PrivUseAPIKey)
 		if err != nil {
-			if sesame.ErrorCode(err) == sesame.CodeUnauthenticated {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="sesame"`)
-				s.log.LogAttrs(r.Context(), slog.LevelWarn, "authentication failed",
-					slog.String(logRequestID, requestIDFrom(r.Context())), slog.String("remote", r.RemoteAddr))
-			}
-			s.renderError(w, r, err)
-			return
+			return p, err
 		}
-		if info, ok := r.Context().Value(requestInfoKey).(*requestInfo); ok {
+		if !ok {
+			return p, &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege use_api_key: this user may not use API keys"}
+		}
+	}
+	return p, nil
+}
+
+// sourceOf is the address failed attempts are counted against.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// guard authenticates the request and authorizes it for the route: the principal must hold
+// one of the route's privileges in the route's workspace. Failed authentications are
+// counted per source address; a source over the limit gets 429 before its credential is
+// even looked at. Roles and app tokens plug in here, in one place.
+func (s *Server) guard(rt route, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		source := sourceOf(r)
+		if s.cfg.Failures != nil {
+			if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
+				s.authEvent(r, "blocked", source, "", sesame.CodeRateLimited)
+				s.renderError(w, r, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many failed authentications from this address; retry later", RetryAfter: wait})
+				return
+			}
+		}
+		presented := auth.KeyFromRequest(r)
+		var p sesame.Principal
+		if presented == "" && rt.optional {
+			p = sesame.Principal{Kind: sesame.PrincipalAnonymous}
+		} else {
+			var err error
+			p, err = s.authenticatePrincipal(r, presented)
+			if err != nil {
+				code := sesame.ErrorCode(err)
+				if code != sesame.CodeInternal {
+					if s.cfg.Failures != nil && code != sesame.CodeMissingPrivilege {
+						s.cfg.Failures.Fail(source)
+					}
+					s.authEvent(r, "failed", source, p.KeyID, code)
+					w.Header().Set("WWW-Authenticate", `Bearer realm="sesame"`)
+				}
+				s.renderError(w, r, err)
+				return
+			}
+			if err := s.authorize(r, rt, p); err != nil {
+				s.authEvent(r, "denied", source, p.KeyID, sesame.ErrorCode(err))
+				if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
+					info.principal = &p
+				}
+				s.renderError(w, r, err)
+				return
+			}
+		}
+		if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
 			info.principal = &p
 		}
-		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(r.Context(), p)))
+		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})
+}
+
+// authorize checks the route's privileges for p.
+func (s *Server) authorize(r *http.Request, rt route, p sesame.Principal) error {
+	if s.cfg.Access == nil {
+		return nil
+	}
+	ctx := r.Context()
+	ws := ""
+	if strings.Contains(rt.pattern, "{ws}") {
+		ws = r.PathValue("ws")
+	}
+	if rt.inWorkspace {
+		names, all, err := s.cfg.Access.Workspaces(ctx, p)
+		if err != nil {
+			return err
+		}
+		if all || names[ws] {
+			return nil
+		}
+		return &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege: no rights in this workspace"}
+	}
+	if len(rt.privileges) == 0 {
+		return nil
+	}
+	var first error
+	for _, priv := range rt.privileges {
+		err := s.cfg.Access.Authorize(ctx, p, priv, ws)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// authEvent logs a structured authentication event. It never logs the credential.
+func (s *Server) authEvent(r *http.Request, outcome, source, keyID string, code sesame.Code) {
+	s.log.LogAttrs(r.Context(), slog.LevelWarn, "auth "+outcome,
+		slog.String(logRequestID, requestIDFrom(r.Context())), slog.String("remote", source),
+		slog.String(logMethod, r.Method), slog.String(logPath, r.URL.Path),
+		slog.String(logKeyID, keyID), slog.String(logCode, string(code)))
 }

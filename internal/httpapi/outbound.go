@@ -194,6 +194,10 @@ func (s *Server) callFunction(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	res, err := s.cfg.Gateway.CallFunction(r.Context(), r.PathValue("ws"), r.PathValue("name"), body.Parameters)
+	if p, _ := sesame.PrincipalFrom(r.Context()); p.Kind == sesame.PrincipalAnonymous && sesame.ErrorCode(err) == sesame.CodeNotFound {
+		// An anonymous caller learns nothing about what exists.
+		return sesame.Errorf(sesame.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key> or X-API-Key")
+	}
 	if err != nil {
 		return err
 	}

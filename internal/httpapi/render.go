@@ -36,6 +36,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeProtected:            http.StatusConflict,
 	sesame.CodeUnauthenticated:      http.StatusUnauthorized,
 	sesame.CodeForbidden:            http.StatusForbidden,
+	sesame.CodeMissingPrivilege:     http.StatusForbidden,
 	sesame.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	sesame.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	sesame.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
@@ -46,14 +47,30 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeUpstreamTimeout:      http.StatusGatewayTimeout,
 	sesame.CodeTestFailed:           http.StatusUnprocessableEntity,
 	sesame.CodeTransformFailed:      http.StatusBadGateway,
-	sesame.CodeInternal:             http.StatusInternalServerError,
+	// 409, not 401: the grant's state conflicts with the call and a person must act; a 401
+	// would tell the caller its own Sesame key was refused.
+	sesame.CodeReauthorizationRequired: http.StatusConflict,
+	sesame.CodeInternal:                http.StatusInternalServerError,
+	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
+	// malformed token with 400).
+	sesame.CodeBadRequest:          http.StatusBadRequest,
+	sesame.CodeManifestInvalid:     http.StatusBadRequest,
+	sesame.CodeAppUnauthorized:     http.StatusUnauthorized,
+	sesame.CodeAppMediaType:        http.StatusUnsupportedMediaType,
+	sesame.CodeAppPayloadTooLarge:  http.StatusRequestEntityTooLarge,
+	sesame.CodeMissingAuthHeader:   http.StatusUnauthorized,
+	sesame.CodeUnsupportedAuthType: http.StatusUnauthorized,
+	sesame.CodeTokenInvalid:        http.StatusBadRequest,
+	sesame.CodeTokenExpired:        http.StatusUnauthorized,
+	sesame.CodeTokenUnauthorized:   http.StatusUnauthorized,
 }
 
 // errorBody is the shape of every error response.
 type errorBody struct {
-	Code      sesame.Code `json:"code"`
-	Message   string      `json:"message"`
-	RequestID string      `json:"request_id,omitempty"`
+	Code      sesame.Code       `json:"code"`
+	Message   string            `json:"message"`
+	Details   map[string]string `json:"details,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
 }
 
 // handle adapts a handlerFunc, rendering its error. Client errors are shown as they are;
@@ -71,7 +88,7 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	body := errorBody{Code: sesame.CodeInternal, Message: "internal error", RequestID: id}
 	var e *sesame.Error
 	if errors.As(err, &e) && e.Code != sesame.CodeInternal {
-		body.Code, body.Message = e.Code, e.Message
+		body.Code, body.Message, body.Details = e.Code, e.Message, e.Details
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 		}

@@ -1,51 +1,99 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/sesamehq/sesame"
+)
 
 // anyMethod marks a route that takes every method (the proxy).
 const anyMethod = ""
 
-// route is one entry of the route table. Every route is authenticated unless anonymous.
+// route is one entry of the route table. Every route is authenticated unless anonymous,
+// and then authorized: the principal must hold one of privileges (in the route's {ws}
+// when the pattern has one, otherwise on all workspaces). No privileges means any
+// authenticated principal; inWorkspace means any privilege at all in {ws}.
 type route struct {
-	method    string
-	pattern   string
-	anonymous bool
-	h         handlerFunc
+	method      string
+	pattern     string
+	h           handlerFunc
+	anonymous   bool               // no authentication at all
+	optional    bool               // anonymous callers get through; the handler decides
+	privileges  []sesame.Privilege // any one of them suffices
+	inWorkspace bool               // any privilege in {ws}
 }
 
-// routes is the whole API surface. The OpenAPI test checks that every entry is documented.
+// Privilege shorthands for the table.
+var (
+	admin       = []sesame.Privilege{sesame.PrivAdmin}
+	credentials = []sesame.Privilege{sesame.PrivManageCredentials}
+	connections = []sesame.Privilege{sesame.PrivManageConnections}
+	run         = []sesame.Privilege{sesame.PrivRunFunctions}
+	runOrManage = []sesame.Privilege{sesame.PrivRunFunctions, sesame.PrivManageConnections}
+	users       = []sesame.Privilege{sesame.PrivManageUsers}
+)
+
+// routes is the whole API surface, with the privilege each route needs. The OpenAPI test
+// checks that every entry is documented.
 func (s *Server) routes() []route {
 	return []route{
 		{method: http.MethodGet, pattern: "/healthz", anonymous: true, h: s.healthz},
 		{method: http.MethodGet, pattern: "/readyz", anonymous: true, h: s.readyz},
 		{method: http.MethodGet, pattern: "/v1/openapi.json", h: s.openapi},
+		{method: http.MethodGet, pattern: "/v1/me", h: s.me},
 
 		{method: http.MethodGet, pattern: "/v1/workspaces", h: s.listWorkspaces},
-		{method: http.MethodPost, pattern: "/v1/workspaces", h: s.createWorkspace},
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}", h: s.getWorkspace},
-		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}", h: s.deleteWorkspace},
-		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/copy", h: s.copyWorkspace},
+		{method: http.MethodPost, pattern: "/v1/workspaces", h: s.createWorkspace, privileges: admin},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}", h: s.getWorkspace, inWorkspace: true},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}", h: s.deleteWorkspace, privileges: admin},
+		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/copy", h: s.copyWorkspace, privileges: admin},
 
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials", h: s.listCredentials},
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.getCredential},
-		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.putCredential},
-		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.deleteCredential},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials", h: s.listCredentials, privileges: credentials},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.getCredential, privileges: credentials},
+		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.putCredential, privileges: credentials},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: s.deleteCredential, privileges: credentials},
 
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections", h: s.listConnections},
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.getConnection},
-		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.putConnection},
-		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.deleteConnection},
-		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/connections/{name}/test", h: s.testConnection},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections", h: s.listConnections, privileges: connections},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.getConnection, privileges: connections},
+		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.putConnection, privileges: connections},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.deleteConnection, privileges: connections},
+		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/connections/{name}/test", h: s.testConnection, privileges: connections},
 
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions", h: s.listFunctions},
-		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.getFunction},
-		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.putFunction},
-		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.deleteFunction},
-		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/functions/{name}/call", h: s.callFunction},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions", h: s.listFunctions, privileges: runOrManage},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.getFunction, privileges: runOrManage},
+		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.putFunction, privileges: connections},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.deleteFunction, privileges: connections},
+		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/functions/{name}/call", h: s.callFunction, privileges: run, optional: true},
 
-		{method: anyMethod, pattern: "/v1/workspaces/{ws}/proxy/{conn}", h: s.proxy},
-		{method: anyMethod, pattern: "/v1/workspaces/{ws}/proxy/{conn}/{path...}", h: s.proxy},
+		{method: anyMethod, pattern: "/v1/workspaces/{ws}/proxy/{conn}", h: s.proxy, privileges: run},
+		{method: anyMethod, pattern: "/v1/workspaces/{ws}/proxy/{conn}/{path...}", h: s.proxy, privileges: run},
 
-		{method: http.MethodPost, pattern: "/v1/system/master-key/rotate", h: s.rotateMasterKey},
+		{method: http.MethodGet, pattern: "/v1/users", h: s.listUsers, privileges: users},
+		{method: http.MethodPost, pattern: "/v1/users", h: s.createUser, privileges: users},
+		{method: http.MethodGet, pattern: "/v1/users/{id}", h: s.getUser, privileges: users},
+		{method: http.MethodPatch, pattern: "/v1/users/{id}", h: s.patchUser, privileges: users},
+		{method: http.MethodDelete, pattern: "/v1/users/{id}", h: s.deleteUser, privileges: users},
+		// Key routes check manage_users or "own key" in the handler.
+		{method: http.MethodGet, pattern: "/v1/users/{id}/keys", h: s.listKeys},
+		{method: http.MethodPost, pattern: "/v1/users/{id}/keys", h: s.createKey},
+		{method: http.MethodDelete, pattern: "/v1/keys/{id}", h: s.revokeKey},
+
+		{method: http.MethodGet, pattern: "/v1/groups", h: s.listGroups, privileges: users},
+		{method: http.MethodPost, pattern: "/v1/groups", h: s.createGroup, privileges: users},
+		{method: http.MethodGet, pattern: "/v1/groups/{id}", h: s.getGroup, privileges: users},
+		{method: http.MethodPut, pattern: "/v1/groups/{id}", h: s.putGroup, privileges: users},
+		{method: http.MethodDelete, pattern: "/v1/groups/{id}", h: s.deleteGroup, privileges: users},
+
+		{method: http.MethodGet, pattern: "/v1/roles", h: s.listRoles, privileges: users},
+		{method: http.MethodPost, pattern: "/v1/roles", h: s.createRole, privileges: users},
+		{method: http.MethodGet, pattern: "/v1/roles/{name}", h: s.getRole, privileges: users},
+		{method: http.MethodPut, pattern: "/v1/roles/{name}", h: s.putRole, privileges: users},
+		{method: http.MethodDelete, pattern: "/v1/roles/{name}", h: s.deleteRole, privileges: users},
+
+		{method: http.MethodGet, pattern: "/v1/grants", h: s.listGrants, privileges: users},
+		{method: http.MethodPost, pattern: "/v1/grants", h: s.createGrant, privileges: users},
+		{method: http.MethodDelete, pattern: "/v1/grants/{id}", h: s.deleteGrant, privileges: users},
+
+		{method: http.MethodPost, pattern: "/v1/system/master-key/rotate", h: s.rotateMasterKey, privileges: admin},
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/access"
+	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/vault"
 )
 
@@ -31,6 +33,11 @@ type Authenticator interface {
 	Authenticate(ctx context.Context, key string) (sesame.Principal, error)
 }
 
+// AppTokens verifies app tokens ("v4.public." tokens) presented as bearer credentials.
+type AppTokens interface {
+	VerifyToken(ctx context.Context, token string) (sesame.Principal, error)
+}
+
 // Rotator rotates the master key; newKey is empty to let the server generate one.
 type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error)
 
@@ -41,8 +48,12 @@ type Config struct {
 	Ready   func(ctx context.Context) error // reports whether the store is reachable
 	Rotate  Rotator
 	Gateway Gateway
-	Logger  *slog.Logger
-	MaxBody int64 // largest JSON request body; 0 means 1 MiB
+	Access  *access.Service
+	Apps    AppTokens // nil: app tokens are not accepted
+	// Failures limits failed authentications per source address; nil means no limit.
+	Failures *auth.FailureLimiter
+	Logger   *slog.Logger
+	MaxBody  int64 // largest JSON request body; 0 means 1 MiB
 }
 
 // Server serves the API.
@@ -63,10 +74,9 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	methods := map[string][]string{}
 	for _, rt := range s.routes() {
-		h := rt.h
-		handler := s.handle(h)
+		handler := s.handle(rt.h)
 		if !rt.anonymous {
-			handler = s.authenticate(handler)
+			handler = s.guard(rt, handler)
 		}
 		if rt.method == anyMethod {
 			s.mux.Handle(rt.pattern, handler)

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib" // also registers the "pgx" database/sql driver
 
 	"github.com/sesamehq/sesame"
 )
@@ -55,4 +57,58 @@ func (postgresDialect) classify(err error) error {
 		return sesame.ErrConflict
 	}
 	return nil
+}
+
+// Notify tells every replica listening on channel that something changed. On SQLite,
+// which has a single server process, it does nothing.
+func (s *Store) Notify(ctx context.Context, channel, payload string) error {
+	if s.dialect.name() != "postgres" {
+		return nil
+	}
+	_, err := s.write.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+	return err
+}
+
+// Listen calls fn with the payload of every notification on channel until ctx ends, and
+// with "" whenever the connection was re-established (notifications may have been missed:
+// the listener should drop all cached state). On SQLite it returns at once.
+func (s *Store) Listen(ctx context.Context, channel string, fn func(payload string)) error {
+	if s.dialect.name() != "postgres" {
+		return nil
+	}
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx, channel, fn)
+		if ctx.Err() != nil {
+			return nil
+		}
+		fn("") // reconnecting: anything may have changed meanwhile
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		_ = err
+	}
+	return nil
+}
+
+func (s *Store) listenOnce(ctx context.Context, channel string, fn func(string)) error {
+	conn, err := s.write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(driverConn any) error {
+		pc := driverConn.(*stdlib.Conn).Conn()
+		if _, err := pc.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
+			return err
+		}
+		defer pc.Exec(context.WithoutCancel(ctx), "UNLISTEN *")
+		for {
+			n, err := pc.WaitForNotification(ctx)
+			if err != nil {
+				return err
+			}
+			fn(n.Payload)
+		}
+	})
 }

@@ -22,6 +22,9 @@ type sealedColumn struct {
 var sealedColumns = []sealedColumn{
 	{table: "meta", keys: []string{"name"}, col: "value", where: "sealed = TRUE"},
 	{table: "credential_secrets", keys: []string{"workspace", "cred_key", "field"}, col: "blob", where: "blob IS NOT NULL"},
+	{table: "oauth_grants", keys: []string{"workspace", "cred_key", "end_user"}, col: "access_blob", where: "access_blob IS NOT NULL"},
+	{table: "oauth_grants", keys: []string{"workspace", "cred_key", "end_user"}, col: "refresh_blob", where: "refresh_blob IS NOT NULL"},
+	{table: "oauth_states", keys: []string{"state_id"}, col: "verifier", where: "verifier IS NOT NULL"},
 }
 
 const rewrapBatch = 200

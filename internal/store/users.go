@@ -15,15 +15,24 @@ func (s *Store) CountUsers(ctx context.Context) (int, error) {
 	return n, s.wrap(err)
 }
 
-// CreateUserWithKey creates a user and its first API key in one transaction.
+// CreateUserWithKey creates a user, its first API key and its grants in one transaction.
 // ErrAlreadyExists if the user name or key hash is taken.
-func (s *Store) CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.APIKey) error {
+func (s *Store) CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.APIKey, grants ...sesame.Grant) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, name, disabled, created_at) VALUES ($1, $2, $3, $4)`,
 			u.ID, u.Name, u.Disabled, nanos(u.CreatedAt)); err != nil {
 			return err
 		}
-		return insertKey(ctx, tx, k)
+		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		for _, g := range grants {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO grants (id, role, subject_kind, subject, workspace, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+				g.ID, g.Role, g.SubjectKind, g.Subject, g.Workspace, nanos(g.CreatedAt)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

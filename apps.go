@@ -1,0 +1,45 @@
+package sesame
+
+import "time"
+
+// App token modes (PRODUCT.md C7): a trial app (com.example.*) needs no signature; any
+// other app presents a manifest signed under a developer certificate.
+const (
+	AppModeTrial  = "trial"
+	AppModeSigned = "signed"
+)
+
+// AppCert is a developer certificate as storage holds it. Body is the certificate document
+// exactly as issued (signed by the trust root); the other fields are copies for queries.
+type AppCert struct {
+	ID        string
+	DevPubkey string // base64 of the developer's Ed25519 public key
+	Domains   []string
+	IssuedAt  time.Time
+	ExpiresAt *time.Time
+	RevokedAt *time.Time
+	Body      []byte
+}
+
+// AppToken is an issued app token as storage holds it: its claims, never the token itself
+// (a token is a bearer credential, and its signature is what the server verifies).
+type AppToken struct {
+	ID        string     `json:"id"`
+	AppID     string     `json:"app_id"`
+	Version   string     `json:"version"`
+	Mode      string     `json:"mode"`
+	CertID    string     `json:"cert_id,omitempty"`
+	Source    string     `json:"source,omitempty"` // the address that asked for it
+	IssuedAt  time.Time  `json:"issued_at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// AppTokenRevocation is one revoked, unexpired token. Seq orders revocations: every
+// revocation commits with a sequence number greater than any committed before it, so a
+// reader that has seen every revocation up to Seq n needs only those after n.
+type AppTokenRevocation struct {
+	Seq       int64
+	TokenID   string
+	ExpiresAt time.Time
+}

@@ -1,0 +1,351 @@
+package access
+
+import (
+	"context"
+	"errors"
+	"regexp"
+	"time"
+
+	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/auth"
+)
+
+var (
+	roleName   = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+	appPattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(\.\*)?$`)
+)
+
+func notFound(err error, what, id string) error {
+	if errors.Is(err, sesame.ErrNotFound) {
+		return sesame.Errorf(sesame.CodeNotFound, "%s %q not found", what, id)
+	}
+	return err
+}
+
+// --- users ---
+
+// CreateUser creates an enabled user with no rights.
+func (s *Service) CreateUser(ctx context.Context, name string) (sesame.User, error) {
+	if !sesame.ValidUserName(name) {
+		return sesame.User{}, sesame.Errorf(sesame.CodeInvalidName, "invalid user name: use 1-128 letters, digits, '.', '_', '@' or '-'")
+	}
+	u := sesame.User{ID: auth.NewID("usr_"), Name: name, CreatedAt: s.now().UTC()}
+	err := s.store.CreateUser(ctx, u)
+	if errors.Is(err, sesame.ErrAlreadyExists) {
+		return u, sesame.Errorf(sesame.CodeAlreadyExists, "user %q already exists", name)
+	}
+	return u, err
+}
+
+// GetUser returns a user.
+func (s *Service) GetUser(ctx context.Context, id string) (sesame.User, error) {
+	u, err := s.store.GetUser(ctx, id)
+	return u, notFound(err, "user", id)
+}
+
+// ListUsers returns a page of users.
+func (s *Service) ListUsers(ctx context.Context, after string, limit int) ([]sesame.User, error) {
+	return s.store.ListUsers(ctx, after, limit)
+}
+
+// SetUserDisabled disables (or re-enables) a user: its keys stop working everywhere.
+func (s *Service) SetUserDisabled(ctx context.Context, id string, disabled bool) (sesame.User, error) {
+	if err := s.store.SetUserDisabled(ctx, id, disabled); err != nil {
+		return sesame.User{}, err
+	}
+	s.changed(ctx)
+	return s.GetUser(ctx, id)
+}
+
+// DeleteUser deletes a user, its keys, memberships and grants.
+func (s *Service) DeleteUser(ctx context.Context, id string) error {
+	if err := s.store.DeleteUser(ctx, id); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// --- keys ---
+
+// NewKey is a freshly created key: the only time the key itself is shown.
+type NewKey struct {
+	sesame.APIKey
+	Key sesame.Secret `json:"-"`
+}
+
+// CreateKey issues an API key for a user.
+func (s *Service) CreateKey(ctx context.Context, userID, name string, expiresAt *time.Time) (NewKey, error) {
+	if _, err := s.GetUser(ctx, userID); err != nil {
+		return NewKey{}, err
+	}
+	if name == "" {
+		name = "default"
+	}
+	if len(name) > 128 {
+		return NewKey{}, sesame.Errorf(sesame.CodeInvalidField, "field %q is longer than 128 characters", "name")
+	}
+	now := s.now().UTC()
+	if expiresAt != nil && !expiresAt.After(now) {
+		return NewKey{}, sesame.Errorf(sesame.CodeInvalidField, "field %q must be in the future", "expires_at")
+	}
+	key, err := auth.GenerateKey()
+	if err != nil {
+		return NewKey{}, err
+	}
+	k := sesame.APIKey{ID: auth.NewID("key_"), UserID: userID, Name: name, Hash: s.hasher.Hash(key.Reveal()), CreatedAt: now, ExpiresAt: expiresAt}
+	if err := s.store.CreateAPIKey(ctx, k); err != nil {
+		return NewKey{}, err
+	}
+	return NewKey{APIKey: k, Key: key}, nil
+}
+
+// ListKeys lists a user's keys.
+func (s *Service) ListKeys(ctx context.Context, userID string) ([]sesame.APIKey, error) {
+	if _, err := s.GetUser(ctx, userID); err != nil {
+		return nil, err
+	}
+	keys, err := s.store.ListAPIKeys(ctx, userID)
+	if keys == nil {
+		keys = []sesame.APIKey{}
+	}
+	return keys, err
+}
+
+// GetKey returns a key's metadata.
+func (s *Service) GetKey(ctx context.Context, id string) (sesame.APIKey, error) {
+	k, err := s.store.GetAPIKey(ctx, id)
+	return k, notFound(err, "key", id)
+}
+
+// RevokeKey revokes a key everywhere.
+func (s *Service) RevokeKey(ctx context.Context, id string) error {
+	if err := s.store.RevokeAPIKey(ctx, id, s.now().UnixNano()); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// --- groups ---
+
+func (s *Service) checkUsers(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		if _, err := s.store.GetUser(ctx, id); err != nil {
+			if errors.Is(err, sesame.ErrNotFound) {
+				return sesame.Errorf(sesame.CodeInvalidField, "field %q: user %q not found", "members", id)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func dedupe(ids []string) []string {
+	seen := map[string]bool{}
+	out := []string{}
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// CreateGroup creates a group of users.
+func (s *Service) CreateGroup(ctx context.Context, name string, members []string) (sesame.Group, error) {
+	if !roleName.MatchString(name) {
+		return sesame.Group{}, sesame.Errorf(sesame.CodeInvalidName, "invalid group name: use 1-63 lowercase letters, digits, '.', '_' or '-'")
+	}
+	members = dedupe(members)
+	if err := s.checkUsers(ctx, members); err != nil {
+		return sesame.Group{}, err
+	}
+	g := sesame.Group{ID: auth.NewID("grp_"), Name: name, Members: members, CreatedAt: s.now().UTC()}
+	err := s.store.CreateGroup(ctx, g)
+	if errors.Is(err, sesame.ErrAlreadyExists) {
+		return g, sesame.Errorf(sesame.CodeAlreadyExists, "group %q already exists", name)
+	}
+	if err != nil {
+		return g, err
+	}
+	s.changed(ctx)
+	return g, nil
+}
+
+// SetGroupMembers replaces a group's members.
+func (s *Service) SetGroupMembers(ctx context.Context, id string, members []string) (sesame.Group, error) {
+	members = dedupe(members)
+	if err := s.checkUsers(ctx, members); err != nil {
+		return sesame.Group{}, err
+	}
+	if err := s.store.SetGroupMembers(ctx, id, members); err != nil {
+		return sesame.Group{}, err
+	}
+	s.changed(ctx)
+	return s.GetGroup(ctx, id)
+}
+
+// GetGroup returns a group.
+func (s *Service) GetGroup(ctx context.Context, id string) (sesame.Group, error) {
+	g, err := s.store.GetGroup(ctx, id)
+	return g, notFound(err, "group", id)
+}
+
+// ListGroups lists groups.
+func (s *Service) ListGroups(ctx context.Context) ([]sesame.Group, error) {
+	gs, err := s.store.ListGroups(ctx)
+	if gs == nil {
+		gs = []sesame.Group{}
+	}
+	return gs, err
+}
+
+// DeleteGroup deletes a group and its grants.
+func (s *Service) DeleteGroup(ctx context.Context, id string) error {
+	if err := s.store.DeleteGroup(ctx, id); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// --- roles ---
+
+// PutRole creates or replaces a role.
+func (s *Service) PutRole(ctx context.Context, name string, privs []sesame.Privilege) (sesame.Role, bool, error) {
+	if !roleName.MatchString(name) {
+		return sesame.Role{}, false, sesame.Errorf(sesame.CodeInvalidName, "invalid role name: use 1-63 lowercase letters, digits, '.', '_' or '-'")
+	}
+	if len(privs) == 0 {
+		return sesame.Role{}, false, sesame.Errorf(sesame.CodeMissingField, "field %q must list at least one privilege", "privileges")
+	}
+	seen := map[sesame.Privilege]bool{}
+	var out []sesame.Privilege
+	for _, p := range privs {
+		if !sesame.ValidPrivilege(p) {
+			return sesame.Role{}, false, sesame.Errorf(sesame.CodeInvalidField, "field %q: unknown privilege %q", "privileges", truncate(string(p)))
+		}
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	r := sesame.Role{Name: name, Privileges: out, CreatedAt: s.now().UTC()}
+	created, err := s.store.PutRole(ctx, r)
+	if err != nil {
+		return r, false, err
+	}
+	s.changed(ctx)
+	r, err = s.GetRole(ctx, name)
+	return r, created, err
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// GetRole returns a role.
+func (s *Service) GetRole(ctx context.Context, name string) (sesame.Role, error) {
+	r, err := s.store.GetRole(ctx, name)
+	return r, notFound(err, "role", name)
+}
+
+// ListRoles lists roles.
+func (s *Service) ListRoles(ctx context.Context) ([]sesame.Role, error) {
+	return s.store.ListRoles(ctx)
+}
+
+// DeleteRole deletes a role and its grants.
+func (s *Service) DeleteRole(ctx context.Context, name string) error {
+	if err := s.store.DeleteRole(ctx, name); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}
+
+// --- grants ---
+
+// GrantInput names a role, exactly one subject, and a workspace ("*" for all).
+type GrantInput struct {
+	Role      string `json:"role"`
+	User      string `json:"user,omitempty"`
+	Group     string `json:"group,omitempty"`
+	App       string `json:"app,omitempty"`
+	Workspace string `json:"workspace"`
+}
+
+// CreateGrant gives a role to a user, group or app (an app ID or "com.example.*").
+func (s *Service) CreateGrant(ctx context.Context, in GrantInput) (sesame.Grant, error) {
+	g := sesame.Grant{ID: auth.NewID("grt_"), Role: in.Role, Workspace: in.Workspace, CreatedAt: s.now().UTC()}
+	n := 0
+	for kind, v := range map[string]string{sesame.SubjectUser: in.User, sesame.SubjectGroup: in.Group, sesame.SubjectApp: in.App} {
+		if v != "" {
+			g.SubjectKind, g.Subject = kind, v
+			n++
+		}
+	}
+	if n != 1 {
+		return g, sesame.Errorf(sesame.CodeInvalidArgument, "a grant names exactly one of %q, %q or %q", "user", "group", "app")
+	}
+	if _, err := s.GetRole(ctx, in.Role); err != nil {
+		if sesame.ErrorCode(err) == sesame.CodeNotFound {
+			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: role %q not found", "role", truncate(in.Role))
+		}
+		return g, err
+	}
+	switch g.SubjectKind {
+	case sesame.SubjectUser:
+		if err := s.checkUsers(ctx, []string{g.Subject}); err != nil {
+			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: user %q not found", "user", truncate(g.Subject))
+		}
+	case sesame.SubjectGroup:
+		if _, err := s.GetGroup(ctx, g.Subject); err != nil {
+			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: group %q not found", "group", truncate(g.Subject))
+		}
+	case sesame.SubjectApp:
+		if !appPattern.MatchString(g.Subject) {
+			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q must be an app ID (com.acme.app) or a pattern (com.acme.*)", "app")
+		}
+	}
+	if g.Workspace == "" {
+		return g, sesame.Errorf(sesame.CodeMissingField, "field %q is required (a workspace name, or \"*\" for all)", "workspace")
+	}
+	if g.Workspace != sesame.AllWorkspaces {
+		if _, err := s.store.GetWorkspace(ctx, g.Workspace); err != nil {
+			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: workspace %q not found", "workspace", truncate(g.Workspace))
+		}
+	}
+	err := s.store.CreateGrant(ctx, g)
+	if errors.Is(err, sesame.ErrAlreadyExists) {
+		return g, sesame.Errorf(sesame.CodeAlreadyExists, "this grant already exists")
+	}
+	if err != nil {
+		return g, err
+	}
+	s.changed(ctx)
+	return g, nil
+}
+
+// ListGrants lists grants.
+func (s *Service) ListGrants(ctx context.Context) ([]sesame.Grant, error) {
+	gs, err := s.store.ListGrants(ctx)
+	if gs == nil {
+		gs = []sesame.Grant{}
+	}
+	return gs, err
+}
+
+// DeleteGrant removes a grant.
+func (s *Service) DeleteGrant(ctx context.Context, id string) error {
+	if err := s.store.DeleteGrant(ctx, id); err != nil {
+		return err
+	}
+	s.changed(ctx)
+	return nil
+}

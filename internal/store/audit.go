@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/sesamehq/sesame"
+)
+
+// The store keeps the audit chain but does not know how it is hashed: AppendAudit reads
+// the head under a lock and hands it to the caller's link function, which assigns each
+// event its seq and hashes. So the chain logic lives in one place (internal/audit) and the
+// store only guarantees that appends are serialized and atomic.
+
+const auditColumns = `seq, version, at, workspace, principal, user_id, key_id, app_id, action, target, result, code,
+	status, upstream_status, latency_us, source, request_id, detail, prev_hash, hash, mac`
+
+const auditColumnCount = 21
+
+// auditInsertRows bounds the rows of one INSERT statement (21 parameters each), well under
+// both dialects' parameter limits.
+const auditInsertRows = 256
+
+// AppendAudit appends events to the audit chain in one transaction. It locks the chain's
+// head row (serializing appends across every replica on PostgreSQL; SQLite's single write
+// connection serializes them there), calls link with the current head, which returns the
+// events to insert with their Seq, PrevHash, Hash and MAC set (it may add events of its
+// own, and may modify the slice it is given), inserts them and stores the new head link
+// returns. With durable on SQLite, the commit is synced to disk (synchronous=FULL) so
+// that it survives a power loss, not only a crash of the process; PostgreSQL commits are
+// durable already.
+//
+// On error nothing is appended.
+func (s *Store) AppendAudit(ctx context.Context, events []sesame.AuditEvent,
+	link func(head sesame.AuditHead, events []sesame.AuditEvent) ([]sesame.AuditEvent, sesame.AuditHead, error), durable bool) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if durable && s.dialect.name() == "sqlite" {
+		if _, err := s.write.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
+			return fmt.Errorf("store: audit: %w", err)
+		}
+		defer func() {
+			// Back to the store's default for everything else. If this fails the connection
+			// stays on FULL: slower, never less safe.
+			_, _ = s.write.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
+		}()
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Writing the head row takes its lock until commit: a concurrent appender on another
+		// replica waits here, then reads the head this one stored.
+		var head sesame.AuditHead
+		err := tx.QueryRowContext(ctx, `UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, mac`).
+			Scan(&head.Seq, &head.Hash, &head.MAC)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: the audit head row is missing; the audit trail was tampered with")
+		}
+		if err != nil {
+			return fmt.Errorf("store: lock audit head: %w", err)
+		}
+		linked, newHead, err := link(head, events)
+		if err != nil {
+			return err
+		}
+		for start := 0; start < len(linked); start += auditInsertRows {
+			chunk := linked[start:min(start+auditInsertRows, len(linked))]
+			if _, err := tx.ExecContext(ctx, auditInsertSQL(len(chunk)), auditArgs(chunk)...); err != nil {
+				return fmt.Errorf("store: insert audit events: %w", err)
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1`,
+			newHead.Seq, newHead.Hash, newHead.MAC)
+		return err
+	})
+}
+
+func auditInsertSQL(rows int) string {
+	var b strings.Builder
+	b.Grow(64 + rows*auditColumnCount*5)
+	b.WriteString(`INSERT INTO audit_events (`)
+	b.WriteString(auditColumns)
+	b.WriteString(`) VALUES `)
+	n := 1
+	for r := range rows {
+		if r > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('(')
+		for c := range auditColumnCount {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			n++
+		}
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+func auditArgs(events []sesame.AuditEvent) []any {
+	args := make([]any, 0, len(events)*auditColumnCount)
+	for _, e := range events {
+		args = append(args, e.Seq, e.Version, nanos(e.Time), e.Workspace, e.Principal, e.UserID, e.KeyID, e.AppID,
+			e.Action, e.Target, e.Result, e.Code, e.Status, e.UpstreamStatus, e.LatencyMicros, e.Source, e.RequestID,
+			e.Detail, e.PrevHash, e.Hash, e.MAC)
+	}
+	return args
+}
+
+func scanAudit(sc interface{ Scan(...any) error }, e *sesame.AuditEvent) error {
+	var at int64
+	if err := sc.Scan(&e.Seq, &e.Version, &at, &e.Workspace, &e.Principal, &e.UserID, &e.KeyID, &e.AppID,
+		&e.Action, &e.Target, &e.Result, &e.Code, &e.Status, &e.UpstreamStatus, &e.LatencyMicros, &e.Source,
+		&e.RequestID, &e.Detail, &e.PrevHash, &e.Hash, &e.MAC); err != nil {
+		return err
+	}
+	e.Time = fromNanos(at)
+	return nil
+}
+
+// AuditHead returns the newest link of the audit chain.
+func (s *Store) AuditHead(ctx context.Context) (sesame.AuditHead, error) {
+	var h sesame.AuditHead
+	err := s.reads.QueryRowContext(ctx, `SELECT seq, hash, mac FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash, &h.MAC)
+	return h, s.wrap(err)
+}
+
+// ListAudit returns the events that match f, by seq (descending if f.Desc), at most
+// f.Limit of them (all if f.Limit is 0).
+func (s *Store) ListAudit(ctx context.Context, f sesame.AuditFilter) ([]sesame.AuditEvent, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if f.AfterSeq > 0 {
+		where = append(where, "seq > "+arg(f.AfterSeq))
+	}
+	if f.BeforeSeq > 0 {
+		where = append(where, "seq < "+arg(f.BeforeSeq))
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "at >= "+arg(nanos(f.Since)))
+	}
+	if !f.Until.IsZero() {
+		where = append(where, "at < "+arg(nanos(f.Until)))
+	}
+	for _, eq := range []struct{ col, v string }{
+		{"workspace", f.Workspace}, {"principal", f.Principal}, {"user_id", f.UserID},
+		{"key_id", f.KeyID}, {"app_id", f.AppID}, {"result", f.Result},
+	} {
+		if eq.v != "" {
+			where = append(where, eq.col+" = "+arg(eq.v))
+		}
+	}
+	if f.Action != "" {
+		if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
+			if prefix != "" {
+				// substr counts characters in both dialects; no LIKE, so no escaping.
+				where = append(where, "substr(action, 1, "+arg(len([]rune(prefix)))+") = "+arg(prefix))
+			}
+		} else {
+			where = append(where, "action = "+arg(f.Action))
+		}
+	}
+	q := `SELECT ` + auditColumns + ` FROM audit_events`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	if f.Desc {
+		q += ` ORDER BY seq DESC`
+	} else {
+		q += ` ORDER BY seq`
+	}
+	if f.Limit > 0 {
+		q += ` LIMIT ` + arg(f.Limit)
+	}
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []sesame.AuditEvent
+	for rows.Next() {
+		var e sesame.AuditEvent
+		if err := scanAudit(rows, &e); err != nil {
+			return nil, s.wrap(err)
+		}
+		out = append(out, e)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// WalkAudit reads the whole audit chain from one consistent snapshot: first the head, then
+// every event in seq order, streaming, so memory stays constant however long the chain is.
+// It stops at the first error a callback returns. The event passed to each is reused.
+func (s *Store) WalkAudit(ctx context.Context, head func(sesame.AuditHead) error, each func(*sesame.AuditEvent) error) error {
+	// A read-only transaction: on PostgreSQL a repeatable-read snapshot, on SQLite a
+	// deferred read transaction (a WAL snapshot that does not block writers).
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.snapshotIsolation()})
+	if err != nil {
+		return fmt.Errorf("store: begin audit snapshot: %w", err)
+	}
+	defer tx.Rollback()
+	var h sesame.AuditHead
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash, mac FROM audit_head WHERE id = 1`).Scan(&h.Seq, &h.Hash, &h.MAC)
+	if errors.Is(err, sql.ErrNoRows) {
+		h = sesame.AuditHead{Seq: -1} // no head row: the caller reports it
+	} else if err != nil {
+		return s.wrap(err)
+	}
+	if err := head(h); err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+auditColumns+` FROM audit_events ORDER BY seq`)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer rows.Close()
+	var e sesame.AuditEvent
+	for rows.Next() {
+		if err := scanAudit(rows, &e); err != nil {
+			return s.wrap(err)
+		}
+		if err := each(&e); err != nil {
+			return err
+		}
+	}
+	return s.wrap(rows.Err())
+}
+
+func (s *Store) snapshotIsolation() sql.IsolationLevel {
+	if s.dialect.name() == "postgres" {
+		return sql.LevelRepeatableRead
+	}
+	return sql.LevelDefault
+}
