@@ -75,6 +75,8 @@ func TestREADMETour(t *testing.T) {
 		`"acme",`,       // fn call: the jq transform's list of workspace names
 		"in_use",        // deleting a credential that is in use
 		"function list-workspaces saved",
+		"missing_privilege", // bob may call functions but not read credentials
+		"laptop",            // bob's key in the key list
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tour output lacks %q:\n%s", want, out)
