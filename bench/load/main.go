@@ -24,6 +24,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -41,9 +42,13 @@ import (
 // upstreamBody is what the upstream answers: a small JSON document of about 100 bytes.
 var upstreamBody = []byte(`{"id":42,"name":"bench","ok":true,"items":[1,2,3],"message":"hello from the loopback upstream"}` + "\n")
 
-// childFlag makes this binary run as the upstream server (a separate process, so that its
-// CPU use is not mixed with the load generator's).
-const childFlag = "-upstream-child"
+// childFlag makes this binary run as the upstream server, and goproxyFlag as the
+// reference Go reverse proxy: separate processes, so that their CPU use is not mixed with
+// the load generator's.
+const (
+	childFlag   = "-upstream-child"
+	goproxyFlag = "-goproxy-child"
+)
 
 type config struct {
 	conns       int
@@ -66,6 +71,10 @@ func main() {
 		runUpstream()
 		return
 	}
+	if len(os.Args) == 3 && os.Args[1] == goproxyFlag {
+		runGoProxy(os.Args[2])
+		return
+	}
 	var c config
 	flag.IntVar(&c.conns, "c", 16, "concurrent connections (closed loop: one request in flight per connection)")
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "measured duration per target")
@@ -73,7 +82,7 @@ func main() {
 	flag.IntVar(&c.maxRequests, "n", 5_000_000, "upper bound on measured requests per target (the run stops at -d or -n, whichever comes first)")
 	flag.IntVar(&c.rounds, "rounds", 1, "measure every target this many times, in turn, and report each target's median round by req/s")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the results as a markdown table")
-	flag.StringVar(&c.targets, "targets", "direct,nginx,sesame", "comma-separated targets to measure, in order")
+	flag.StringVar(&c.targets, "targets", "direct,nginx,goproxy,sesame", "comma-separated targets to measure, in order: direct, nginx, goproxy (a bare httputil.ReverseProxy, for reference), sesame")
 	flag.StringVar(&c.rev, "rev", "", "build Sesame from this git commit (via git archive, leaving uncommitted edits out) instead of the working tree")
 	flag.StringVar(&c.sesameBin, "sesame-bin", "", "use this Sesame binary instead of building ./cmd/sesame")
 	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
@@ -113,8 +122,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	targets := strings.Split(c.targets, ",")
 	want := func(name string) bool { return slices.Contains(targets, name) }
 	for _, t := range targets {
-		if t != "direct" && t != "nginx" && t != "sesame" {
-			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, sesame)", t)
+		if t != "direct" && t != "nginx" && t != "goproxy" && t != "sesame" {
+			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, goproxy, sesame)", t)
 		}
 	}
 
@@ -171,6 +180,17 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			urls["nginx"] = "http://" + addr + "/hello"
 			logf("nginx proxying on %s", urls["nginx"])
 		}
+	}
+
+	// The reference Go proxy.
+	if want("goproxy") {
+		addr, pid, err := startChild(ctx, procs, goproxyFlag, upAddr)
+		if err != nil {
+			return fmt.Errorf("goproxy: %w", err)
+		}
+		proxyPG["goproxy"] = pid
+		urls["goproxy"] = "http://" + addr + "/hello"
+		logf("reference Go proxy (httputil.ReverseProxy) on %s", urls["goproxy"])
 	}
 
 	// 4. The load, one target at a time; with -rounds, the targets take turns, so that a
@@ -331,17 +351,22 @@ func runUpstream() {
 }
 
 func startUpstream(ctx context.Context, procs *procSet) (string, int, error) {
+	return startChild(ctx, procs, childFlag)
+}
+
+// startChild runs this binary again with args and returns the address it listens on.
+func startChild(ctx context.Context, procs *procSet, args ...string) (string, int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", 0, err
 	}
-	cmd := exec.Command(self, childFlag)
+	cmd := exec.Command(self, args...)
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
+	// The child exits when its stdin closes, that is when this process exits; the pipe
+	// stays open as long as cmd holds it.
+	if _, err := cmd.StdinPipe(); err != nil {
 		return "", 0, err
 	}
-	_ = stdin // kept open for the child's lifetime; closed when this process exits
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return "", 0, err
@@ -355,6 +380,40 @@ func startUpstream(ctx context.Context, procs *procSet) (string, int, error) {
 		return "", 0, err
 	}
 	return line, pr.cmd.Process.Pid, nil
+}
+
+// runGoProxy is the reference: the standard library's httputil.ReverseProxy doing what
+// Sesame's proxy does to the request (drop the caller's Authorization, add X-API-Key),
+// and nothing else: no authentication, no store, no logging.
+func runGoProxy(upAddr string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "goproxy:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening %s\n", ln.Addr())
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme = "http"
+			r.Out.URL.Host = upAddr
+			r.Out.Host = ""
+			r.Out.Header.Del("Authorization")
+			r.Out.Header.Set("X-API-Key", "bench-secret")
+		},
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        1024,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
+	srv := &http.Server{Handler: rp, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}()
+	_ = srv.Serve(ln)
 }
 
 // readLine returns the rest of the first line of r starting with prefix; the reader is
@@ -968,7 +1027,7 @@ type machine struct {
 }
 
 func describeMachine() machine {
-	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run"}
+	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run"}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		m.loadavg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -1001,7 +1060,7 @@ func find(rs []result, target string) (result, bool) {
 func summary(rs []result) []string {
 	var lines []string
 	direct, okD := find(rs, "direct")
-	for _, t := range []string{"nginx", "sesame"} {
+	for _, t := range []string{"nginx", "goproxy", "sesame"} {
 		r, ok := find(rs, t)
 		if ok && okD {
 			lines = append(lines, fmt.Sprintf("%s added over direct: p50 %s, p99 %s", t, signedMS(r.pct(50)-direct.pct(50)), signedMS(r.pct(99)-direct.pct(99))))

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sesamehq/sesame/internal/access"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
@@ -64,13 +65,16 @@ func setup(b *testing.B) (http.Handler, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	authn := auth.New(st, auth.NewHasher(pepper), time.Now, log)
+	hasher := auth.NewHasher(pepper)
+	authn := auth.New(st, hasher, time.Now, log)
+	acc := access.New(st, hasher, time.Now, log)
+	acc.OnChange(authn.Invalidate)
 	key, err := authn.Bootstrap(ctx, "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log})
-	api := httpapi.New(httpapi.Config{Vault: v, Auth: authn, Gateway: gw, Ready: st.Ping, Logger: log})
+	api := httpapi.New(httpapi.Config{Vault: v, Auth: authn, Access: acc, Gateway: gw, Ready: st.Ping, Logger: log})
 	bearer := "Bearer " + string(key.Reveal())
 
 	put := func(path, body string) {

@@ -44,7 +44,7 @@ func TestCLIWorkspacesAndCredentials(t *testing.T) {
 		{"", []string{"ws", "list"}, []string{"NAME", "acme", "default"}, 0},
 		{"", []string{"cred", "put", "-w", "acme", "weather.basicAuth", "--type", "basic", "username=bob", "password=hunter2"}, []string{"username", "bob", "(secret, set"}, 0},
 		{"tok-from-stdin\n", []string{"cred", "put", "-w", "acme", "github.token", "--type", "bearer", "token=@-"}, []string{"Bearer"}, 0},
-		{"", []string{"cred", "put", "-w", "acme", "jwt", "--type", "jwt_bearer", "alg=HS256", "secret=s", `payload:={"iss":"me"}`}, []string{`{"iss":"me"}`}, 0},
+		{"", []string{"cred", "put", "-w", "acme", "jwt", "--type", "jwt_bearer", "alg=HS256", "secret=an-hmac-secret-of-32-bytes-at-least", `payload:={"iss":"me"}`}, []string{`{"iss":"me"}`}, 0},
 		{"", []string{"cred", "list", "-w", "acme"}, []string{"KEY", "github.token", "weather.basicAuth", "ok"}, 0},
 		{"", []string{"cred", "put", "-w", "acme", "weather.basicAuth", "--type", "basic", "username=bob2"}, nil, 1},
 		{"", []string{"cred", "put", "-w", "acme", "weather.basicAuth", "--type", "basic", "username=bob2", "--keep", "password"}, []string{"bob2"}, 0},

@@ -36,6 +36,8 @@ type serveConfig struct {
 	functions     string
 	maxBody       int64
 	authFailures  int
+	oauth         oauthFlags
+	apps          appFlags
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -57,6 +59,10 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
 	fs.IntVar(&c.authFailures, "auth-failures-per-minute", 20, "failed authentications allowed per source address per minute before it gets 429")
 	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
+	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
+	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
+	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
+	c.apps.register(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -112,6 +118,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("finished an interrupted master key rotation", "rewrapped", n)
 	}
 
+	// The audit trail (cmd/sesame/audit.go): its writer flushes on every return path, after
+	// the HTTP server has stopped and before the store closes.
+	trail, err := newAuditTrail(ctx, v, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeAuditTrail(ctx, trail, log)
+
 	pepper, err := v.ServerSecret(ctx, "api-key-hmac")
 	if err != nil {
 		return err
@@ -130,11 +144,37 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Warn("created the admin user; its key was printed once on standard output, store it now")
 	}
 
-	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody})
+	// Listen before building the services: without --public-url, the OAuth2 redirect URI
+	// is this address.
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	om, err := newOAuth(c.oauth, getenv, v, st, kr, ln.Addr().String(), log)
+	if err != nil {
+		return err
+	}
+
+	jwtInj, err := newJWTInjector(getenv, kr, log)
+	if err != nil {
+		return err
+	}
+	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: callRecorder(trail, log),
+		Injectors: map[string]gateway.Injector{
+			"oauth2":     om,
+			"jwt_bearer": jwtInj,
+		},
+	})
 	if c.functions != "" {
 		if err := loadFunctions(ctx, gw, v, c.functions, log); err != nil {
 			return err
 		}
+	}
+
+	appSvc, err := newApps(ctx, c.apps, v, st, trail, log)
+	if err != nil {
+		return err
 	}
 
 	api := httpapi.New(httpapi.Config{
@@ -142,17 +182,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Auth:   authn,
 		Access: acc,
 		// 20 failed authentications per source address per minute, then 429 until the minute ends.
-		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
-		Gateway:  gw,
-		Ready:    st.Ping,
-		Rotate:   rotator(v, save),
-		Logger:   log,
+		Failures:   auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Gateway:    gw,
+		Ready:      st.Ping,
+		Rotate:     rotator(v, save),
+		OAuth:      om,
+		Apps:       appSvc, // accepts app tokens wherever API keys are
+		AppService: appSvc, // POST /api/v2/auth, /v1/apps
+		Logger:     log,
+		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
 	})
 
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -165,6 +205,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() {
 		var wg sync.WaitGroup
 		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
+		wg.Go(func() { runApps(bgCtx, appSvc, st, log) })
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {
@@ -264,4 +305,13 @@ func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
 		}
 		return res, err
 	}
+}
+
+// envDuration reads a duration from the environment, or def when it is unset or invalid
+// (newOAuth reports an invalid one).
+func envDuration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(name)); err == nil {
+		return d
+	}
+	return def
 }

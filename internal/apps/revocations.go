@@ -116,28 +116,29 @@ func (v *revocationView) prune() {
 	}
 }
 
-// verifiedCache remembers tokens whose signature checked out, keyed by the SHA-256 of the
-// token, so an app that presents the same token on every call pays for the Ed25519
-// verification once. Only the signature check is cached: expiry and revocation are checked
-// on every call. Bounded: a full cache is emptied.
-type verifiedCache struct {
+// cache remembers the outcome of a signature check, keyed by the SHA-256 of what was
+// checked: tokens whose signature verified (so an app that presents the same token on every
+// call pays for the Ed25519 verification once) and signed manifests. Only what the
+// signature establishes is cached; expiry and revocation are checked on every use.
+// Bounded: a full cache is emptied.
+type cache[V any] struct {
 	max int
 	mu  sync.RWMutex
-	m   map[[sha256.Size]byte]verifiedToken
+	m   map[[sha256.Size]byte]V
 }
 
-func newVerifiedCache(max int) *verifiedCache {
-	return &verifiedCache{max: max, m: map[[sha256.Size]byte]verifiedToken{}}
+func newCache[V any](max int) *cache[V] {
+	return &cache[V]{max: max, m: map[[sha256.Size]byte]V{}}
 }
 
-func (c *verifiedCache) get(k [sha256.Size]byte) (verifiedToken, bool) {
+func (c *cache[V]) get(k [sha256.Size]byte) (V, bool) {
 	c.mu.RLock()
 	v, ok := c.m[k]
 	c.mu.RUnlock()
 	return v, ok
 }
 
-func (c *verifiedCache) put(k [sha256.Size]byte, v verifiedToken) {
+func (c *cache[V]) put(k [sha256.Size]byte, v V) {
 	c.mu.Lock()
 	if len(c.m) >= c.max {
 		clear(c.m)
@@ -146,12 +147,12 @@ func (c *verifiedCache) put(k [sha256.Size]byte, v verifiedToken) {
 	c.mu.Unlock()
 }
 
-// prune drops tokens that expired before now.
-func (c *verifiedCache) prune(now time.Time) {
+// prune drops the entries drop selects.
+func (c *cache[V]) prune(drop func(V) bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, v := range c.m {
-		if !now.Before(v.expires) {
+		if drop(v) {
 			delete(c.m, k)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"hash"
 	"strings"
 	"unicode/utf8"
 
@@ -79,14 +80,24 @@ func canonical(buf []byte, e *sesame.AuditEvent) []byte {
 }
 
 // hashEvent returns the hex SHA-256 of e's canonical encoding, or "" for a version it does
-// not know.
+// not know. buf is scratch space, returned for reuse.
 func hashEvent(buf []byte, e *sesame.AuditEvent) (string, []byte) {
-	if e.Version != Version {
+	var h [64]byte
+	ok, buf := hashEventInto(&h, buf, e)
+	if !ok {
 		return "", buf
+	}
+	return string(h[:]), buf
+}
+
+func hashEventInto(dst *[64]byte, buf []byte, e *sesame.AuditEvent) (bool, []byte) {
+	if e.Version != Version {
+		return false, buf
 	}
 	buf = canonical(buf[:0], e)
 	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:]), buf
+	hex.Encode(dst[:], sum[:])
+	return true, buf
 }
 
 // keys are derived from the server secret, one per use.
@@ -104,18 +115,18 @@ func deriveKeys(secret []byte) keys {
 	return keys{chain: derive("sesame audit chain key v1"), value: derive("sesame audit value key v1")}
 }
 
-func (k keys) eventMAC(hash string) string {
+func (k keys) eventMAC(h string) string {
 	m := hmac.New(sha256.New, k.chain)
 	m.Write([]byte("sesame.audit.event.v1\x00"))
-	m.Write([]byte(hash))
+	m.Write([]byte(h))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func (k keys) headMAC(seq int64, hash string) string {
+func (k keys) headMAC(seq int64, h string) string {
 	m := hmac.New(sha256.New, k.chain)
 	m.Write([]byte("sesame.audit.head.v1\x00"))
 	m.Write(binary.BigEndian.AppendUint64(nil, uint64(seq)))
-	m.Write([]byte(hash))
+	m.Write([]byte(h))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -234,9 +245,24 @@ type verifier struct {
 	events int64
 	broken *Broken
 	buf    []byte
+	mac    hash.Hash // HMAC under the chain key, reset for each event
+	sum    []byte
 }
 
-func newVerifier(k keys) *verifier { return &verifier{keys: k, next: 1, prev: genesisHash} }
+func newVerifier(k keys) *verifier {
+	return &verifier{keys: k, next: 1, prev: genesisHash, mac: hmac.New(sha256.New, k.chain)}
+}
+
+// macOK reports whether mac is the event MAC of hash, without allocating.
+func (v *verifier) macOK(h, mac string) bool {
+	v.mac.Reset()
+	v.mac.Write([]byte("sesame.audit.event.v1\x00"))
+	v.mac.Write([]byte(h))
+	v.sum = v.mac.Sum(v.sum[:0])
+	var want [64]byte
+	hex.Encode(want[:], v.sum)
+	return hmac.Equal(want[:], []byte(mac))
+}
 
 func (v *verifier) fail(seq int64, reason, format string, args ...any) {
 	if v.broken == nil {
@@ -262,12 +288,12 @@ func (v *verifier) add(e *sesame.AuditEvent) {
 	case e.Version != Version:
 		v.fail(e.Seq, ReasonVersion, "event %d has encoding version %d, which this server does not know", e.Seq, e.Version)
 	default:
-		var h string
-		h, v.buf = hashEvent(v.buf, e)
+		var h [64]byte
+		_, v.buf = hashEventInto(&h, v.buf, e)
 		switch {
-		case h != e.Hash:
+		case string(h[:]) != e.Hash:
 			v.fail(e.Seq, ReasonHashMismatch, "event %d does not match its hash: it was edited", e.Seq)
-		case !macEqual(e.MAC, v.keys.eventMAC(e.Hash)):
+		case !v.macOK(e.Hash, e.MAC):
 			v.fail(e.Seq, ReasonMACMismatch, "event %d does not carry the server's MAC: it was forged", e.Seq)
 		case e.Action == actionHeadInvalid:
 			v.fail(e.Seq, ReasonHead, "event %d records that the head was found rewritten before it: %s", e.Seq, e.Detail)

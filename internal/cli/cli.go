@@ -58,6 +58,9 @@ func Run(ctx context.Context, args []string, env Env) error {
 		"group": groupCommand,
 		"role":  roleCommand,
 		"grant": grantCommand,
+		"app":   appCommand,
+		"oauth": oauthCommand,
+		"audit": auditCommand,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -45,10 +45,6 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	// (basic, bearer, ...) are injected into the built request.
 	secrets := map[string]sesame.Secret{}
 	defer wipe(secrets)
-	type injection struct {
-		key string
-		t   credential.Target
-	}
 	var injections []injection
 	for pname, p := range f.Parameters {
 		key := ""
@@ -106,11 +102,6 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	if req.URL.Host != host {
 		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call would leave the function's host")
 	}
-	for _, in := range injections {
-		if err := g.inject(ctx, ws, req, in.key, in.t); err != nil {
-			return CallResult{}, err
-		}
-	}
 
 	c := Connection{BaseURI: base}
 	cacheKey, version := objectKey(ws, KindFunction, name), fo.Version
@@ -121,7 +112,8 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 		}
 	}
 	rec := CallRecord{Kind: "function", Target: name, Connection: f.Connection}
-	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec)
+	// send injects the function's credentials, and again if it must retry after a refresh.
+	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec, injections...)
 	if err != nil {
 		return CallResult{}, err
 	}

@@ -30,6 +30,7 @@ type Connection struct {
 	Test                 *TestRequest      `json:"test,omitempty"`
 	AllowPrivateNetworks bool              `json:"allow_private_networks,omitempty"`
 	MaxBodyBytes         int64             `json:"max_body_bytes,omitempty"`
+	AuthFailure          *AuthFailure      `json:"auth_failure,omitempty"`
 }
 
 // AuthTarget places an api_key or secret credential: a header or query parameter name.
@@ -160,6 +161,11 @@ func parseConnection(body []byte) (Connection, error) {
 	}
 	if c.MaxBodyBytes < 0 {
 		return c, sesame.Errorf(sesame.CodeInvalidField, "field %q must not be negative", "max_body_bytes")
+	}
+	if c.AuthFailure != nil {
+		if err := c.AuthFailure.check(); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }

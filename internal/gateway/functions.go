@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -56,7 +57,9 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 			refs = append(refs, key)
 		}
 	}
-	return refs, nil
+	// A credential that several parameters use is one reference (the store keeps a set).
+	slices.Sort(refs)
+	return slices.Compact(refs), nil
 }
 
 // namedSecret reports whether a non-auth parameter's default value names a stored

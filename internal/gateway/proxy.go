@@ -13,7 +13,8 @@ import (
 
 // strippedRequestHeaders never travel upstream from the caller: its own credentials and
 // cookies, and what only concerns the hop between caller and Sesame.
-var strippedRequestHeaders = []string{"Authorization", "X-Api-Key", "Cookie", "Host", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip"}
+// X-Sesame-User selects the end user's grant (OAuth2) and is for Sesame alone.
+var strippedRequestHeaders = []string{"Authorization", "X-Api-Key", "Cookie", "Host", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip", "X-Sesame-User"}
 
 // removeHopByHop deletes hop-by-hop headers and those the Connection header names.
 func removeHopByHop(h http.Header) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 
@@ -10,15 +11,29 @@ import (
 	"github.com/sesamehq/sesame/internal/outbound"
 )
 
-// send adds the connection's default headers and credential to req, sends it through cl
-// and records the call. The caller closes the response body.
-func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, rec *CallRecord) (*http.Response, error) {
+// Refresher is an Injector whose material can be renewed when the upstream rejects it
+// (an OAuth2 access token). After a response that matches the connection's auth-failure
+// signals, the gateway forces one refresh and sends the request once more.
+type Refresher interface {
+	ForceRefresh(ctx context.Context, m credential.Material) error
+}
+
+// injection is a credential to put into a request: where the kind lets the caller choose.
+type injection struct {
+	key string
+	t   credential.Target
+}
+
+// send adds the connection's default headers and credential, and the extra injections
+// (a function's own credentials), to req, sends it through cl and records the call. The
+// caller closes the response body.
+func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, rec *CallRecord, extra ...injection) (*http.Response, error) {
 	start := time.Now()
 	rec.Time, rec.Workspace, rec.Method, rec.Host = g.cfg.Clock.Now().UTC(), ws, req.Method, req.URL.Host
 	if p, ok := sesame.PrincipalFrom(ctx); ok {
 		rec.UserID, rec.KeyID = p.UserID, p.KeyID
 	}
-	resp, err := g.sendInner(ctx, ws, cl, req, c, t)
+	resp, err := g.sendInner(ctx, ws, cl, req, c, t, extra)
 	rec.Latency = time.Since(start)
 	if resp != nil {
 		rec.Status = resp.StatusCode
@@ -28,7 +43,7 @@ func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req 
 	return resp, err
 }
 
-func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target) (*http.Response, error) {
+func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, extra []injection) (*http.Response, error) {
 	for name, v := range c.Headers {
 		if req.Header.Get(name) == "" {
 			req.Header.Set(name, v)
@@ -37,15 +52,58 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 	if c.MediaType != "" && req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", c.MediaType)
 	}
+	injs := extra
 	if c.Credential != "" {
 		if c.Auth != nil && t.Name == "" {
 			t = credential.Target{In: c.Auth.In, Name: c.Auth.Name}
 		}
-		if err := g.inject(ctx, ws, req, c.Credential, t); err != nil {
+		injs = append([]injection{{key: c.Credential, t: t}}, extra...)
+	}
+	// Injectors note which token version went into the request, so that a forced refresh
+	// after a rejection renews only that one.
+	ctx, _ = credential.WithServed(ctx)
+	var refreshable []injection
+	for _, in := range injs {
+		ok, err := g.inject(ctx, ws, req, in.key, in.t)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			refreshable = append(refreshable, in)
+		}
+	}
+	// A request is sent again only if its body can be: none, or one GetBody makes anew.
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	var retry *http.Request
+	if len(refreshable) > 0 && replayable {
+		retry = req.Clone(req.Context())
+	}
+	resp, err := cl.Do(req)
+	if err != nil {
+		return nil, outboundError(err)
+	}
+	if retry == nil || !c.AuthFailure.matches(resp) {
+		return resp, nil
+	}
+	// The upstream rejected the credential: one forced refresh, one more try.
+	io.CopyN(io.Discard, resp.Body, 64<<10)
+	resp.Body.Close()
+	for _, in := range refreshable {
+		if err := g.forceRefresh(ctx, ws, in.key); err != nil {
 			return nil, err
 		}
 	}
-	resp, err := cl.Do(req)
+	if req.GetBody != nil && req.Body != nil && req.Body != http.NoBody {
+		if retry.Body, err = req.GetBody(); err != nil {
+			return nil, sesame.Errorf(sesame.CodeUpstreamError, "the request body could not be sent again")
+		}
+	}
+	for _, in := range refreshable {
+		if _, err := g.inject(ctx, ws, retry, in.key, in.t); err != nil {
+			return nil, err
+		}
+	}
+	resp, err = cl.Do(retry)
 	if err != nil {
 		return nil, outboundError(err)
 	}
@@ -53,21 +111,36 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 }
 
 // inject resolves credential key and adds it to req, after checking that it may be sent
-// to the request's host.
-func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target) error {
+// to the request's host. It reports whether the credential's injector can refresh it.
+func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target) (refreshable bool, err error) {
+	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
+	if err != nil {
+		return false, err
+	}
+	defer wipe(r.Secrets)
+	if !credential.HostAllowed(r.Public, req.URL.Host) {
+		return false, sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, req.URL.Host)
+	}
+	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
+	if inj, ok := g.cfg.Injectors[r.Type]; ok {
+		_, refreshable = inj.(Refresher)
+		return refreshable, inj.Inject(ctx, req, m, t)
+	}
+	return false, credential.Inject(req, m, t)
+}
+
+// forceRefresh renews credential key's material through its injector.
+func (g *Gateway) forceRefresh(ctx context.Context, ws, key string) error {
 	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
 	if err != nil {
 		return err
 	}
 	defer wipe(r.Secrets)
-	if !credential.HostAllowed(r.Public, req.URL.Host) {
-		return sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, req.URL.Host)
+	rf, ok := g.cfg.Injectors[r.Type].(Refresher)
+	if !ok {
+		return nil
 	}
-	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
-	if inj, ok := g.cfg.Injectors[r.Type]; ok {
-		return inj.Inject(ctx, req, m, t)
-	}
-	return credential.Inject(req, m, t)
+	return rf.ForceRefresh(ctx, credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets})
 }
 
 func wipe(secrets map[string]sesame.Secret) {

@@ -653,7 +653,7 @@ func TestCredentialLifecycle(t *testing.T) {
 		"b.basic":  `{"type":"basic","fields":{"username":"alice","password":"` + canary + `"}}`,
 		"c.bearer": `{"type":"bearer","fields":{"token":"` + canary + `"}}`,
 		"d.oauth":  `{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"cid","client_secret":"` + canary + `","token_url":"https://auth.example.com/token","scopes":"a b"}}`,
-		"e.jwt":    `{"type":"jwt_bearer","fields":{"alg":"HS256","secret":"` + canary + `","payload":{"iss":"me"}}}`,
+		"e.jwt":    `{"type":"jwt_bearer","fields":{"alg":"HS256","secret":"` + strings.Repeat(canary, 3) + `","payload":{"iss":"me"}}}`, // HS256 needs 32 bytes
 	}
 	keys := slices.Sorted(maps.Keys(bodies))
 	for _, k := range keys {

@@ -187,13 +187,18 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) callFunction(w http.ResponseWriter, r *http.Request) error {
 	var body struct {
 		Parameters map[string]any `json:"parameters"`
+		User       string         `json:"user"` // the end user whose OAuth2 grant the call uses
 	}
 	if r.ContentLength != 0 {
 		if err := s.decodeJSON(w, r, &body); err != nil {
 			return err
 		}
 	}
-	res, err := s.cfg.Gateway.CallFunction(r.Context(), r.PathValue("ws"), r.PathValue("name"), body.Parameters)
+	ctx, err := endUser(r.Context(), body.User)
+	if err != nil {
+		return err
+	}
+	res, err := s.cfg.Gateway.CallFunction(ctx, r.PathValue("ws"), r.PathValue("name"), body.Parameters)
 	if p, _ := sesame.PrincipalFrom(r.Context()); p.Kind == sesame.PrincipalAnonymous && sesame.ErrorCode(err) == sesame.CodeNotFound {
 		// An anonymous caller learns nothing about what exists.
 		return sesame.Errorf(sesame.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key> or X-API-Key")
@@ -219,7 +224,11 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) error {
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.Gateway.MaxBody(gateway.Connection{}))
 	}
-	resp, c, err := s.cfg.Gateway.Proxy(r.Context(), ws, conn, r, rawPath)
+	ctx, err := endUser(r.Context(), r.Header.Get("X-Sesame-User"))
+	if err != nil {
+		return err
+	}
+	resp, c, err := s.cfg.Gateway.Proxy(ctx, ws, conn, r, rawPath)
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return sesame.Errorf(sesame.CodePayloadTooLarge, "request body is larger than %d bytes", tooLarge.Limit)

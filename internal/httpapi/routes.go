@@ -94,6 +94,29 @@ func (s *Server) routes() []route {
 		{method: http.MethodPost, pattern: "/v1/grants", h: s.createGrant, privileges: users},
 		{method: http.MethodDelete, pattern: "/v1/grants/{id}", h: s.deleteGrant, privileges: users},
 
+		// App tokens (apps.go): the manifest exchange is anonymous, the rest needs manage_apps.
+		{method: http.MethodPost, pattern: "/api/v2/auth", anonymous: true, h: s.appAuth},
+		{method: http.MethodGet, pattern: "/v1/apps/certs", h: s.listAppCerts, privileges: manageApps},
+		{method: http.MethodPost, pattern: "/v1/apps/certs", h: s.createAppCert, privileges: manageApps},
+		{method: http.MethodGet, pattern: "/v1/apps/certs/{id}", h: s.getAppCert, privileges: manageApps},
+		{method: http.MethodDelete, pattern: "/v1/apps/certs/{id}", h: s.revokeAppCert, privileges: manageApps},
+		{method: http.MethodGet, pattern: "/v1/apps/tokens", h: s.listAppTokens, privileges: manageApps},
+		{method: http.MethodDelete, pattern: "/v1/apps/tokens/{id}", h: s.revokeAppToken, privileges: manageApps},
+		{method: http.MethodDelete, pattern: "/v1/apps/tokens", h: s.revokeAppTokens, privileges: manageApps},
+
+		// OAuth2 (oauth.go). The callback is anonymous: the provider sends the browser there
+		// and the single-use state authenticates it. authorize checks its ?workspace= itself.
+		{method: http.MethodGet, pattern: "/v1/oauth/authorize", h: s.oauthAuthorize},
+		{method: http.MethodGet, pattern: "/v1/oauth/callback", anonymous: true, h: s.oauthCallback},
+		{method: http.MethodGet, pattern: "/v1/oauth/providers", h: s.oauthProviders},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections/{name}/token", h: s.connectionToken, privileges: run},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/oauth/grants", h: s.listOAuthGrants, privileges: credentials},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/oauth/grants/{key}", h: s.deleteOAuthGrant, privileges: credentials},
+
 		{method: http.MethodPost, pattern: "/v1/system/master-key/rotate", h: s.rotateMasterKey, privileges: admin},
+
+		// The audit trail (audit.go).
+		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit},
+		{method: http.MethodPost, pattern: "/v1/audit/verify", h: s.verifyAudit, privileges: readAudit},
 	}
 }

@@ -50,10 +50,19 @@ type Config struct {
 	Gateway Gateway
 	Access  *access.Service
 	Apps    AppTokens // nil: app tokens are not accepted
+	// AppService serves POST /api/v2/auth and /v1/apps/… (see apps.go); nil: those routes
+	// answer unavailable. It is usually the same service as Apps.
+	AppService AppService
+	// OAuth serves /v1/oauth/… and the local-call token route (oauth.go); nil: those
+	// routes answer unavailable.
+	OAuth OAuth
 	// Failures limits failed authentications per source address; nil means no limit.
 	Failures *auth.FailureLimiter
 	Logger   *slog.Logger
 	MaxBody  int64 // largest JSON request body; 0 means 1 MiB
+
+	// Audit serves /v1/audit (audit.go); nil: those routes answer unavailable.
+	Audit AuditTrail
 }
 
 // Server serves the API.

@@ -295,11 +295,16 @@ func (v Vars) lookup(name string) string {
 	return ""
 }
 
+// missingVars lists template variables that had no value, as an error.
+type missingVars []string
+
+func (m missingVars) Error() string { return "{{" + strings.Join(m, "}}, {{") + "}}" }
+
 // render returns a deep copy of tmpl with each {{variable}} replaced by lookup's value.
-// A variable without a value is an error: a token must never go out with an empty
-// subject because the call had no user.
+// A variable without a value is an error (a missingVars, sorted): a token must never go
+// out with an empty subject because the call had no user.
 func render(tmpl map[string]any, lookup func(string) (string, bool)) (map[string]any, error) {
-	var firstErr error
+	var missing missingVars
 	var walk func(v any) any
 	walk = func(v any) any {
 		switch x := v.(type) {
@@ -310,8 +315,8 @@ func render(tmpl map[string]any, lookup func(string) (string, bool)) (map[string
 			return templateVar.ReplaceAllStringFunc(x, func(m string) string {
 				name := templateVar.FindStringSubmatch(m)[1]
 				val, ok := lookup(name)
-				if !ok && firstErr == nil {
-					firstErr = fmt.Errorf("{{%s}}", name)
+				if !ok && !contains(missing, name) {
+					missing = append(missing, name)
 				}
 				return val
 			})
@@ -334,10 +339,28 @@ func render(tmpl map[string]any, lookup func(string) (string, bool)) (map[string
 	if out == nil {
 		out = map[string]any{}
 	}
-	return out, firstErr
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return out, missing
+	}
+	return out, nil
 }
 
 func missingVar(err error, key string) error {
-	return sesame.Errorf(sesame.CodeInvalidArgument,
-		"credential %q signs a JWT whose payload uses %s, but this call has no value for it (say which end user the call acts for)", key, err.Error())
+	var hints []string
+	if m, ok := err.(missingVars); ok {
+		for _, name := range m {
+			switch name {
+			case VarUser:
+				hints = append(hints, "the end user comes from the proxy's X-Sesame-User header or a function call's \"user\"")
+			case VarCaller:
+				hints = append(hints, "the caller is the authenticated user or app")
+			}
+		}
+	}
+	msg := fmt.Sprintf("credential %q signs a JWT whose payload uses %s, but this call has no value for it", key, err.Error())
+	if len(hints) > 0 {
+		msg += " (" + strings.Join(hints, "; ") + ")"
+	}
+	return &sesame.Error{Code: sesame.CodeInvalidArgument, Message: msg}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/oauth/provider"
+	"github.com/sesamehq/sesame/internal/outbound"
 )
 
 // client is an oauth2 credential with its provider template applied: every field the
@@ -66,10 +67,11 @@ func newClient(m credential.Material) (*client, error) {
 		tokenIn: t.TokenIn, tokenParam: t.TokenParam, scheme: "Bearer",
 		authParams: t.AuthParams, tokenParams: t.TokenParams,
 	}
-	switch t.AuthStyle {
-	case "header":
-		c.authStyle = oauth2.AuthStyleInHeader
-	case "params":
+	// HTTP Basic unless the template or the credential says otherwise: RFC 6749 §2.3.1
+	// makes every server support it, and auto-detection would send every failing
+	// request twice.
+	c.authStyle = oauth2.AuthStyleInHeader
+	if t.AuthStyle == "params" {
 		c.authStyle = oauth2.AuthStyleInParams
 	}
 	override := func(dst *string, name string) {
@@ -214,6 +216,10 @@ func (f failure) String() string {
 
 var plainCode = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
+// revokedCodes are the token-endpoint errors that mean the grant itself is gone: RFC
+// 6749's invalid_grant, and the names some providers use instead (Slack).
+var revokedCodes = map[string]bool{"invalid_grant": true, "invalid_refresh_token": true, "token_revoked": true}
+
 // classify sorts a token-endpoint error. x/oauth2's own error text may hold the
 // response body, so only the status and a plain error code are kept.
 func classify(err error) failure {
@@ -229,12 +235,15 @@ func classify(err error) failure {
 		switch {
 		case f.status >= 500 || f.status == http.StatusTooManyRequests || f.status == http.StatusRequestTimeout:
 			f.kind = transient
-		case f.code == "invalid_grant":
+		case revokedCodes[f.code]:
 			f.kind = revoked
 		case f.code != "" || f.status == http.StatusBadRequest || f.status == http.StatusUnauthorized || f.status == http.StatusForbidden:
 			f.kind = rejected
 		}
 		return f
+	}
+	if errors.Is(err, outbound.ErrForbiddenAddress) {
+		return failure{kind: rejected, code: "forbidden_address"}
 	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) {

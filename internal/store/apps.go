@@ -92,17 +92,25 @@ func (s *Store) RevokeAppCert(ctx context.Context, id string, at time.Time) (int
 
 // --- tokens ---
 
-// CreateAppToken records an issued token's claims.
-func (s *Store) CreateAppToken(ctx context.Context, t sesame.AppToken) error {
-	var cert sql.NullString
-	if t.CertID != "" {
-		cert = sql.NullString{String: t.CertID, Valid: true}
-	}
+// CreateAppTokens records issued tokens' claims, all in one transaction: all or none.
+func (s *Store) CreateAppTokens(ctx context.Context, ts []sesame.AppToken) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO app_tokens (id, app_id, version, mode, cert_id, source, issued_at, expires_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			t.ID, t.AppID, t.Version, t.Mode, cert, t.Source, nanos(t.IssuedAt), nanos(t.ExpiresAt))
-		return err
+		st, err := tx.PrepareContext(ctx, `INSERT INTO app_tokens (id, app_id, version, mode, cert_id, source, issued_at, expires_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for _, t := range ts {
+			var cert sql.NullString
+			if t.CertID != "" {
+				cert = sql.NullString{String: t.CertID, Valid: true}
+			}
+			if _, err := st.ExecContext(ctx, t.ID, t.AppID, t.Version, t.Mode, cert, t.Source, nanos(t.IssuedAt), nanos(t.ExpiresAt)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 

@@ -66,16 +66,39 @@ func (s *Store) AppendAudit(ctx context.Context, events []sesame.AuditEvent,
 		if err != nil {
 			return err
 		}
-		for start := 0; start < len(linked); start += auditInsertRows {
-			chunk := linked[start:min(start+auditInsertRows, len(linked))]
-			if _, err := tx.ExecContext(ctx, auditInsertSQL(len(chunk)), auditArgs(chunk)...); err != nil {
-				return fmt.Errorf("store: insert audit events: %w", err)
-			}
+		if err := s.insertAudit(ctx, tx, linked); err != nil {
+			return fmt.Errorf("store: insert audit events: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1`,
 			newHead.Seq, newHead.Hash, newHead.MAC)
 		return err
 	})
+}
+
+// insertAudit inserts events: on PostgreSQL with multi-row INSERTs, to save round trips;
+// on SQLite, in process, row by row through one prepared statement (binding thousands of
+// parameters to one statement costs more there than it saves).
+func (s *Store) insertAudit(ctx context.Context, tx *sql.Tx, events []sesame.AuditEvent) error {
+	if s.dialect.name() == "sqlite" {
+		st, err := tx.PrepareContext(ctx, auditInsertSQL(1))
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i := range events {
+			if _, err := st.ExecContext(ctx, auditArgs(events[i:i+1])...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for start := 0; start < len(events); start += auditInsertRows {
+		chunk := events[start:min(start+auditInsertRows, len(events))]
+		if _, err := tx.ExecContext(ctx, auditInsertSQL(len(chunk)), auditArgs(chunk)...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func auditInsertSQL(rows int) string {

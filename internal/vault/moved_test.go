@@ -10,6 +10,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
 	"github.com/sesamehq/sesame/internal/store"
 )
 
@@ -26,7 +27,9 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 	v := newVault(t, st, newKey(t))
 	putSecret(t, v, "a", "secret-a")
 	putSecret(t, v, "b", "secret-b")
-	if _, _, err := v.PutCredential(ctx, "default", "jwt", []byte(`{"type":"jwt_bearer","fields":{"alg":"RS256","pkcs12":"p12","pkcs12_password":"pw"}}`)); err != nil {
+	// Saving a jwt_bearer credential checks its key, so it must be a real PKCS#12.
+	p12 := jwttest.PKCS12(t, jwttest.KeyFor(t, "ES256"), "pw")
+	if _, _, err := v.PutCredential(ctx, "default", "jwt", []byte(`{"type":"jwt_bearer","fields":{"alg":"ES256","pkcs12":"`+p12+`","pkcs12_password":"pw"}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.CreateWorkspace(ctx, "other"); err != nil {
