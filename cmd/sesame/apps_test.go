@@ -229,6 +229,9 @@ func TestAppTokensEndToEnd(t *testing.T) {
 		if r.Status != 401 {
 			t.Fatalf("Authorization %.12q: %d %s", h, r.Status, r.Body)
 		}
+		if h != "" && !strings.Contains(string(r.Body), "ERR_UNSUPPORTED_AUTH_TYPE") {
+			t.Fatalf("Authorization %.12q: %s, want ERR_UNSUPPORTED_AUTH_TYPE", h, r.Body)
+		}
 	}
 	// The trial token itself still works: nothing above touched it.
 	mustStatus(t, s.withToken("GET", "/v1/me", "", trial), 200)

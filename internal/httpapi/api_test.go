@@ -452,7 +452,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"wrong key", "PUT", cred, good, map[string]string{"Authorization": "Bearer " + string(otherKey.Reveal())}, 401, sesame.CodeUnauthenticated, ""},
 		{"wrong key in X-API-Key", "DELETE", "/v1/workspaces/default/credentials/weather.key", nil, map[string]string{"Authorization": noAuth, "X-API-Key": string(otherKey.Reveal())}, 401, sesame.CodeUnauthenticated, ""},
 		{"malformed key", "PUT", cred, good, map[string]string{"Authorization": "Bearer " + canary}, 401, sesame.CodeUnauthenticated, ""},
-		{"basic auth", "PUT", cred, good, map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}, 401, sesame.CodeUnauthenticated, ""},
+		{"basic auth", "PUT", cred, good, map[string]string{"Authorization": "Basic YWRtaW46YWRtaW4="}, 401, sesame.CodeUnsupportedAuthType, ""},
 		{"wrong key on a read", "GET", "/v1/workspaces/default/credentials/weather.key", nil, map[string]string{"Authorization": adminKeyPlaceholder + "x"}, 401, sesame.CodeUnauthenticated, ""},
 
 		// Vault rules

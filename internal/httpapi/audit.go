@@ -219,7 +219,9 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 // It also puts the request's ID and source address in the context (audit.WithRequest), so
 // the gateway's events for the outbound calls name the request they belong to.
 func (s *Server) auditRequest(rt route, next http.Handler) http.Handler {
-	if s.cfg.Audit == nil || rt.pattern == "/healthz" || rt.pattern == "/readyz" {
+	// Probes are not events, and neither are reads of the trail itself: a follower polling
+	// the trail (sesame audit tail) would otherwise fill it with its own reads.
+	if s.cfg.Audit == nil || rt.pattern == "/healthz" || rt.pattern == "/readyz" || strings.HasPrefix(rt.pattern, "/v1/audit") {
 		return next
 	}
 	action := auditAction(rt)

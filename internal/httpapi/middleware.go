@@ -188,6 +188,13 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			}
 		}
 		presented := auth.KeyFromRequest(r)
+		if scheme, _, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " "); ok && !strings.EqualFold(scheme, "Bearer") {
+			// "Basic …", "Token …": a scheme we do not take (the Actyx code, for app clients).
+			s.authEvent(r, "failed", source, "", sesame.CodeUnsupportedAuthType)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sesame"`)
+			s.renderError(w, r, sesame.Errorf(sesame.CodeUnsupportedAuthType, "the Authorization scheme must be Bearer"))
+			return
+		}
 		var p sesame.Principal
 		if presented == "" && rt.optional {
 			p = sesame.Principal{Kind: sesame.PrincipalAnonymous}
@@ -196,7 +203,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			p, err = s.authenticatePrincipal(r, presented)
 			if err != nil {
 				code := sesame.ErrorCode(err)
-				if code != sesame.CodeInternal {
+				if code != sesame.CodeInternal && code != sesame.CodeUnavailable {
 					if s.cfg.Failures != nil && code != sesame.CodeMissingPrivilege {
 						s.cfg.Failures.Fail(source)
 					}

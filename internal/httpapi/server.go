@@ -87,6 +87,8 @@ func New(cfg Config) *Server {
 		if !rt.anonymous {
 			handler = s.guard(rt, handler)
 		}
+		// Outermost, so refused requests are recorded too; changes wait for their event.
+		handler = s.auditRequest(rt, handler)
 		if rt.method == anyMethod {
 			s.mux.Handle(rt.pattern, handler)
 			continue
