@@ -63,6 +63,7 @@ func TestREADMETour(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tour failed: %v\n%s", err, out)
 	}
+	t.Logf("tour output:\n%s", out)
 	for _, want := range []string{
 		`"password":{"set":true`,
 		`"code":"secret_required"`,
@@ -77,6 +78,9 @@ func TestREADMETour(t *testing.T) {
 		"function list-workspaces saved",
 		"missing_privilege", // bob may call functions but not read credentials
 		"laptop",            // bob's key in the key list
+		`{"status":200,"headers":{"Content-Type":"application/json"},"body":["acme"`, // the app token's call
+		"credential.put",   // the audit list
+		"events, head seq", // audit verify
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("tour output lacks %q:\n%s", want, out)
