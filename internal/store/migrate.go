@@ -12,14 +12,20 @@ import (
 	"strings"
 )
 
-//go:embed migrations
+// The migrations are written once, in PostgreSQL's types; SQLite reads them through
+// sqliteTypes. Both dialects share every other piece of the SQL.
+//
+//go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrate applies, in order and each in its own transaction, the embedded migrations of
-// the dialect that are newer than the database's recorded version. lock, if not nil, runs
-// first in each transaction to keep concurrent replicas from migrating twice.
+// sqliteTypes maps the PostgreSQL column types the migrations use to SQLite's.
+var sqliteTypes = strings.NewReplacer("BYTEA", "BLOB", "BIGINT", "INTEGER", "BOOLEAN", "INTEGER")
+
+// migrate applies, in order and each in its own transaction, the embedded migrations that
+// the database has not recorded yet. lock, if not empty, runs first in each transaction to
+// keep concurrent replicas from migrating twice.
 func (s *Store) migrate(ctx context.Context, lock string) error {
-	dir := path.Join("migrations", s.dialect.name())
+	dir := "migrations"
 	entries, err := fs.ReadDir(migrationFS, dir)
 	if err != nil {
 		return err
@@ -43,6 +49,9 @@ func (s *Store) migrate(ctx context.Context, lock string) error {
 		body, err := fs.ReadFile(migrationFS, path.Join(dir, m.name))
 		if err != nil {
 			return err
+		}
+		if s.dialect.name() == "sqlite" {
+			body = []byte(sqliteTypes.Replace(string(body)))
 		}
 		err = s.tx(ctx, func(tx *sql.Tx) error {
 			if lock != "" {

@@ -1,6 +1,7 @@
 // Package store is Sesame's storage: one implementation of every query over database/sql,
 // opened either on an embedded SQLite file (modernc.org/sqlite, no cgo) or on PostgreSQL
-// (pgx/v5). Both dialects run the same SQL; only the migrations and error decoding differ.
+// (pgx/v5). Both dialects run the same SQL and the same migrations; only column types and
+// error decoding differ.
 //
 // The store sees secrets only as sealed blobs (see internal/crypt); it never encrypts or
 // decrypts. Every write that touches more than one row runs in one transaction.
