@@ -237,7 +237,14 @@ func (s *Store) PutRole(ctx context.Context, r sesame.Role) (created bool, err e
 		_, err = tx.ExecContext(ctx, `UPDATE roles SET privileges = $1 WHERE name = $2`, string(privs), r.Name)
 		return err
 	})
-	return created, err
+	if errors.Is(err, sesame.ErrAlreadyExists) {
+		// Another writer created the role between our read and insert: ours is an update.
+		created, err = false, s.tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE roles SET privileges = $1 WHERE name = $2 AND builtin = FALSE`, string(privs), r.Name)
+			return err
+		})
+	}
+	return created && err == nil, err
 }
 
 // GetRole returns a role.

@@ -177,7 +177,13 @@ func (s *Store) DeleteWorkspace(ctx context.Context, name string, force bool) er
 		if err != nil {
 			return err
 		}
-		return mustAffect(res, sesame.Errorf(sesame.CodeNotFound, "workspace %q not found", name))
+		if err := mustAffect(res, sesame.Errorf(sesame.CodeNotFound, "workspace %q not found", name)); err != nil {
+			return err
+		}
+		// Grants name workspaces without a foreign key (they may name "*"): drop them here,
+		// or a workspace created again under the name would inherit them.
+		_, err = tx.ExecContext(ctx, `DELETE FROM grants WHERE workspace = $1`, name)
+		return err
 	})
 }
 
