@@ -1,9 +1,12 @@
 // Command load is Sesame's proxy load benchmark. In one run it starts a loopback upstream,
-// builds and starts Sesame and nginx in front of it, and drives a closed-loop load against
-// three targets: the upstream directly, nginx, and Sesame's proxy. It prints one table.
+// builds and starts Sesame, nginx and a bare Go reverse proxy in front of it, and drives a
+// closed-loop load against each target in turn: the upstream directly, nginx, the Go
+// reference proxy and Sesame's proxy. It prints the latency table and the CPU each
+// process used per request.
 //
-//	go run ./bench/load                 # 16 connections, 10 s per target
-//	go run ./bench/load -c 32 -d 20s -markdown
+//	go run ./bench/load                          # 16 connections, 10 s per target
+//	go run ./bench/load -rev HEAD -rounds 3 -markdown
+//	go run ./bench/load -targets sesame -perf /tmp/sesame.perf.data
 //
 // Everything listens on 127.0.0.1 only, every load loop is bounded in time and in count,
 // and every process it starts is stopped when it exits, on error or on Ctrl-C too.
@@ -113,11 +116,14 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	if err != nil {
 		return err
 	}
-	if c.keepTmp {
-		logf("temporary folder kept: %s", tmp)
-	} else {
-		defer os.RemoveAll(tmp)
-	}
+	defer func() {
+		procs.stopAll() // before the folder they use goes
+		if c.keepTmp {
+			logf("temporary folder kept: %s", tmp)
+		} else {
+			os.RemoveAll(tmp)
+		}
+	}()
 
 	targets := strings.Split(c.targets, ",")
 	want := func(name string) bool { return slices.Contains(targets, name) }
@@ -128,8 +134,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	}
 
 	env := describeMachine()
-	if la := strings.Fields(env.loadavg); len(la) > 0 && parseFloat(la[0]) >= 1 {
-		logf("warning: load average is %s before the run: other work on this machine will skew the numbers", env.loadavg)
+	if busy := env.busyBefore; busy >= 10 {
+		logf("warning: the machine was %.0f%% busy in the second before the run: other work will skew the numbers (see the \"other work\" column)", busy)
 	}
 
 	// 1. The upstream, as a child process of this same binary.
@@ -1022,12 +1028,18 @@ type machine struct {
 	nproc, gomaxprocs int
 	cpu, goVersion    string
 	nginx             string
-	loadavg           string // before this run started anything
-	sesame            string // what Sesame was built from
+	loadavg           string  // before this run started anything
+	busyBefore        float64 // % of all CPUs busy in the second before the run
+	sesame            string  // what Sesame was built from
 }
 
 func describeMachine() machine {
 	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run"}
+	before := cpuProbe{}.read()
+	time.Sleep(time.Second)
+	if d := (cpuProbe{}).read().sub(before); d.machineTotal > 0 {
+		m.busyBefore = 100 * d.machineBusy.Seconds() / d.machineTotal.Seconds()
+	}
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		m.loadavg = strings.Join(strings.Fields(string(b))[:3], " ")
 	}
@@ -1092,11 +1104,6 @@ func summary(rs []result) []string {
 	return lines
 }
 
-func parseFloat(s string) float64 {
-	f, _ := strconv.ParseFloat(s, 64)
-	return f
-}
-
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -1106,8 +1113,8 @@ func verdict(ok bool) string {
 
 func header(c config, m machine) []string {
 	return []string{
-		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s, load average before the run %s; the load generator, the upstream and the proxy under test share these CPUs",
-			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg),
+		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s; before the run: load average %s, %.0f%% busy; the load generator, the upstream and the proxy under test share these CPUs",
+			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg, m.busyBefore),
 		"sesame: " + m.sesame,
 		fmt.Sprintf("load: %d keep-alive connections, closed loop (one request in flight each), %v measured per target after %v warm-up, %d round(s) (median round shown), GET of a %d-byte JSON body",
 			c.conns, c.duration, c.warmup, c.rounds, len(upstreamBody)),
