@@ -280,8 +280,8 @@ func TestRequestsAreAudited(t *testing.T) {
 	if failed := events("action=auth.failed"); len(failed) == 0 || failed[0]["result"] != "denied" {
 		t.Fatalf("failed authentication not recorded: %+v", failed)
 	}
-	if out := events("action=outbound.*"); len(out) == 0 {
-		t.Fatal("the outbound call is not in the trail")
+	if calls := events("action=function.call"); len(calls) == 0 || calls[0]["upstream_status"] != float64(200) {
+		t.Fatalf("the outbound call is not in the trail: %+v", calls)
 	}
 	all := mustStatus(t, s.do("GET", "/v1/audit?format=jsonl&limit=1000", ""), 200)
 	if bytes.Contains(all.Body, []byte("audit-canary")) {

@@ -64,6 +64,9 @@ type Config struct {
 	// BlockFor is how long Record waits for room when the buffer is full before it drops
 	// the event (counted and logged); 0 means 100 ms.
 	BlockFor time.Duration
+	// Linger is how long a background event waits for others to share its commit; 0 means
+	// 5 ms, negative means not at all.
+	Linger time.Duration
 }
 
 // Log is the audit trail. It is safe for concurrent use.
@@ -74,6 +77,7 @@ type Log struct {
 	log      *slog.Logger
 	blockFor time.Duration
 	maxBatch int
+	linger   time.Duration
 
 	// mu is held for reading while an event is handed to the writer, and for writing by
 	// Close, so that nothing is sent on ch after it is closed.
@@ -120,6 +124,9 @@ func New(cfg Config) (*Log, error) {
 	if cfg.BlockFor <= 0 {
 		cfg.BlockFor = 100 * time.Millisecond
 	}
+	if cfg.Linger == 0 {
+		cfg.Linger = 5 * time.Millisecond
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Log{
 		store:     cfg.Store,
@@ -128,6 +135,7 @@ func New(cfg Config) (*Log, error) {
 		log:       cfg.Logger.With("component", "audit"),
 		blockFor:  cfg.BlockFor,
 		maxBatch:  cfg.MaxBatch,
+		linger:    cfg.Linger,
 		ch:        make(chan item, cfg.Buffer),
 		runCtx:    ctx,
 		cancelRun: cancel,
@@ -276,6 +284,12 @@ func (l *Log) run() {
 		}
 		batch = append(batch[:0], it)
 		open := true
+		// Background events linger a little for company: a commit per few events would
+		// cost more than the events themselves. A RecordSync caller never waits for that.
+		var linger <-chan time.Time
+		if it.done == nil && l.linger > 0 {
+			linger = time.After(l.linger)
+		}
 	fill:
 		for len(batch) < l.maxBatch {
 			select {
@@ -285,8 +299,26 @@ func (l *Log) run() {
 					break fill
 				}
 				batch = append(batch, it)
+				if it.done != nil {
+					break fill
+				}
 			default:
-				break fill
+				if linger == nil {
+					break fill
+				}
+				select {
+				case it, ok := <-l.ch:
+					if !ok {
+						open = false
+						break fill
+					}
+					batch = append(batch, it)
+					if it.done != nil {
+						break fill
+					}
+				case <-linger:
+					break fill
+				}
 			}
 		}
 		l.commit(lk, batch, events)

@@ -551,7 +551,7 @@ func TestRecordDropsWhenFullAndCounts(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, b, audit.Config{Buffer: 1, BlockFor: time.Millisecond})
+			e := newEnv(t, b, audit.Config{Buffer: 1, BlockFor: time.Millisecond, Linger: -1})
 			unlock := e.b.lock(t, e.db)
 			for i := range 20 {
 				e.trail.Record(e.ctx, event(i))

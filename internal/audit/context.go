@@ -12,6 +12,18 @@ import (
 type Request struct {
 	ID     string // the request ID echoed in X-Request-Id
 	Source string // the caller's address
+	// Call, if set, receives the request's first outbound call instead of a separate
+	// event: the request's own event then carries the upstream status, so a proxied call
+	// costs one event, not two.
+	Call *Call
+}
+
+// Call is an outbound call folded into its request's event.
+type Call struct {
+	Taken          bool
+	UpstreamStatus int
+	Code           string
+	Detail         string
 }
 
 type requestKey struct{}
@@ -74,6 +86,10 @@ func (l *Log) RecordCall(ctx context.Context, r gateway.CallRecord) {
 	e.Detail = strings.TrimSpace(r.Method + " " + r.Host)
 	if r.Connection != "" && r.Connection != r.Target {
 		e.Detail = "connection " + r.Connection + ": " + e.Detail
+	}
+	if req, ok := RequestFrom(ctx); ok && req.Call != nil && !req.Call.Taken {
+		*req.Call = Call{Taken: true, UpstreamStatus: e.UpstreamStatus, Code: e.Code, Detail: e.Detail}
+		return
 	}
 	l.Record(ctx, e)
 }

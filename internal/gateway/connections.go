@@ -322,6 +322,10 @@ func (g *Gateway) loadConnection(ctx context.Context, ws, name string) (Connecti
 	if err := checkName("connection", name); err != nil {
 		return Connection{}, sesame.Object{}, err
 	}
+	key := objectKey(ws, KindConnection, name)
+	if pc, ok := g.conns.Get(key); ok {
+		return pc.c, pc.o, nil
+	}
 	o, err := g.object(ctx, ws, KindConnection, name)
 	if err != nil {
 		return Connection{}, o, notFound(err, "connection", name, ws)
@@ -330,6 +334,7 @@ func (g *Gateway) loadConnection(ctx context.Context, ws, name string) (Connecti
 	if err := json.Unmarshal(o.Body, &c); err != nil {
 		return c, o, fmt.Errorf("gateway: stored connection %s/%s: %w", ws, name, err)
 	}
+	g.conns.Set(key, parsedConn{c: c, o: o})
 	return c, o, nil
 }
 

@@ -101,6 +101,14 @@ type Gateway struct {
 	// objects caches connections and functions for the call path; this process's writes
 	// drop entries at once, another replica's show within the TTL.
 	objects *ttlcache.Cache[string, sesame.Object]
+	// conns holds the same connections decoded, for the proxy's per-call path. Callers
+	// treat the decoded value as read-only.
+	conns *ttlcache.Cache[string, parsedConn]
+}
+
+type parsedConn struct {
+	c Connection
+	o sesame.Object
 }
 
 type cachedClient struct {
@@ -123,7 +131,8 @@ func New(cfg Config) *Gateway {
 		cfg.MaxBody = 1 << 30
 	}
 	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{},
-		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil)}
+		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil),
+		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil)}
 }
 
 // client returns the outbound client for an object version, building it on first use.
@@ -156,6 +165,7 @@ func (g *Gateway) object(ctx context.Context, ws, kind, name string) (sesame.Obj
 
 func (g *Gateway) forget(cacheKey string) {
 	g.objects.Delete(cacheKey)
+	g.conns.Delete(cacheKey)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c, ok := g.clients[cacheKey]; ok {

@@ -227,7 +227,7 @@ func (s *Server) auditRequest(rt route, next http.Handler) http.Handler {
 	action := auditAction(rt)
 	change := rt.method != http.MethodGet && rt.method != http.MethodHead && rt.method != anyMethod
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := audit.WithRequest(r.Context(), audit.Request{ID: requestIDFrom(r.Context()), Source: sourceOf(r)})
+		ctx := audit.WithRequest(r.Context(), audit.Request{ID: requestIDFrom(r.Context()), Source: sourceOf(r), Call: &audit.Call{}})
 		r = r.WithContext(ctx)
 		aw := &auditWriter{ResponseWriter: w, s: s, r: r, action: action, change: change, start: time.Now()}
 		next.ServeHTTP(aw, r)
@@ -301,6 +301,12 @@ func (a *auditWriter) record(status int) error {
 	e.Action, e.Target, e.Workspace = a.action, auditTarget(r), r.PathValue("ws")
 	e.Status, e.Code, e.Result = status, string(code), audit.ResultOf(code)
 	e.LatencyMicros = time.Since(a.start).Microseconds()
+	if req, ok := audit.RequestFrom(r.Context()); ok && req.Call != nil && req.Call.Taken {
+		e.UpstreamStatus, e.Detail = req.Call.UpstreamStatus, req.Call.Detail
+		if e.Code == "" && req.Call.Code != "" {
+			e.Code = req.Call.Code
+		}
+	}
 	if e.Principal == "" && e.Result == sesame.AuditDenied {
 		// Nobody was authenticated: record the attempt, with the presented credential only
 		// as an HMAC, so that repeated attempts with one key can be told apart from many.
@@ -336,6 +342,9 @@ var auditActionOverrides = map[string]string{
 	"GET /v1/oauth/callback":            "oauth.callback",
 	"POST /v1/audit/verify":             "audit.verify",
 	"POST /v1/system/master-key/rotate": "master_key.rotate",
+	// The proxy's request event also carries its outbound call (upstream status, host).
+	" /v1/workspaces/{ws}/proxy/{conn}":           "outbound.proxy",
+	" /v1/workspaces/{ws}/proxy/{conn}/{path...}": "outbound.proxy",
 }
 
 // auditAction names a route's action from its pattern: the nouns of the path in the

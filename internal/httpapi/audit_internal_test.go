@@ -124,7 +124,7 @@ func TestAuditActionsOfEveryRoute(t *testing.T) {
 		"GET /v1/workspaces/{ws}/credentials":              "credential.list",
 		"POST /v1/workspaces/{ws}/connections/{name}/test": "connection.test",
 		"POST /v1/workspaces/{ws}/functions/{name}/call":   "function.call",
-		" /v1/workspaces/{ws}/proxy/{conn}/{path...}":      "proxy",
+		" /v1/workspaces/{ws}/proxy/{conn}/{path...}":      "outbound.proxy",
 		"POST /v1/users/{id}/keys":                         "user.key.create",
 		"DELETE /v1/keys/{id}":                             "key.delete",
 		"PATCH /v1/users/{id}":                             "user.update",
@@ -256,11 +256,10 @@ func TestAuditReadsRefusalsAndCallsAreRecorded(t *testing.T) {
 		}}
 	w = httptest.NewRecorder()
 	e.serve(e.mount(call), w, e.admin, http.MethodPost, "/v1/workspaces/default/functions/f/call", "{}")
-	outbound, request := e.next(t, ev.Seq), e.next(t, ev.Seq+1)
-	if outbound.Action != "outbound.function" || outbound.RequestID != w.Header().Get("X-Request-Id") || outbound.Source != "192.0.2.1" {
-		t.Fatalf("outbound event %+v", outbound)
-	}
-	if request.Action != "function.call" || request.RequestID != outbound.RequestID || request.Status != 200 {
+	// One event: the request's, carrying its outbound call.
+	request := e.next(t, ev.Seq)
+	if request.Action != "function.call" || request.RequestID != w.Header().Get("X-Request-Id") || request.Source != "192.0.2.1" ||
+		request.Status != 200 || request.UpstreamStatus != 200 {
 		t.Fatalf("request event %+v", request)
 	}
 	if res, err := e.trail.Verify(ctx); err != nil || !res.OK {

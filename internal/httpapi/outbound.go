@@ -247,7 +247,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
-	buf := make([]byte, 32<<10)
+	bp := s.buffers.Get().(*[]byte)
+	defer s.buffers.Put(bp)
+	buf := *bp
 	var written int64
 	for {
 		n, rerr := resp.Body.Read(buf)

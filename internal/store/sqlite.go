@@ -33,6 +33,9 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	write.SetMaxOpenConns(1)
 	read.SetMaxOpenConns(8)
+	// Keep the readers open: database/sql keeps only 2 idle connections by default, and
+	// reopening one costs a file open and every cached statement.
+	read.SetMaxIdleConns(8)
 	s := &Store{read: read, reads: newStmtCache(read), write: write, dialect: sqliteDialect{}}
 	if err := s.migrate(ctx, ""); err != nil {
 		s.Close()
