@@ -71,6 +71,9 @@ type LogRecorder struct{ Log *slog.Logger }
 
 // RecordCall logs r.
 func (l LogRecorder) RecordCall(ctx context.Context, r CallRecord) {
+	if !l.Log.Enabled(ctx, slog.LevelInfo) {
+		return // skip building the attributes on the call path
+	}
 	l.Log.LogAttrs(ctx, slog.LevelInfo, "outbound call",
 		slog.String("workspace", r.Workspace), slog.String("user_id", r.UserID), slog.String("key_id", r.KeyID),
 		slog.String("kind", r.Kind), slog.String("target", r.Target), slog.String("connection", r.Connection),
