@@ -13,10 +13,7 @@ import (
 	"github.com/sesamehq/sesame/internal/store"
 )
 
-var accessCases = []struct {
-	name string
-	fn   func(t *testing.T, e *env)
-}{
+var accessCases = []storeCase{
 	{"Grants/DeletedWorkspaceTakesItsGrants", testAccDeletedWorkspaceTakesItsGrants},
 	{"Users/CreateGetList", testAccUsersCreateGetList},
 	{"Users/SetDisabled", testAccUsersSetDisabled},
@@ -42,26 +39,7 @@ var accessCases = []struct {
 // roles, grants, effective privileges, change notifications) against SQLite and
 // PostgreSQL, each on a fresh database.
 func TestAccessStore(t *testing.T) {
-	t.Run("AppMatches", testAccAppMatches)
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			for _, c := range accessCases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					t.Cleanup(cancel)
-					loc := b.fresh(t)
-					s, err := b.open(ctx, loc)
-					if err != nil {
-						t.Fatalf("open: %v", err)
-					}
-					t.Cleanup(func() { s.Close() })
-					c.fn(t, &env{ctx: ctx, b: b, loc: loc, s: s})
-				})
-			}
-		})
-	}
+	runCases(t, accessCases, nil)
 }
 
 // --- fixtures ---

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"fmt"
 	"reflect"
 	"sort"
@@ -13,10 +12,7 @@ import (
 	"github.com/sesamehq/sesame/internal/store"
 )
 
-var appCases = []struct {
-	name string
-	fn   func(t *testing.T, e *env)
-}{
+var appCases = []storeCase{
 	{"Certs/CreateGetList", testAppCertsCreateGetList},
 	{"Certs/RevokeRevokesItsTokens", testAppCertRevoke},
 	{"Tokens/ListByAppAndExpiry", testAppTokensList},
@@ -31,25 +27,7 @@ var appCases = []struct {
 // TestAppStore runs the app-token storage cases against SQLite and PostgreSQL, each on a
 // fresh database.
 func TestAppStore(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			for _, c := range appCases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					t.Cleanup(cancel)
-					loc := b.fresh(t)
-					s, err := b.open(ctx, loc)
-					if err != nil {
-						t.Fatalf("open: %v", err)
-					}
-					t.Cleanup(func() { s.Close() })
-					c.fn(t, &env{ctx: ctx, b: b, loc: loc, s: s})
-				})
-			}
-		})
-	}
+	runCases(t, appCases, nil)
 }
 
 func appCert(id string, issued time.Time) sesame.AppCert {

@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -18,10 +17,7 @@ import (
 // cases use a transparent link function and check what the store promises: appends are
 // atomic and serialized, events round-trip exactly, filters and order are right, and the
 // walk is one snapshot in seq order.
-var auditCases = []struct {
-	name string
-	fn   func(t *testing.T, e *env)
-}{
+var auditCases = []storeCase{
 	{"Append/RoundTripsEveryField", testAuditRoundTrip},
 	{"Append/LinksOntoTheHead", testAuditLinksOntoHead},
 	{"Append/LinkErrorAppendsNothing", testAuditLinkError},
@@ -38,25 +34,7 @@ var auditCases = []struct {
 }
 
 func TestAuditStore(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			for _, c := range auditCases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					t.Cleanup(cancel)
-					loc := b.fresh(t)
-					s, err := b.open(ctx, loc)
-					if err != nil {
-						t.Fatalf("open: %v", err)
-					}
-					t.Cleanup(func() { s.Close() })
-					c.fn(t, &env{ctx: ctx, b: b, loc: loc, s: s})
-				})
-			}
-		})
-	}
+	runCases(t, auditCases, nil)
 }
 
 // chainLink is a transparent link function: seq follows the head, prev_hash is the

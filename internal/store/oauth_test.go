@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,10 +13,7 @@ import (
 )
 
 // The OAuth2 storage cases run, like storeCases, against SQLite and PostgreSQL.
-var oauthCases = []struct {
-	name string
-	fn   func(t *testing.T, e *env)
-}{
+var oauthCases = []storeCase{
 	{"Grant/CreateAndGet", testGrantCreateAndGet},
 	{"Grant/CreateDuplicate", testGrantCreateDuplicate},
 	{"Grant/CreateNeedsCredential", testGrantCreateNeedsCredential},
@@ -39,29 +35,11 @@ var oauthCases = []struct {
 }
 
 func TestOAuthStore(t *testing.T) {
-	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			t.Parallel()
-			for _, c := range oauthCases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Parallel()
-					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-					t.Cleanup(cancel)
-					loc := b.fresh(t)
-					s, err := b.open(ctx, loc)
-					if err != nil {
-						t.Fatalf("open: %v", err)
-					}
-					t.Cleanup(func() { s.Close() })
-					e := &env{ctx: ctx, b: b, loc: loc, s: s}
-					createWorkspace(t, e, "w")
-					put(t, e, record("w", "gh"), 0)
-					put(t, e, record("w", "slack"), 0)
-					c.fn(t, e)
-				})
-			}
-		})
-	}
+	runCases(t, oauthCases, func(t *testing.T, e *env) {
+		createWorkspace(t, e, "w")
+		put(t, e, record("w", "gh"), 0)
+		put(t, e, record("w", "slack"), 0)
+	})
 }
 
 func grant(cred, user string) sesame.OAuthGrant {

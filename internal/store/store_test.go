@@ -112,10 +112,41 @@ func rawExec(t *testing.T, db *sql.DB, query string) {
 	}
 }
 
-var storeCases = []struct {
+// storeCase is one conformance case: it gets an env with a fresh, open store.
+type storeCase struct {
 	name string
 	fn   func(t *testing.T, e *env)
-}{
+}
+
+// runCases runs every case against every backend, in parallel, each on a fresh database
+// opened for it; setup, if not nil, prepares the store before the case runs.
+func runCases(t *testing.T, cases []storeCase, setup func(t *testing.T, e *env)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+					t.Cleanup(cancel)
+					loc := b.fresh(t)
+					s, err := b.open(ctx, loc)
+					if err != nil {
+						t.Fatalf("open: %v", err)
+					}
+					t.Cleanup(func() { s.Close() })
+					e := &env{ctx: ctx, b: b, loc: loc, s: s}
+					if setup != nil {
+						setup(t, e)
+					}
+					c.fn(t, e)
+				})
+			}
+		})
+	}
+}
+
+var storeCases = []storeCase{
 	{"Workspace/CreateAndGet", testWorkspaceCreateAndGet},
 	{"Workspace/CreateDuplicate", testWorkspaceCreateDuplicate},
 	{"Workspace/GetNotFound", testWorkspaceGetNotFound},
