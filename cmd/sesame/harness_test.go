@@ -4,31 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/sesamehq/sesame/internal/testlog"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server goroutine to write while a test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written from many goroutines.
+type syncBuffer = testlog.Buffer
 
 // testServer is a real `sesame serve` running in this process on 127.0.0.1:0.
 type testServer struct {

@@ -1,12 +1,12 @@
 package apps_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/sesamehq/sesame/internal/testlog"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -56,23 +56,8 @@ func (a *auditLog) all() []string {
 	return append([]string(nil), a.events...)
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written from many goroutines.
+type syncBuffer = testlog.Buffer
 
 type fixture struct {
 	cfg   apps.Config

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/sesamehq/sesame/internal/testlog"
 	"io"
 	"log/slog"
 	"maps"
@@ -48,23 +49,8 @@ func (c *tickClock) Now() time.Time {
 	return c.now
 }
 
-// syncBuffer is a log destination safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects output written from many goroutines.
+type syncBuffer = testlog.Buffer
 
 // env is the real API over a real SQLite store in a temp dir.
 type env struct {
