@@ -22,9 +22,9 @@ import (
 	"github.com/sesamehq/sesame/internal/vault"
 )
 
-// These tests cover auditRequest, the per-route wrapper that records requests: it is not
-// wired into New yet (the access-control middleware owns that), so they mount it by hand
-// the way New would: auditRequest(rt, guard(rt, handle(rt.h))).
+// These tests cover auditRequest, the per-route wrapper that records requests. Besides the
+// server New builds, they mount single routes by hand the way New does:
+// auditRequest(rt, guard(rt, handle(rt.h))).
 
 type recordingEnv struct {
 	s     *Server
