@@ -235,30 +235,19 @@ func appCerts(ctx context.Context, c *client) error {
 	}
 	rows := make([][]string, len(items))
 	for i, v := range items {
-		rows[i] = []string{v.ID, strings.Join(v.Domains, ","), fmtTime(v.IssuedAt), fmtTimePtr(v.ExpiresAt), fmtTimePtr(v.RevokedAt)}
+		rows[i] = []string{v.ID, strings.Join(v.Domains, ","), fmtTime(v.IssuedAt), fmtPtr(v.ExpiresAt), fmtPtr(v.RevokedAt)}
 	}
 	return c.table([]string{"ID", "DOMAINS", "ISSUED", "EXPIRES", "REVOKED"}, rows)
 }
 
 func appTokens(ctx context.Context, c *client, app string) error {
-	var all []sesame.AppToken
-	q := url.Values{"limit": {"1000"}}
+	filter := url.Values{}
 	if app != "" {
-		q.Set("app", app)
+		filter.Set("app", app)
 	}
-	for {
-		var page struct {
-			Items      []sesame.AppToken `json:"items"`
-			NextCursor string            `json:"next_cursor"`
-		}
-		if err := c.do(ctx, http.MethodGet, "/v1/apps/tokens", q, nil, &page); err != nil {
-			return err
-		}
-		all = append(all, page.Items...)
-		if page.NextCursor == "" {
-			break
-		}
-		q.Set("cursor", page.NextCursor)
+	all, err := listWhere[sesame.AppToken](ctx, c, "/v1/apps/tokens", filter)
+	if err != nil {
+		return err
 	}
 	if c.json {
 		if all == nil {
@@ -268,16 +257,9 @@ func appTokens(ctx context.Context, c *client, app string) error {
 	}
 	rows := make([][]string, len(all))
 	for i, t := range all {
-		rows[i] = []string{t.ID, t.AppID, t.Version, t.Mode, fmtTime(t.IssuedAt), fmtTime(t.ExpiresAt), fmtTimePtr(t.RevokedAt)}
+		rows[i] = []string{t.ID, t.AppID, t.Version, t.Mode, fmtTime(t.IssuedAt), fmtTime(t.ExpiresAt), fmtPtr(t.RevokedAt)}
 	}
 	return c.table([]string{"ID", "APP", "VERSION", "MODE", "ISSUED", "EXPIRES", "REVOKED"}, rows)
-}
-
-func fmtTimePtr(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return fmtTime(*t)
 }
 
 // appSign signs a manifest file with a developer key and certificate, locally, and writes

@@ -201,8 +201,16 @@ func (c *client) table(header []string, rows [][]string) error {
 
 // listAll follows next_cursor until the last page.
 func listAll[T any](ctx context.Context, c *client, path string) ([]T, error) {
+	return listWhere[T](ctx, c, path, nil)
+}
+
+// listWhere is listAll with query filters.
+func listWhere[T any](ctx context.Context, c *client, path string, filter url.Values) ([]T, error) {
 	var all []T
 	q := url.Values{"limit": {"1000"}}
+	for k, vs := range filter {
+		q[k] = vs
+	}
 	for {
 		var page struct {
 			Items      []T    `json:"items"`

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"strings"
 
@@ -49,7 +48,7 @@ func (s *Server) appAuth(w http.ResponseWriter, r *http.Request) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return sesame.Errorf(sesame.CodeAppMediaType, "Unsupported media type. Content-Type must be application/json.")
 	}
-	source := remoteHost(r)
+	source := sourceOf(r)
 	if s.cfg.Failures != nil {
 		if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
 			return &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many refused manifests from this address; retry later", RetryAfter: wait}
@@ -73,14 +72,6 @@ func (s *Server) appAuth(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"token": token})
 	return nil
-}
-
-func remoteHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // --- developer certificates ---
