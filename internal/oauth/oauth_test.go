@@ -146,7 +146,7 @@ func (e *env) putCredential(key, grant string, extra map[string]any) {
 		fields[k] = v
 	}
 	body, _ := json.Marshal(map[string]any{"type": "oauth2", "fields": fields})
-	if _, _, err := e.v.PutCredential(e.ctx, "default", key, body); err != nil {
+	if _, _, err := e.v.PutCredential(e.ctx, "default", key, body, vault.Actor{Admin: true}); err != nil {
 		e.t.Fatalf("put credential %s: %v", key, err)
 	}
 }
@@ -788,7 +788,7 @@ func TestProviderTemplatesAndOverrides(t *testing.T) {
 			}
 		}
 		body, _ := json.Marshal(map[string]any{"type": "oauth2", "fields": fields})
-		_, _, err := e.v.PutCredential(e.ctx, "default", "bad", body)
+		_, _, err := e.v.PutCredential(e.ctx, "default", "bad", body, vault.Actor{Admin: true})
 		var se *sesame.Error
 		if !errors.As(err, &se) || (se.Code != sesame.CodeInvalidField && se.Code != sesame.CodeMissingField) {
 			t.Fatalf("%v: got %v", bad, err)
