@@ -387,6 +387,19 @@ func TestCallbackStateIsSingleUseExpiringAndBound(t *testing.T) {
 		_, err := e.m.Callback(e.ctx, cb)
 		wantCode(t, err, sesame.CodeInvalidArgument)
 	})
+	t.Run("token endpoint changed meanwhile", func(t *testing.T) {
+		// An authorization started for one token endpoint never sends its code to another.
+		e.putCredential("moved", "authorization_code", nil)
+		cb := e.authorize("moved", "gina", "")
+		other := oauthtest.New(t, oauthtest.Options{})
+		e.putCredential("moved", "authorization_code", map[string]any{"token_url": other.TokenURL()})
+		before := e.p.Exchanges()
+		_, err := e.m.Callback(e.ctx, cb)
+		wantCode(t, err, sesame.CodeConflict)
+		if other.Exchanges() != 0 || e.p.Exchanges() != before {
+			t.Fatal("the code went to a token endpoint")
+		}
+	})
 	t.Run("denied at the provider", func(t *testing.T) {
 		e.p.Deny(true)
 		defer e.p.Deny(false)
