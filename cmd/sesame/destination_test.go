@@ -302,7 +302,7 @@ func TestJWTKeepDoesNotDescribeTheStoredSecret(t *testing.T) {
 	dev := newDeveloper(t, s, "mallory", "default")
 	const ws = "/v1/workspaces/default/credentials/"
 	secrets := map[string]string{
-		"short": "a-32-byte-hmac-secret-0123456789",                                  // 32 bytes: fits HS256 only
+		"short": "a-32-byte-hmac-secret-0123456789",                                 // 32 bytes: fits HS256 only
 		"long":  "a-64-byte-hmac-secret-that-is-also-valid-base64-0123456789abcdef", // fits HS512, decodes as base64
 	}
 	for name, sec := range secrets {
