@@ -65,7 +65,7 @@ func wantRefused(t *testing.T, what string, r response, status int, code string)
 	}
 }
 
-var destinationCanaries = []string{"canary-bearer", "canary-apikey", "canary-jwt-hmac-0123456789abcdef0123", "canary-client-secret", "canary-access-token", "canary-rot"}
+var destinationCanaries = []string{"canary-plain", "canary-bearer", "canary-apikey", "canary-jwt-hmac-0123456789abcdef0123", "canary-client-secret", "canary-access-token", "canary-rot"}
 
 func TestDestinationRule(t *testing.T) {
 	for _, store := range []string{"sqlite", "postgres"} {
@@ -97,6 +97,7 @@ func destinationAttacks(t *testing.T, s *testServer) {
 	admin("PUT", ws+"/credentials/api.key", `{"type":"api_key","fields":{"value":"canary-apikey","name":"X-Key"}}`, 201)
 	admin("PUT", ws+"/credentials/svc.jwt", fmt.Sprintf(`{"type":"jwt_bearer","fields":{"alg":"HS256","secret":"canary-jwt-hmac-0123456789abcdef0123","token_url":%q}}`, good.URL+"/token"), 201)
 	admin("PUT", ws+"/credentials/svc.oauth", fmt.Sprintf(`{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"cid","client_secret":"canary-client-secret","token_url":%q}}`, good.URL+"/token"), 201)
+	admin("PUT", ws+"/credentials/plain.secret", `{"type":"secret","fields":{"value":"canary-plain"}}`, 201) // not bound yet
 	conn := func(name, base, cred string) {
 		t.Helper()
 		c := ""
@@ -129,7 +130,7 @@ func destinationAttacks(t *testing.T, s *testServer) {
 	})
 
 	watched := []string{
-		ws + "/credentials/api.token", ws + "/credentials/api.key", ws + "/credentials/svc.jwt", ws + "/credentials/svc.oauth",
+		ws + "/credentials/api.token", ws + "/credentials/api.key", ws + "/credentials/svc.jwt", ws + "/credentials/svc.oauth", ws + "/credentials/plain.secret",
 		ws + "/connections", ws + "/functions", "/v1/workspaces",
 	}
 	snapshot := func() string {
@@ -197,6 +198,8 @@ func destinationAttacks(t *testing.T, s *testServer) {
 			"connection: evilconn\nmethod: GET\nparameters:\n  accessToken: {location: header, value: api.token}\n", 403, "destination_locked"},
 		{"a function naming an api_key as a parameter value", "PUT", ws + "/functions/steal",
 			"connection: evilconn\nmethod: GET\nparameters:\n  k: {location: query, type: string, value: api.key}\n", 403, "destination_locked"},
+		{"a save refused for another reason binds nothing", "PUT", ws + "/connections/steal?test=false",
+			fmt.Sprintf(`{"base_uri":%q,"credential":"plain.secret"}`, evil.URL), 400, "missing_field"},
 		{"copy the workspace", "POST", ws + "/copy", `{"name":"mine"}`, 403, "missing_privilege"},
 	}
 	for _, a := range attacks {

@@ -234,15 +234,21 @@ func (c Connection) policy() outbound.Policy {
 	return p
 }
 
-// checkCredential checks that a referenced credential exists and may be sent to base;
-// a credential not yet bound to any host is bound to base's origin (vault.AllowDestination).
-func (g *Gateway) checkCredential(ctx context.Context, ws, key, base, field string) (sesame.CredentialRecord, error) {
+// checkCredential checks that a referenced credential exists, passes check (if not nil),
+// and may be sent to base; a credential not yet bound to any host is then bound to base's
+// origin (vault.AllowDestination), so a save refused for another reason binds nothing.
+func (g *Gateway) checkCredential(ctx context.Context, ws, key, base, field string, check func(sesame.CredentialRecord) error) (sesame.CredentialRecord, error) {
 	rec, err := g.cfg.Store.GetCredential(ctx, ws, key)
 	if errors.Is(err, sesame.ErrNotFound) {
 		return rec, sesame.Errorf(sesame.CodeInvalidField, "%s: credential %q does not exist in workspace %q", field, key, ws)
 	}
 	if err != nil {
 		return rec, err
+	}
+	if check != nil {
+		if err := check(rec); err != nil {
+			return rec, err
+		}
 	}
 	u, err := url.Parse(base)
 	if err != nil {
@@ -292,13 +298,15 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 	}
 	var refs []string
 	if c.Credential != "" {
-		rec, err := g.checkCredential(ctx, ws, c.Credential, c.BaseURI, "credential")
+		_, err := g.checkCredential(ctx, ws, c.Credential, c.BaseURI, "credential", func(rec sesame.CredentialRecord) error {
+			if rec.Type == "secret" && c.Auth == nil {
+				return sesame.Errorf(sesame.CodeMissingField,
+					"field %q is required with a credential of type secret: say which header or query parameter carries it", "auth")
+			}
+			return nil
+		})
 		if err != nil {
 			return ConnectionView{}, false, nil, err
-		}
-		if rec.Type == "secret" && c.Auth == nil {
-			return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingField,
-				"field %q is required with a credential of type secret: say which header or query parameter carries it", "auth")
 		}
 		refs = []string{c.Credential}
 	}

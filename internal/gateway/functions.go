@@ -44,14 +44,14 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 		p := f.Parameters[name]
 		field := "parameters." + name + ".value"
 		if function.IsAuth(name, p) {
-			if _, err := g.checkCredential(ctx, ws, *p.Value, base, field); err != nil {
+			if _, err := g.checkCredential(ctx, ws, *p.Value, base, field, nil); err != nil {
 				return nil, err
 			}
 			refs = append(refs, *p.Value)
 			continue
 		}
 		if key, ok := g.namedSecret(ctx, ws, p); ok {
-			if _, err := g.checkCredential(ctx, ws, key, base, field); err != nil {
+			if _, err := g.checkCredential(ctx, ws, key, base, field, nil); err != nil {
 				return nil, err
 			}
 			refs = append(refs, key)
