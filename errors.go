@@ -48,6 +48,10 @@ const (
 	// Details["authorize_url"] says where to start.
 	CodeReauthorizationRequired Code = "reauthorization_required"
 	CodeInternal                Code = "internal"
+	// CodeDestinationLocked means a credential may not be sent where a request would send
+	// it, or an update would change where it may be sent without its secrets sent again
+	// (PRODUCT.md §4.7).
+	CodeDestinationLocked Code = "destination_locked"
 )
 
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so

@@ -38,6 +38,9 @@ type Field struct {
 	Enum     []string // allowed values, for String fields
 	Default  string   // applied when a String field is absent
 	MaxLen   int      // for String fields; 0 means the package default
+	// KeyParam marks a field that says how a secret is read (a JWT's alg): changing it
+	// needs the secret sent again, never checked against the stored one.
+	KeyParam bool
 }
 
 // Kind is one credential type.
@@ -53,6 +56,11 @@ type Kind struct {
 	// example that a private key parses and fits the algorithm). Its error must name the
 	// field and never quote a value.
 	Verify func(public map[string]any, secrets map[string]sesame.Secret) error
+	// Endpoints, if set, returns the URLs the kind itself sends secrets to, by field name,
+	// as they take effect (after a provider template, say). Without it, the kind's URL
+	// fields are its endpoints. Where a secret may go is fixed when it is entered: a
+	// change of an endpoint needs the secrets again, or an admin.
+	Endpoints func(public map[string]any) map[string]string
 }
 
 // commonFields are accepted by every kind. "hosts" binds a credential to the hosts it may

@@ -23,7 +23,7 @@ var jwtBearer = Kind{
 	Name:   "jwt_bearer",
 	Verify: jwtbearer.Verify,
 	Fields: []Field{
-		{Name: "alg", Type: String, Required: true, Enum: JWTAlgorithms},
+		{Name: "alg", Type: String, Required: true, Enum: JWTAlgorithms, KeyParam: true},
 		{Name: "secret", Secret: true},
 		{Name: "private_key", Secret: true},
 		{Name: "pkcs12", Secret: true},
@@ -31,7 +31,7 @@ var jwtBearer = Kind{
 		{Name: "payload", Type: Object},
 		{Name: "headers", Type: Object},
 		{Name: "token_url", Type: URL},
-		{Name: "secret_encoding", Type: String, Enum: []string{jwtbearer.EncodingText, jwtbearer.EncodingBase64}},
+		{Name: "secret_encoding", Type: String, Enum: []string{jwtbearer.EncodingText, jwtbearer.EncodingBase64}, KeyParam: true},
 		{Name: "lifetime_seconds", Type: Integer},
 		{Name: "reuse", Type: Bool},
 		{Name: "scope", Type: String, MaxLen: 1024},

@@ -31,7 +31,24 @@ var oauth2 = Kind{
 		{Name: "auth_params", Type: Object},
 		{Name: "token_params", Type: Object},
 	},
-	Check: checkOAuth2,
+	Check:     checkOAuth2,
+	Endpoints: oauth2Endpoints,
+}
+
+// oauth2Endpoints returns the authorization, token and revocation URLs in effect: the
+// credential's own, or its provider template's.
+func oauth2Endpoints(public map[string]any) map[string]string {
+	var t provider.Template
+	if name, ok := public["provider"].(string); ok {
+		t, _ = provider.Lookup(name)
+	}
+	out := map[string]string{"auth_url": t.AuthURL, "token_url": t.TokenURL, "revocation_url": t.RevocationURL}
+	for name := range out {
+		if s, ok := public[name].(string); ok && s != "" {
+			out[name] = s
+		}
+	}
+	return out
 }
 
 // reservedParams are set by the flows themselves; auth_params and token_params may not

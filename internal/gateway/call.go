@@ -41,6 +41,7 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	}
 	host := hostOf(base)
 
+	// Where each credential may go is decided in send, for the built request's URL.
 	// Credentials placed like parameters (api_key, secret) go through Build; the others
 	// (basic, bearer, ...) are injected into the built request.
 	secrets := map[string]sesame.Secret{}
@@ -60,13 +61,10 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 		if err != nil {
 			return CallResult{}, err
 		}
-		if !credential.HostAllowed(r.Public, host) {
-			wipe(r.Secrets)
-			return CallResult{}, sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, host)
-		}
 		switch r.Type {
 		case "api_key", "secret":
 			secrets[pname] = r.Secrets["value"]
+			injections = append(injections, injection{key: key, placed: true})
 		default:
 			wipe(r.Secrets)
 			injections = append(injections, injection{key: key, t: credential.Target{In: p.Location, Name: pname}})
@@ -107,7 +105,7 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	cacheKey, version := objectKey(ws, KindFunction, name), fo.Version
 	if conn != nil {
 		c, cacheKey, version = *conn, objectKey(ws, KindConnection, f.Connection), co.Version
-		if len(injections) > 0 || len(secrets) > 0 {
+		if len(injections) > 0 {
 			c.Credential = "" // the function's own credentials replace the connection's
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/outbound"
+	"github.com/sesamehq/sesame/internal/vault"
 )
 
 // Connection says where and how to call an API.
@@ -233,8 +234,10 @@ func (c Connection) policy() outbound.Policy {
 	return p
 }
 
-// checkCredential checks that a referenced credential exists and may be sent to host.
-func (g *Gateway) checkCredential(ctx context.Context, ws, key, host, field string) (sesame.CredentialRecord, error) {
+// checkCredential checks that a referenced credential exists, passes check (if not nil),
+// and may be sent to base; a credential not yet bound to any host is then bound to base's
+// origin (vault.AllowDestination), so a save refused for another reason binds nothing.
+func (g *Gateway) checkCredential(ctx context.Context, ws, key, base, field string, check func(sesame.CredentialRecord) error) (sesame.CredentialRecord, error) {
 	rec, err := g.cfg.Store.GetCredential(ctx, ws, key)
 	if errors.Is(err, sesame.ErrNotFound) {
 		return rec, sesame.Errorf(sesame.CodeInvalidField, "%s: credential %q does not exist in workspace %q", field, key, ws)
@@ -242,8 +245,21 @@ func (g *Gateway) checkCredential(ctx context.Context, ws, key, host, field stri
 	if err != nil {
 		return rec, err
 	}
-	if !credential.HostAllowed(rec.Public, host) {
-		return rec, sesame.Errorf(sesame.CodeForbidden, "%s: credential %q may not be sent to %s (not in its hosts)", field, key, host)
+	if check != nil {
+		if err := check(rec); err != nil {
+			return rec, err
+		}
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return rec, sesame.Errorf(sesame.CodeInvalidField, "%s: the URL the credential would be sent to does not parse", field)
+	}
+	if err := g.cfg.Vault.AllowDestination(ctx, ws, key, u); err != nil {
+		var se *sesame.Error
+		if errors.As(err, &se) {
+			return rec, &sesame.Error{Code: se.Code, Message: field + ": " + se.Message}
+		}
+		return rec, err
 	}
 	return rec, nil
 }
@@ -258,7 +274,9 @@ func hostOf(base string) string {
 
 // PutConnection creates or replaces a connection. Unless runTest is false and if the
 // connection has a test request, it is tested first and not saved if the test fails.
-func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byte, runTest bool) (ConnectionView, bool, *TestResult, error) {
+// Turning on allow_private_networks needs an admin (by); a connection that has it keeps
+// it when saved by anyone, as long as its base URI keeps its origin.
+func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byte, runTest bool, by vault.Actor) (ConnectionView, bool, *TestResult, error) {
 	if err := checkWorkspace(ws); err != nil {
 		return ConnectionView{}, false, nil, err
 	}
@@ -269,15 +287,26 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 	if err != nil {
 		return ConnectionView{}, false, nil, err
 	}
+	old, err := g.cfg.Store.GetObject(ctx, ws, KindConnection, name)
+	exists := err == nil
+	if err != nil && !errors.Is(err, sesame.ErrNotFound) {
+		return ConnectionView{}, false, nil, err
+	}
+	if c.AllowPrivateNetworks && !by.Admin && !keepsPrivateNetworks(old, exists, c) {
+		return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingPrivilege,
+			"missing privilege admin: only an admin may set %q (or keep it while changing the base_uri's scheme, host or port)", "allow_private_networks")
+	}
 	var refs []string
 	if c.Credential != "" {
-		rec, err := g.checkCredential(ctx, ws, c.Credential, hostOf(c.BaseURI), "credential")
+		_, err := g.checkCredential(ctx, ws, c.Credential, c.BaseURI, "credential", func(rec sesame.CredentialRecord) error {
+			if rec.Type == "secret" && c.Auth == nil {
+				return sesame.Errorf(sesame.CodeMissingField,
+					"field %q is required with a credential of type secret: say which header or query parameter carries it", "auth")
+			}
+			return nil
+		})
 		if err != nil {
 			return ConnectionView{}, false, nil, err
-		}
-		if rec.Type == "secret" && c.Auth == nil {
-			return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingField,
-				"field %q is required with a credential of type secret: say which header or query parameter carries it", "auth")
 		}
 		refs = []string{c.Credential}
 	}
@@ -288,11 +317,6 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 		if !r.OK {
 			return ConnectionView{}, false, result, &TestFailedError{Result: r}
 		}
-	}
-	old, err := g.cfg.Store.GetObject(ctx, ws, KindConnection, name)
-	exists := err == nil
-	if err != nil && !errors.Is(err, sesame.ErrNotFound) {
-		return ConnectionView{}, false, nil, err
 	}
 	stored, _ := json.Marshal(c)
 	now := g.cfg.Clock.Now().UTC()
@@ -306,6 +330,21 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 	}
 	g.forget(objectKey(ws, KindConnection, name))
 	return ConnectionView{Workspace: ws, Name: name, Connection: c, Version: o.Version, CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt}, !exists, result, nil
+}
+
+// keepsPrivateNetworks reports whether the stored connection old already allows private
+// networks for the same origin as c: saving it again needs no admin.
+func keepsPrivateNetworks(old sesame.Object, exists bool, c Connection) bool {
+	if !exists {
+		return false
+	}
+	var prev Connection
+	if json.Unmarshal(old.Body, &prev) != nil || !prev.AllowPrivateNetworks {
+		return false
+	}
+	pu, err1 := url.Parse(prev.BaseURI)
+	cu, err2 := url.Parse(c.BaseURI)
+	return err1 == nil && err2 == nil && credential.Origin(pu) == credential.Origin(cu)
 }
 
 // TestFailedError is returned when a connection's test request fails on save.

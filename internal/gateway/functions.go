@@ -32,8 +32,8 @@ type cachedFunc struct {
 
 // functionRefs checks every credential a function names and returns their keys: the
 // auth parameters, and any parameter whose default names a stored api_key or secret.
-// Each must exist and may be sent to host.
-func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Function, host string) ([]string, error) {
+// Each must exist and may be sent to base.
+func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Function, base string) ([]string, error) {
 	var refs []string
 	names := make([]string, 0, len(f.Parameters))
 	for name := range f.Parameters {
@@ -44,14 +44,14 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 		p := f.Parameters[name]
 		field := "parameters." + name + ".value"
 		if function.IsAuth(name, p) {
-			if _, err := g.checkCredential(ctx, ws, *p.Value, host, field); err != nil {
+			if _, err := g.checkCredential(ctx, ws, *p.Value, base, field, nil); err != nil {
 				return nil, err
 			}
 			refs = append(refs, *p.Value)
 			continue
 		}
 		if key, ok := g.namedSecret(ctx, ws, p); ok {
-			if _, err := g.checkCredential(ctx, ws, key, host, field); err != nil {
+			if _, err := g.checkCredential(ctx, ws, key, base, field, nil); err != nil {
 				return nil, err
 			}
 			refs = append(refs, key)
@@ -106,7 +106,7 @@ func (g *Gateway) PutFunction(ctx context.Context, ws, name string, src []byte) 
 	if err != nil {
 		return FunctionView{}, false, err
 	}
-	refs, err := g.functionRefs(ctx, ws, f, hostOf(base))
+	refs, err := g.functionRefs(ctx, ws, f, base)
 	if err != nil {
 		return FunctionView{}, false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -33,9 +34,10 @@ type Store interface {
 	GetCredential(ctx context.Context, ws, key string) (sesame.CredentialRecord, error)
 }
 
-// Vault opens credentials for injection.
+// Vault opens credentials for injection and decides where they may be sent.
 type Vault interface {
 	Resolve(ctx context.Context, ws, key string) (vault.Resolved, error)
+	AllowDestination(ctx context.Context, ws, key string, u *url.URL) error
 }
 
 // Injector adds credential material that must be fetched or signed at call time (oauth2,

@@ -48,11 +48,11 @@ func newFixture(tb testing.TB) *fixture {
 func (f *fixture) setup(tb testing.TB, upstreamURL string) {
 	tb.Helper()
 	ctx := context.Background()
-	if _, _, err := f.v.PutCredential(ctx, "default", "up.key", []byte(`{"type":"api_key","fields":{"value":"bench-secret"}}`)); err != nil {
+	if _, _, err := f.v.PutCredential(ctx, "default", "up.key", []byte(`{"type":"api_key","fields":{"value":"bench-secret"}}`), vault.Actor{Admin: true}); err != nil {
 		tb.Fatal(err)
 	}
 	body := fmt.Sprintf(`{"base_uri":%q,"credential":"up.key","allow_private_networks":true}`, upstreamURL)
-	if _, _, _, err := f.gw.PutConnection(ctx, "default", "up", []byte(body), false); err != nil {
+	if _, _, _, err := f.gw.PutConnection(ctx, "default", "up", []byte(body), false, vault.Actor{Admin: true}); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -80,7 +80,7 @@ func TestConnectionValidation(t *testing.T) {
 		"wrong type":      {`{"base_uri":5}`, sesame.CodeInvalidJSON},
 	}
 	for name, c := range cases {
-		_, _, _, err := f.gw.PutConnection(ctx, "default", "c", []byte(c.body), false)
+		_, _, _, err := f.gw.PutConnection(ctx, "default", "c", []byte(c.body), false, vault.Actor{Admin: true})
 		if sesame.ErrorCode(err) != c.code {
 			t.Errorf("%s: %v, want %s", name, err, c.code)
 		}

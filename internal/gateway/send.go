@@ -19,9 +19,11 @@ type Refresher interface {
 }
 
 // injection is a credential to put into a request: where the kind lets the caller choose.
+// A placed one is already in the request (a function's api_key or secret parameter).
 type injection struct {
-	key string
-	t   credential.Target
+	key    string
+	t      credential.Target
+	placed bool
 }
 
 // send adds the connection's default headers and credential, and the extra injections
@@ -59,11 +61,22 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 		}
 		injs = append([]injection{{key: c.Credential, t: t}}, extra...)
 	}
+	// The destination rule (PRODUCT.md §4.7), for every credential the request carries,
+	// before any is sent: the client follows redirects only within this origin, and a
+	// retry goes to the same URL.
+	for _, in := range injs {
+		if err := g.cfg.Vault.AllowDestination(ctx, ws, in.key, req.URL); err != nil {
+			return nil, err
+		}
+	}
 	// Injectors note which token version went into the request, so that a forced refresh
 	// after a rejection renews only that one.
 	ctx, _ = credential.WithServed(ctx)
 	var refreshable []injection
 	for _, in := range injs {
+		if in.placed {
+			continue
+		}
 		ok, err := g.inject(ctx, ws, req, in.key, in.t)
 		if err != nil {
 			return nil, err
@@ -110,17 +123,14 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 	return resp, nil
 }
 
-// inject resolves credential key and adds it to req, after checking that it may be sent
-// to the request's host. It reports whether the credential's injector can refresh it.
+// inject resolves credential key and adds it to req; sendInner has checked that it may be
+// sent to the request's origin. It reports whether the credential's injector can refresh it.
 func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target) (refreshable bool, err error) {
 	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
 	if err != nil {
 		return false, err
 	}
 	defer wipe(r.Secrets)
-	if !credential.HostAllowed(r.Public, req.URL.Host) {
-		return false, sesame.Errorf(sesame.CodeForbidden, "credential %q may not be sent to %s (not in its hosts)", key, req.URL.Host)
-	}
 	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
 	if inj, ok := g.cfg.Injectors[r.Type]; ok {
 		_, refreshable = inj.(Refresher)

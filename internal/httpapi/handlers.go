@@ -155,7 +155,12 @@ func (s *Server) putCredential(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, created, err := s.cfg.Vault.PutCredential(r.Context(), r.PathValue("ws"), r.PathValue("key"), body)
+	by, err := s.actor(r)
+	if err != nil {
+		clear(body)
+		return err
+	}
+	c, created, err := s.cfg.Vault.PutCredential(r.Context(), r.PathValue("ws"), r.PathValue("key"), body, by)
 	clear(body) // the body held secret values
 	if err != nil {
 		return err
@@ -178,6 +183,17 @@ func (s *Server) deleteCredential(w http.ResponseWriter, r *http.Request) error 
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// actor says what the vault and the gateway must know about the caller of r: whether it
+// holds admin in the route's workspace. Without access control everyone is.
+func (s *Server) actor(r *http.Request) (vault.Actor, error) {
+	if s.cfg.Access == nil {
+		return vault.Actor{Admin: true}, nil
+	}
+	p, _ := sesame.PrincipalFrom(r.Context())
+	admin, err := s.cfg.Access.Has(r.Context(), p, sesame.PrivAdmin, r.PathValue("ws"))
+	return vault.Actor{Admin: admin}, err
 }
 
 // --- system ---

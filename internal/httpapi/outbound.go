@@ -10,11 +10,12 @@ import (
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/gateway"
+	"github.com/sesamehq/sesame/internal/vault"
 )
 
 // Gateway runs connections, functions and the proxy.
 type Gateway interface {
-	PutConnection(ctx context.Context, ws, name string, body []byte, runTest bool) (gateway.ConnectionView, bool, *gateway.TestResult, error)
+	PutConnection(ctx context.Context, ws, name string, body []byte, runTest bool, by vault.Actor) (gateway.ConnectionView, bool, *gateway.TestResult, error)
 	GetConnection(ctx context.Context, ws, name string) (gateway.ConnectionView, error)
 	ListConnections(ctx context.Context, ws, after string, limit int) ([]gateway.ConnectionView, error)
 	DeleteConnection(ctx context.Context, ws, name string) error
@@ -70,7 +71,11 @@ func (s *Server) putConnection(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c, created, result, err := s.cfg.Gateway.PutConnection(r.Context(), r.PathValue("ws"), r.PathValue("name"), body, runTest)
+	by, err := s.actor(r)
+	if err != nil {
+		return err
+	}
+	c, created, result, err := s.cfg.Gateway.PutConnection(r.Context(), r.PathValue("ws"), r.PathValue("name"), body, runTest, by)
 	var tf *gateway.TestFailedError
 	if errors.As(err, &tf) {
 		writeJSON(w, http.StatusUnprocessableEntity, struct {

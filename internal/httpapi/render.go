@@ -50,6 +50,7 @@ var statusOf = map[sesame.Code]int{
 	// 409, not 401: the grant's state conflicts with the call and a person must act; a 401
 	// would tell the caller its own Sesame key was refused.
 	sesame.CodeReauthorizationRequired: http.StatusConflict,
+	sesame.CodeDestinationLocked:       http.StatusForbidden,
 	sesame.CodeInternal:                http.StatusInternalServerError,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).

@@ -23,7 +23,7 @@ type Vault interface {
 	DeleteWorkspace(ctx context.Context, name string, force bool) error
 	CopyWorkspace(ctx context.Context, from, to string) (sesame.Workspace, error)
 
-	PutCredential(ctx context.Context, ws, key string, body []byte) (vault.CredentialView, bool, error)
+	PutCredential(ctx context.Context, ws, key string, body []byte, by vault.Actor) (vault.CredentialView, bool, error)
 	GetCredential(ctx context.Context, ws, key string) (vault.CredentialView, error)
 	ListCredentials(ctx context.Context, ws, after string, limit int) ([]vault.CredentialView, error)
 	DeleteCredential(ctx context.Context, ws, key string, force bool) error

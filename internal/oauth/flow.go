@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/crypt"
 )
 
 // AuthorizeRequest starts the authorization code grant for a credential, for the
@@ -77,7 +78,9 @@ func (m *Manager) Authorize(ctx context.Context, r AuthorizeRequest) (Authorizat
 		ID: id, Workspace: r.Workspace, Credential: r.Credential, EndUser: r.User,
 		ReturnURL: r.ReturnURL, RedirectURI: m.cfg.PublicURL + CallbackPath, CreatedAt: now, ExpiresAt: now.Add(m.cfg.StateTTL),
 	}
-	if st.Verifier, err = m.cfg.Keyring.Seal([]byte(verifier), "oauth-state", st.ID); err != nil {
+	// The token endpoint is part of the verifier's associated data: the code and verifier
+	// go only where the credential sent them when the authorization started.
+	if st.Verifier, err = m.cfg.Keyring.Seal([]byte(verifier), "oauth-state", st.ID, c.tokenURL); err != nil {
 		return Authorization{}, err
 	}
 	if _, err := m.cfg.Store.DeleteExpiredOAuthStates(ctx, now); err != nil {
@@ -161,7 +164,13 @@ func (m *Manager) Callback(ctx context.Context, q url.Values) (CallbackResult, e
 		return fail("credential_unavailable", err)
 	}
 	defer wipe()
-	vb, err := m.cfg.Keyring.Open(st.Verifier, "oauth-state", st.ID)
+	vb, err := m.cfg.Keyring.Open(st.Verifier, "oauth-state", st.ID, c.tokenURL)
+	if err != nil && !errors.Is(err, crypt.ErrUnknownKey) {
+		// Sealed for another token endpoint: the credential changed since the authorization
+		// started, and the code must not follow it (PRODUCT.md §4.7).
+		return fail("credential_changed", sesame.Errorf(sesame.CodeConflict,
+			"credential %q changed its token endpoint after this authorization started; start again with GET %s", st.Credential, AuthorizePath))
+	}
 	if err != nil {
 		return CallbackResult{}, fmt.Errorf("oauth: open state verifier: %w", err)
 	}

@@ -146,7 +146,7 @@ func (e *env) putCredential(key, grant string, extra map[string]any) {
 		fields[k] = v
 	}
 	body, _ := json.Marshal(map[string]any{"type": "oauth2", "fields": fields})
-	if _, _, err := e.v.PutCredential(e.ctx, "default", key, body); err != nil {
+	if _, _, err := e.v.PutCredential(e.ctx, "default", key, body, vault.Actor{Admin: true}); err != nil {
 		e.t.Fatalf("put credential %s: %v", key, err)
 	}
 }
@@ -386,6 +386,19 @@ func TestCallbackStateIsSingleUseExpiringAndBound(t *testing.T) {
 		cb := other.authorize("gh", "", "")
 		_, err := e.m.Callback(e.ctx, cb)
 		wantCode(t, err, sesame.CodeInvalidArgument)
+	})
+	t.Run("token endpoint changed meanwhile", func(t *testing.T) {
+		// An authorization started for one token endpoint never sends its code to another.
+		e.putCredential("moved", "authorization_code", nil)
+		cb := e.authorize("moved", "gina", "")
+		other := oauthtest.New(t, oauthtest.Options{})
+		e.putCredential("moved", "authorization_code", map[string]any{"token_url": other.TokenURL()})
+		before := e.p.Exchanges()
+		_, err := e.m.Callback(e.ctx, cb)
+		wantCode(t, err, sesame.CodeConflict)
+		if other.Exchanges() != 0 || e.p.Exchanges() != before {
+			t.Fatal("the code went to a token endpoint")
+		}
 	})
 	t.Run("denied at the provider", func(t *testing.T) {
 		e.p.Deny(true)
@@ -788,7 +801,7 @@ func TestProviderTemplatesAndOverrides(t *testing.T) {
 			}
 		}
 		body, _ := json.Marshal(map[string]any{"type": "oauth2", "fields": fields})
-		_, _, err := e.v.PutCredential(e.ctx, "default", "bad", body)
+		_, _, err := e.v.PutCredential(e.ctx, "default", "bad", body, vault.Actor{Admin: true})
 		var se *sesame.Error
 		if !errors.As(err, &se) || (se.Code != sesame.CodeInvalidField && se.Code != sesame.CodeMissingField) {
 			t.Fatalf("%v: got %v", bad, err)

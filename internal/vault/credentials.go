@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -61,10 +62,21 @@ func checkNames(ws, key string) error {
 	return nil
 }
 
+// Actor is what the vault must know about who changes a credential.
+type Actor struct {
+	// Admin holds the admin privilege in the credential's workspace: it may change where
+	// a stored secret may be sent without sending the secret again.
+	Admin bool
+}
+
 // PutCredential creates or replaces the credential ws/key from a JSON body
 // {"type": ..., "fields": {...}}. On update every secret field that is stored must be sent
-// again or marked {"keep": true}. It reports whether the credential was created.
-func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) (CredentialView, bool, error) {
+// again or marked {"keep": true}. Where a secret may be sent is fixed when it is entered
+// (PRODUCT.md §4.7): unless by is an admin, an update that keeps a stored secret may not
+// change the credential's type, widen its hosts or change a URL its kind sends secrets to,
+// and an oauth2 credential with stored grants may not change them at all. An update that
+// omits "hosts" keeps the stored ones. It reports whether the credential was created.
+func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
 	if err := checkNames(ws, key); err != nil {
 		return CredentialView{}, false, err
 	}
@@ -87,9 +99,25 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 				}
 			}
 		}
+		if _, given := in.Public["hosts"]; !given {
+			if h, ok := old.Public["hosts"]; ok {
+				in.Public["hosts"] = h
+			}
+		}
 	}
 	if err := in.Validate(); err != nil {
 		return CredentialView{}, false, err
+	}
+	var kept []string
+	for _, name := range in.Kind.SecretFields() {
+		if si, ok := in.Secrets[name]; ok && si.Keep {
+			kept = append(kept, name)
+		}
+	}
+	if exists {
+		if err := v.checkDestination(ctx, old, in, kept, by); err != nil {
+			return CredentialView{}, false, err
+		}
 	}
 	now := v.now().UTC()
 	rec := sesame.CredentialRecord{
@@ -122,6 +150,11 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 	}
 	if in.Kind.Verify != nil {
 		if err := v.verify(in, rec); err != nil {
+			if len(kept) > 0 && sesame.ErrorCode(err) != sesame.CodeInternal {
+				// The check saw a stored secret: its verdict must not describe it.
+				return CredentialView{}, false, sesame.Errorf(sesame.CodeInvalidField,
+					"the credential does not verify with the stored value of %s; send the secret fields again", quoteList(kept))
+			}
 			return CredentialView{}, false, err
 		}
 	}
@@ -131,6 +164,50 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) 
 		return CredentialView{}, false, err
 	}
 	return view(rec), !exists, nil
+}
+
+// checkDestination applies the destination rule to an update of old into in that keeps
+// the secret fields kept.
+func (v *Vault) checkDestination(ctx context.Context, old sesame.CredentialRecord, in credential.Input, kept []string, by Actor) error {
+	if len(kept) > 0 {
+		// Checked for everyone, admins too: it is about what a check would reveal.
+		if f := credential.KeyParamChange(old.Type, old.Public, in); f != "" {
+			return sesame.Errorf(sesame.CodeSecretRequired,
+				"changing field %q needs the secret fields sent again (%s): a stored secret is never checked against new settings", f, quoteList(kept))
+		}
+	}
+	what := credential.DestinationChange(old.Type, old.Public, in)
+	if what == "" || by.Admin {
+		return nil
+	}
+	subject := fmt.Sprintf("field %q", what)
+	if what == "type" {
+		subject = "the type"
+	}
+	if len(kept) > 0 {
+		return sesame.Errorf(sesame.CodeDestinationLocked,
+			"changing %s of credential %q changes where its secrets may be sent: send the secret fields again instead of keeping %s, or ask an admin",
+			subject, old.Key, quoteList(kept))
+	}
+	if old.Type == "oauth2" {
+		grants, err := v.store.ListOAuthGrants(ctx, old.Workspace, old.Key, "", "", 1)
+		if err != nil {
+			return err
+		}
+		if len(grants) > 0 {
+			return sesame.Errorf(sesame.CodeDestinationLocked,
+				"changing %s of credential %q would send its stored OAuth2 grants elsewhere: revoke them first, or ask an admin", subject, old.Key)
+		}
+	}
+	return nil
+}
+
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	return strings.Join(q, ", ")
 }
 
 // verify opens the sealed fields of rec (new and kept alike) and runs the kind's check.

@@ -12,6 +12,7 @@ import (
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
 	"github.com/sesamehq/sesame/internal/store"
+	"github.com/sesamehq/sesame/internal/vault"
 )
 
 // TestMovedCiphertextDoesNotDecrypt edits the database file directly: a sealed value
@@ -29,14 +30,14 @@ func TestMovedCiphertextDoesNotDecrypt(t *testing.T) {
 	putSecret(t, v, "b", "secret-b")
 	// Saving a jwt_bearer credential checks its key, so it must be a real PKCS#12.
 	p12 := jwttest.PKCS12(t, jwttest.KeyFor(t, "ES256"), "pw")
-	if _, _, err := v.PutCredential(ctx, "default", "jwt", []byte(`{"type":"jwt_bearer","fields":{"alg":"ES256","pkcs12":"`+p12+`","pkcs12_password":"pw"}}`)); err != nil {
+	if _, _, err := v.PutCredential(ctx, "default", "jwt", []byte(`{"type":"jwt_bearer","fields":{"alg":"ES256","pkcs12":"`+p12+`","pkcs12_password":"pw"}}`), vault.Actor{Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.CreateWorkspace(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
 	putSecret(t, v, "c", "secret-c")
-	if _, _, err := v.PutCredential(ctx, "other", "a", []byte(`{"type":"secret","fields":{"value":"other-a"}}`)); err != nil {
+	if _, _, err := v.PutCredential(ctx, "other", "a", []byte(`{"type":"secret","fields":{"value":"other-a"}}`), vault.Actor{Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 

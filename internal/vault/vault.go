@@ -35,6 +35,8 @@ type Store interface {
 	ListCredentials(ctx context.Context, ws, after string, limit int) ([]sesame.CredentialRecord, error)
 	PutCredential(ctx context.Context, rec sesame.CredentialRecord, expectVersion int64) (int64, error)
 	DeleteCredential(ctx context.Context, ws, key string, force bool) error
+
+	ListOAuthGrants(ctx context.Context, ws, cred, afterCred, afterUser string, limit int) ([]sesame.OAuthGrant, error)
 }
 
 // Vault is the credential vault service.

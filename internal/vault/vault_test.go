@@ -65,7 +65,7 @@ func newVault(t *testing.T, st *store.Store, keys ...*crypt.MasterKey) *vault.Va
 func putSecret(t *testing.T, v *vault.Vault, key, value string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"type":"secret","fields":{"value":%q}}`, value)
-	if _, _, err := v.PutCredential(context.Background(), "default", key, []byte(body)); err != nil {
+	if _, _, err := v.PutCredential(context.Background(), "default", key, []byte(body), vault.Actor{Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -212,11 +212,11 @@ func TestResolveNeedsSecretAfterCopy(t *testing.T) {
 	if sesame.ErrorCode(err) != sesame.CodeSecretRequired {
 		t.Fatalf("Resolve of a copied credential = %v, want secret_required", err)
 	}
-	if _, _, err := v.PutCredential(ctx, "staging", "c", []byte(`{"type":"secret","fields":{"value":{"keep":true}}}`)); sesame.ErrorCode(err) != sesame.CodeSecretRequired {
+	if _, _, err := v.PutCredential(ctx, "staging", "c", []byte(`{"type":"secret","fields":{"value":{"keep":true}}}`), vault.Actor{Admin: true}); sesame.ErrorCode(err) != sesame.CodeSecretRequired {
 		t.Fatalf("keep of a missing secret = %v, want secret_required", err)
 	}
 	putSecret(t, v, "c2", "x")
-	if _, _, err := v.PutCredential(ctx, "staging", "c", []byte(`{"type":"secret","fields":{"value":"new"}}`)); err != nil {
+	if _, _, err := v.PutCredential(ctx, "staging", "c", []byte(`{"type":"secret","fields":{"value":"new"}}`), vault.Actor{Admin: true}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := v.Resolve(ctx, "staging", "c")

@@ -70,11 +70,11 @@ func BenchmarkProxy(b *testing.B) {
 	}
 	for _, c := range creds {
 		body, _ := json.Marshal(c.body)
-		if _, _, err := v.PutCredential(ctx, "default", c.name, body); err != nil {
+		if _, _, err := v.PutCredential(ctx, "default", c.name, body, vault.Actor{Admin: true}); err != nil {
 			b.Fatal(err)
 		}
 		conn := fmt.Sprintf(`{"base_uri":%q,"credential":%q,"allow_private_networks":true}`, up.URL, c.name)
-		if _, _, _, err := gw.PutConnection(ctx, "default", c.name, []byte(conn), false); err != nil {
+		if _, _, _, err := gw.PutConnection(ctx, "default", c.name, []byte(conn), false, vault.Actor{Admin: true}); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(c.name, func(b *testing.B) {
