@@ -102,6 +102,13 @@ func (s *Server) createAppCert(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
 	}
+	// A certificate lets its holder act with every grant to the apps it covers: the
+	// privilege ceiling applies (internal/access/ceiling.go).
+	if s.cfg.Access != nil {
+		if err := s.cfg.Access.AuthorizeAppDomains(r.Context(), actorOf(r), req.Domains); err != nil {
+			return err
+		}
+	}
 	c, err := svc.IssueCert(r.Context(), req)
 	if err != nil {
 		return err
