@@ -178,6 +178,9 @@ func TestPrivilegeCeiling(t *testing.T) {
 				t.Errorf("%s: %s, want privilege_ceiling naming what is lacking", a.name, r.Body)
 			}
 		}
+		// Bad input is still bad input, answered before the ceiling.
+		wantError(t, s.doWith("POST", "/v1/apps/certs", `{"dev_pubkey":"`+pub+`","domains":["com.*"]}`, withKey(mgr)), 400, "invalid_field")
+		wantError(t, s.doWith("POST", "/v1/grants", `{"role":"admin","user":"`+mgrID+`","workspace":"nowhere"}`, withKey(mgr)), 400, "invalid_field")
 		if after := accessState(t, s); after != before {
 			t.Fatalf("refused attacks changed access:\nbefore:\n%s\nafter:\n%s", before, after)
 		}

@@ -332,17 +332,17 @@ func (s *Service) roleGrants(ctx context.Context, name string) ([]sesame.Grant, 
 	return s.grantsWhere(ctx, func(g sesame.Grant) bool { return g.Role == name })
 }
 
-// roleNeed is what changing role name from old to privileges new asks of the actor. A
+// roleNeed is what changing role name from privileges old to next asks of the actor. A
 // role is server-wide and may be granted in any workspace at any moment, so every
 // privilege it had or will have is needed on all workspaces. Taking privileges away from
 // the role's holders also acts on them: it needs every privilege they hold.
-func (s *Service) roleNeed(ctx context.Context, name string, old, new []sesame.Privilege, why string) (need, error) {
+func (s *Service) roleNeed(ctx context.Context, name string, old, next []sesame.Privilege, why string) (need, error) {
 	n := need{why: why}
 	n.add(sesame.AllWorkspaces, old...)
-	n.add(sesame.AllWorkspaces, new...)
+	n.add(sesame.AllWorkspaces, next...)
 	takes := false
 	for _, p := range old {
-		takes = takes || !slices.Contains(new, p)
+		takes = takes || !slices.Contains(next, p)
 	}
 	if takes {
 		grants, err := s.roleGrants(ctx, name)
