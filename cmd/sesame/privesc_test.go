@@ -233,7 +233,42 @@ func TestPrivilegeCeiling(t *testing.T) {
 	})
 }
 
-// keyIDsOf lists a user's keys as "id revoked" lines, sorted.
+// TestRevokingAKeyActsOnWhoeverItMintedFor: revoking a key, every key of a user, or
+// deleting the user revokes the keys they minted, so it acts on those keys' owners too:
+// a manager cannot reach an admin's key through a lesser user's key that minted it.
+func TestRevokingAKeyActsOnWhoeverItMintedFor(t *testing.T) {
+	onEachStore(t, func(t *testing.T, s *testServer) {
+		mustStatus(t, s.do("POST", "/v1/roles", `{"name":"usermgr","privileges":["use_api_key","run_functions","manage_users"]}`), 201)
+		_, mgr := newUserWith(t, s, "mgr", "usermgr@*", "developer@*")
+		lesserID, lesser := newUserWith(t, s, "lesser", "usermgr@*")
+		_, lesserKeyID := whoami(t, s, lesser)
+		promotedID, _ := newCaller(t, s, "promoted", "default")
+		minted := decode[struct{ Key string }](t, mustStatus(t, s.doWith("POST", "/v1/users/"+promotedID+"/keys", `{}`, withKey(lesser)), 201)).Key
+		mustStatus(t, s.do("POST", "/v1/grants", `{"role":"admin","user":"`+promotedID+`","workspace":"*"}`), 201)
+
+		before := accessState(t, s)
+		for _, a := range []struct{ method, path string }{
+			{"DELETE", "/v1/keys/" + lesserKeyID},
+			{"DELETE", "/v1/users/" + lesserID + "/keys"},
+			{"DELETE", "/v1/users/" + lesserID},
+		} {
+			r := s.doWith(a.method, a.path, "", withKey(mgr))
+			wantError(t, r, 403, "privilege_ceiling")
+			if !strings.Contains(string(r.Body), promotedID) {
+				t.Errorf("%s %s: the refusal does not name the admin it would act on: %s", a.method, a.path, r.Body)
+			}
+		}
+		if after := accessState(t, s); after != before {
+			t.Fatalf("refused revocations changed access:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+		mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(minted)), 200)
+		// Its own key, a user may always revoke, with what it minted.
+		mustStatus(t, s.doWith("DELETE", "/v1/keys/"+lesserKeyID, "", withKey(lesser)), 204)
+		mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(minted)), 401)
+	})
+}
+
+// keyStates returns whether each key of a user is revoked, by key ID.
 func keyStates(t *testing.T, s *testServer, userID string) map[string]bool {
 	t.Helper()
 	keys := decode[struct {

@@ -30,6 +30,9 @@ type Store interface {
 	// RevokeUserAPIKeys revokes every key of a user and every key they minted; it returns
 	// how many keys it revoked.
 	RevokeUserAPIKeys(ctx context.Context, userID string, at int64) (int, error)
+	// MintedKeyOwners returns the users owning key id (with byUser, any key of user id)
+	// and every key minted by it, transitively: whom revoking those keys acts on.
+	MintedKeyOwners(ctx context.Context, id string, byUser bool) ([]string, error)
 
 	CreateGroup(ctx context.Context, g sesame.Group) error
 	SetGroupMembers(ctx context.Context, id string, members []string) error

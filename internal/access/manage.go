@@ -50,12 +50,21 @@ func (s *Service) ListUsers(ctx context.Context, after string, limit int) ([]ses
 }
 
 // actOnUser checks that actor may act on user id's account (the privilege ceiling's
-// second rule); it answers not_found for an unknown user.
-func (s *Service) actOnUser(ctx context.Context, actor sesame.Principal, id, why string) error {
+// second rule); it answers not_found for an unknown user. With keys, the action revokes
+// the user's keys and so every key they minted: it acts on those keys' owners too.
+func (s *Service) actOnUser(ctx context.Context, actor sesame.Principal, id, why string, keys bool) error {
 	if _, err := s.GetUser(ctx, id); err != nil {
 		return err
 	}
-	return s.check(ctx, actor, need{users: []string{id}, why: why})
+	n := need{users: []string{id}, why: why}
+	if keys {
+		owners, err := s.store.MintedKeyOwners(ctx, id, true)
+		if err != nil {
+			return err
+		}
+		n.users = append(n.users, owners...)
+	}
+	return s.check(ctx, actor, n)
 }
 
 // SetUserDisabled disables (or re-enables) a user: its keys stop working everywhere. The
@@ -65,7 +74,7 @@ func (s *Service) SetUserDisabled(ctx context.Context, actor sesame.Principal, i
 	if disabled {
 		why = "disable this user"
 	}
-	if err := s.actOnUser(ctx, actor, id, why); err != nil {
+	if err := s.actOnUser(ctx, actor, id, why, false); err != nil {
 		return sesame.User{}, err
 	}
 	if err := s.store.SetUserDisabled(ctx, id, disabled); err != nil {
@@ -76,9 +85,9 @@ func (s *Service) SetUserDisabled(ctx context.Context, actor sesame.Principal, i
 }
 
 // DeleteUser deletes a user, its keys, memberships and grants, and revokes every key its
-// keys minted. The actor must hold every privilege the user holds.
+// keys minted. The actor must hold every privilege of the user and of those keys' owners.
 func (s *Service) DeleteUser(ctx context.Context, actor sesame.Principal, id string) error {
-	if err := s.actOnUser(ctx, actor, id, "delete this user"); err != nil {
+	if err := s.actOnUser(ctx, actor, id, "delete this user", true); err != nil {
 		return err
 	}
 	if err := s.store.DeleteUser(ctx, id, s.now().UnixNano()); err != nil {
@@ -109,7 +118,7 @@ func (s *Service) CreateKey(ctx context.Context, actor sesame.Principal, userID,
 		if _, err := s.GetUser(ctx, userID); err != nil {
 			return NewKey{}, err
 		}
-	} else if err := s.actOnUser(ctx, actor, userID, "mint a key for this user"); err != nil {
+	} else if err := s.actOnUser(ctx, actor, userID, "mint a key for this user", false); err != nil {
 		return NewKey{}, err
 	}
 	if name == "" {
@@ -155,14 +164,19 @@ func (s *Service) GetKey(ctx context.Context, id string) (sesame.APIKey, error) 
 }
 
 // RevokeKey revokes a key everywhere, and every key it minted, transitively. Revoking
-// another user's key needs every privilege that user holds.
+// another user's key needs every privilege of that user and of the owners of the keys it
+// minted. A user may always revoke its own keys, and so the keys they minted.
 func (s *Service) RevokeKey(ctx context.Context, actor sesame.Principal, id string) error {
 	k, err := s.GetKey(ctx, id)
 	if err != nil {
 		return err
 	}
 	if !self(actor, k.UserID) {
-		if err := s.check(ctx, actor, need{users: []string{k.UserID}, why: "revoke this user's key"}); err != nil {
+		owners, err := s.store.MintedKeyOwners(ctx, id, false)
+		if err != nil {
+			return err
+		}
+		if err := s.check(ctx, actor, need{users: owners, why: "revoke this user's key"}); err != nil {
 			return err
 		}
 	}
@@ -174,13 +188,14 @@ func (s *Service) RevokeKey(ctx context.Context, actor sesame.Principal, id stri
 }
 
 // RevokeUserKeys revokes every key of a user, and every key they minted, and returns how
-// many keys it revoked. Revoking another user's keys needs every privilege that user holds.
+// many keys it revoked. Revoking another user's keys needs every privilege of that user
+// and of the owners of the keys they minted.
 func (s *Service) RevokeUserKeys(ctx context.Context, actor sesame.Principal, userID string) (int, error) {
 	if self(actor, userID) {
 		if _, err := s.GetUser(ctx, userID); err != nil {
 			return 0, err
 		}
-	} else if err := s.actOnUser(ctx, actor, userID, "revoke this user's keys"); err != nil {
+	} else if err := s.actOnUser(ctx, actor, userID, "revoke this user's keys", true); err != nil {
 		return 0, err
 	}
 	n, err := s.store.RevokeUserAPIKeys(ctx, userID, s.now().UnixNano())

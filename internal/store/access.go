@@ -155,15 +155,45 @@ func (s *Store) RevokeUserAPIKeys(ctx context.Context, userID string, at int64) 
 	return n, err
 }
 
+// keyTree is the recursive query of the keys that roots (a query of key IDs with
+// parameter $1) selects and every key minted by them, transitively.
+func keyTree(roots string) string {
+	return `WITH RECURSIVE tree (id) AS (` + roots + `
+			UNION
+			SELECT k.id FROM api_keys k JOIN tree t ON k.created_by_key = t.id)`
+}
+
+// MintedKeyOwners returns the users (sorted, without repeats) owning key id and the keys it
+// minted, transitively; with byUser, owning any key of user id and the keys they minted.
+// Revoked keys count too.
+func (s *Store) MintedKeyOwners(ctx context.Context, id string, byUser bool) ([]string, error) {
+	roots := `SELECT id FROM api_keys WHERE id = $1`
+	if byUser {
+		roots = `SELECT id FROM api_keys WHERE user_id = $1`
+	}
+	rows, err := s.reads.QueryContext(ctx, keyTree(roots)+` SELECT DISTINCT k.user_id FROM api_keys k JOIN tree t ON k.id = t.id ORDER BY k.user_id`, id)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, s.wrap(rows.Err())
+}
+
 // revokeTrees revokes the keys that roots (a query of key IDs with parameter $1 = arg)
 // selects and every key minted by them, transitively, and returns how many it revoked
 // that were not revoked before. It repeats until a pass revokes nothing: a key minted
 // concurrently holds a share lock on its minter's row (see insertKey), so the pass that
 // revokes the minter waits for it to commit and the next pass, reading afresh, sees it.
 func (s *Store) revokeTrees(ctx context.Context, tx *sql.Tx, roots string, arg any, at int64) (int, error) {
-	q := `WITH RECURSIVE tree (id) AS (` + roots + `
-			UNION
-			SELECT k.id FROM api_keys k JOIN tree t ON k.created_by_key = t.id)
+	q := keyTree(roots) + `
 		UPDATE api_keys SET revoked_at = $2 WHERE revoked_at IS NULL AND id IN (SELECT id FROM tree)`
 	total := 0
 	for {

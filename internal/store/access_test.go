@@ -346,6 +346,18 @@ func testAccAPIKeyLineage(t *testing.T, e *env) {
 	if got.CreatedByKey != "b" {
 		t.Fatalf("GetAPIKey(c).CreatedByKey = %q", got.CreatedByKey)
 	}
+	for _, c := range []struct {
+		id     string
+		byUser bool
+		want   []string
+	}{{"a", false, []string{"u1", "u2"}}, {"b", false, []string{"u1"}}, {"y", false, []string{"u2", "u3"}},
+		{"u1", true, []string{"u1", "u2"}}, {"u3", true, []string{"u3"}}, {"ghost", false, nil}} {
+		owners, err := e.s.MintedKeyOwners(e.ctx, c.id, c.byUser)
+		must(t, err)
+		if !slices.Equal(owners, c.want) {
+			t.Errorf("MintedKeyOwners(%s, %v) = %v, want %v", c.id, c.byUser, owners, c.want)
+		}
+	}
 	revoked := func(ids ...string) {
 		t.Helper()
 		want := map[string]bool{}
