@@ -54,6 +54,12 @@ const (
 	CodeDestinationLocked Code = "destination_locked"
 )
 
+// CodePrivilegeCeiling refuses a change to what a principal may do that would give or
+// take a privilege the actor does not hold, or act on a principal holding a privilege the
+// actor lacks (PRODUCT.md §4.6). Details name the privilege, the workspace ("*": all)
+// and, when a principal is acted on, the subject.
+const CodePrivilegeCeiling Code = "privilege_ceiling"
+
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
 // that clients written for it understand them.
 const (

@@ -81,6 +81,9 @@ type APIKey struct {
 	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
+	// CreatedByKey is the key that minted this one (empty for the bootstrap key and keys
+	// minted by app tokens). Revoking a key revokes every key it minted, transitively.
+	CreatedByKey string `json:"created_by_key,omitempty"`
 }
 
 // Principal kinds.

@@ -19,12 +19,20 @@ type Store interface {
 	ListUsers(ctx context.Context, after string, limit int) ([]sesame.User, error)
 	CreateUser(ctx context.Context, u sesame.User) error
 	SetUserDisabled(ctx context.Context, id string, disabled bool) error
-	DeleteUser(ctx context.Context, id string) error
+	// DeleteUser deletes a user and its keys, and revokes (at) every key they minted.
+	DeleteUser(ctx context.Context, id string, at int64) error
 
 	CreateAPIKey(ctx context.Context, k sesame.APIKey) error
 	ListAPIKeys(ctx context.Context, userID string) ([]sesame.APIKey, error)
 	GetAPIKey(ctx context.Context, id string) (sesame.APIKey, error)
+	// RevokeAPIKey revokes a key and every key it minted, transitively.
 	RevokeAPIKey(ctx context.Context, id string, at int64) error
+	// RevokeUserAPIKeys revokes every key of a user and every key they minted; it returns
+	// how many keys it revoked.
+	RevokeUserAPIKeys(ctx context.Context, userID string, at int64) (int, error)
+	// MintedKeyOwners returns the users owning key id (with byUser, any key of user id)
+	// and every key minted by it, transitively: whom revoking those keys acts on.
+	MintedKeyOwners(ctx context.Context, id string, byUser bool) ([]string, error)
 
 	CreateGroup(ctx context.Context, g sesame.Group) error
 	SetGroupMembers(ctx context.Context, id string, members []string) error

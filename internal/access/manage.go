@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -48,8 +49,34 @@ func (s *Service) ListUsers(ctx context.Context, after string, limit int) ([]ses
 	return s.store.ListUsers(ctx, after, limit)
 }
 
-// SetUserDisabled disables (or re-enables) a user: its keys stop working everywhere.
-func (s *Service) SetUserDisabled(ctx context.Context, id string, disabled bool) (sesame.User, error) {
+// actOnUser checks that actor may act on user id's account (the privilege ceiling's
+// second rule); it answers not_found for an unknown user. With keys, the action revokes
+// the user's keys and so every key they minted: it acts on those keys' owners too.
+func (s *Service) actOnUser(ctx context.Context, actor sesame.Principal, id, why string, keys bool) error {
+	if _, err := s.GetUser(ctx, id); err != nil {
+		return err
+	}
+	n := need{users: []string{id}, why: why}
+	if keys {
+		owners, err := s.store.MintedKeyOwners(ctx, id, true)
+		if err != nil {
+			return err
+		}
+		n.users = append(n.users, owners...)
+	}
+	return s.check(ctx, actor, n)
+}
+
+// SetUserDisabled disables (or re-enables) a user: its keys stop working everywhere. The
+// actor must hold every privilege the user holds.
+func (s *Service) SetUserDisabled(ctx context.Context, actor sesame.Principal, id string, disabled bool) (sesame.User, error) {
+	why := "enable this user"
+	if disabled {
+		why = "disable this user"
+	}
+	if err := s.actOnUser(ctx, actor, id, why, false); err != nil {
+		return sesame.User{}, err
+	}
 	if err := s.store.SetUserDisabled(ctx, id, disabled); err != nil {
 		return sesame.User{}, err
 	}
@@ -57,9 +84,13 @@ func (s *Service) SetUserDisabled(ctx context.Context, id string, disabled bool)
 	return s.GetUser(ctx, id)
 }
 
-// DeleteUser deletes a user, its keys, memberships and grants.
-func (s *Service) DeleteUser(ctx context.Context, id string) error {
-	if err := s.store.DeleteUser(ctx, id); err != nil {
+// DeleteUser deletes a user, its keys, memberships and grants, and revokes every key its
+// keys minted. The actor must hold every privilege of the user and of those keys' owners.
+func (s *Service) DeleteUser(ctx context.Context, actor sesame.Principal, id string) error {
+	if err := s.actOnUser(ctx, actor, id, "delete this user", true); err != nil {
+		return err
+	}
+	if err := s.store.DeleteUser(ctx, id, s.now().UnixNano()); err != nil {
 		return err
 	}
 	s.changed(ctx)
@@ -74,9 +105,20 @@ type NewKey struct {
 	Key sesame.Secret `json:"-"`
 }
 
-// CreateKey issues an API key for a user.
-func (s *Service) CreateKey(ctx context.Context, userID, name string, expiresAt *time.Time) (NewKey, error) {
-	if _, err := s.GetUser(ctx, userID); err != nil {
+// self reports whether actor is user id itself.
+func self(actor sesame.Principal, id string) bool {
+	return actor.Kind == sesame.PrincipalUser && actor.UserID == id
+}
+
+// CreateKey issues an API key for a user. A key for another user lets the actor act as
+// that user, so the actor must hold every privilege that user holds. The key records the
+// key that minted it (the actor's), so that revoking that key revokes this one too.
+func (s *Service) CreateKey(ctx context.Context, actor sesame.Principal, userID, name string, expiresAt *time.Time) (NewKey, error) {
+	if self(actor, userID) {
+		if _, err := s.GetUser(ctx, userID); err != nil {
+			return NewKey{}, err
+		}
+	} else if err := s.actOnUser(ctx, actor, userID, "mint a key for this user", false); err != nil {
 		return NewKey{}, err
 	}
 	if name == "" {
@@ -94,6 +136,9 @@ func (s *Service) CreateKey(ctx context.Context, userID, name string, expiresAt 
 		return NewKey{}, err
 	}
 	k := sesame.APIKey{ID: auth.NewID("key_"), UserID: userID, Name: name, Hash: s.hasher.Hash(key.Reveal()), CreatedAt: now, ExpiresAt: expiresAt}
+	if actor.Kind == sesame.PrincipalUser {
+		k.CreatedByKey = actor.KeyID
+	}
 	if err := s.store.CreateAPIKey(ctx, k); err != nil {
 		return NewKey{}, err
 	}
@@ -118,13 +163,47 @@ func (s *Service) GetKey(ctx context.Context, id string) (sesame.APIKey, error) 
 	return k, notFound(err, "key", id)
 }
 
-// RevokeKey revokes a key everywhere.
-func (s *Service) RevokeKey(ctx context.Context, id string) error {
+// RevokeKey revokes a key everywhere, and every key it minted, transitively. Revoking
+// another user's key needs every privilege of that user and of the owners of the keys it
+// minted. A user may always revoke its own keys, and so the keys they minted.
+func (s *Service) RevokeKey(ctx context.Context, actor sesame.Principal, id string) error {
+	k, err := s.GetKey(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !self(actor, k.UserID) {
+		owners, err := s.store.MintedKeyOwners(ctx, id, false)
+		if err != nil {
+			return err
+		}
+		if err := s.check(ctx, actor, need{users: owners, why: "revoke this user's key"}); err != nil {
+			return err
+		}
+	}
 	if err := s.store.RevokeAPIKey(ctx, id, s.now().UnixNano()); err != nil {
 		return err
 	}
 	s.changed(ctx)
 	return nil
+}
+
+// RevokeUserKeys revokes every key of a user, and every key they minted, and returns how
+// many keys it revoked. Revoking another user's keys needs every privilege of that user
+// and of the owners of the keys they minted.
+func (s *Service) RevokeUserKeys(ctx context.Context, actor sesame.Principal, userID string) (int, error) {
+	if self(actor, userID) {
+		if _, err := s.GetUser(ctx, userID); err != nil {
+			return 0, err
+		}
+	} else if err := s.actOnUser(ctx, actor, userID, "revoke this user's keys", true); err != nil {
+		return 0, err
+	}
+	n, err := s.store.RevokeUserAPIKeys(ctx, userID, s.now().UnixNano())
+	if err != nil {
+		return 0, err
+	}
+	s.changed(ctx)
+	return n, nil
 }
 
 // --- groups ---
@@ -174,11 +253,45 @@ func (s *Service) CreateGroup(ctx context.Context, name string, members []string
 	return g, nil
 }
 
-// SetGroupMembers replaces a group's members.
-func (s *Service) SetGroupMembers(ctx context.Context, id string, members []string) (sesame.Group, error) {
+// groupGrants returns the grants to group id.
+func (s *Service) groupGrants(ctx context.Context, id string) ([]sesame.Grant, error) {
+	return s.grantsWhere(ctx, func(g sesame.Grant) bool { return g.SubjectKind == sesame.SubjectGroup && g.Subject == id })
+}
+
+// SetGroupMembers replaces a group's members. Adding a member grants it the group's
+// roles and removing one takes them away, so the actor must hold every privilege the
+// group's grants give, and every privilege of each member it removes.
+func (s *Service) SetGroupMembers(ctx context.Context, actor sesame.Principal, id string, members []string) (sesame.Group, error) {
 	members = dedupe(members)
 	if err := s.checkUsers(ctx, members); err != nil {
 		return sesame.Group{}, err
+	}
+	old, err := s.GetGroup(ctx, id)
+	if err != nil {
+		return sesame.Group{}, err
+	}
+	n := need{why: "change the members of group " + old.Name}
+	changed := false
+	for _, m := range members {
+		changed = changed || !slices.Contains(old.Members, m)
+	}
+	for _, m := range old.Members {
+		if !slices.Contains(members, m) {
+			n.users = append(n.users, m)
+			changed = true
+		}
+	}
+	if changed {
+		grants, err := s.groupGrants(ctx, id)
+		if err != nil {
+			return sesame.Group{}, err
+		}
+		if err := s.grantsNeed(ctx, &n, grants); err != nil {
+			return sesame.Group{}, err
+		}
+		if err := s.check(ctx, actor, n); err != nil {
+			return sesame.Group{}, err
+		}
 	}
 	if err := s.store.SetGroupMembers(ctx, id, members); err != nil {
 		return sesame.Group{}, err
@@ -202,8 +315,24 @@ func (s *Service) ListGroups(ctx context.Context) ([]sesame.Group, error) {
 	return gs, err
 }
 
-// DeleteGroup deletes a group and its grants.
-func (s *Service) DeleteGroup(ctx context.Context, id string) error {
+// DeleteGroup deletes a group and its grants. That takes the group's privileges from
+// its members: the actor must hold them, and every privilege of every member.
+func (s *Service) DeleteGroup(ctx context.Context, actor sesame.Principal, id string) error {
+	g, err := s.GetGroup(ctx, id)
+	if err != nil {
+		return err
+	}
+	grants, err := s.groupGrants(ctx, id)
+	if err != nil {
+		return err
+	}
+	n := need{users: g.Members, why: "delete group " + g.Name}
+	if err := s.grantsNeed(ctx, &n, grants); err != nil {
+		return err
+	}
+	if err := s.check(ctx, actor, n); err != nil {
+		return err
+	}
 	if err := s.store.DeleteGroup(ctx, id); err != nil {
 		return err
 	}
@@ -213,8 +342,37 @@ func (s *Service) DeleteGroup(ctx context.Context, id string) error {
 
 // --- roles ---
 
-// PutRole creates or replaces a role.
-func (s *Service) PutRole(ctx context.Context, name string, privs []sesame.Privilege) (sesame.Role, bool, error) {
+// roleGrants returns the grants of role name.
+func (s *Service) roleGrants(ctx context.Context, name string) ([]sesame.Grant, error) {
+	return s.grantsWhere(ctx, func(g sesame.Grant) bool { return g.Role == name })
+}
+
+// roleNeed is what changing role name from privileges old to next asks of the actor. A
+// role is server-wide and may be granted in any workspace at any moment, so every
+// privilege it had or will have is needed on all workspaces. Taking privileges away from
+// the role's holders also acts on them: it needs every privilege they hold.
+func (s *Service) roleNeed(ctx context.Context, name string, old, next []sesame.Privilege, why string) (need, error) {
+	n := need{why: why}
+	n.add(sesame.AllWorkspaces, old...)
+	n.add(sesame.AllWorkspaces, next...)
+	takes := false
+	for _, p := range old {
+		takes = takes || !slices.Contains(next, p)
+	}
+	if takes {
+		grants, err := s.roleGrants(ctx, name)
+		if err != nil {
+			return n, err
+		}
+		if err := s.subjectsNeed(ctx, &n, grants); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// PutRole creates or replaces a role (see roleNeed for what the actor must hold).
+func (s *Service) PutRole(ctx context.Context, actor sesame.Principal, name string, privs []sesame.Privilege) (sesame.Role, bool, error) {
 	if !roleName.MatchString(name) {
 		return sesame.Role{}, false, sesame.Errorf(sesame.CodeInvalidName, "invalid role name: use 1-63 lowercase letters, digits, '.', '_' or '-'")
 	}
@@ -231,6 +389,22 @@ func (s *Service) PutRole(ctx context.Context, name string, privs []sesame.Privi
 			seen[p] = true
 			out = append(out, p)
 		}
+	}
+	var old []sesame.Privilege
+	switch cur, err := s.store.GetRole(ctx, name); {
+	case err == nil && cur.Builtin:
+		return sesame.Role{}, false, sesame.Errorf(sesame.CodeProtected, "role %q is built in and cannot be changed", name)
+	case err == nil:
+		old = cur.Privileges
+	case !errors.Is(err, sesame.ErrNotFound):
+		return sesame.Role{}, false, err
+	}
+	n, err := s.roleNeed(ctx, name, old, out, "set the privileges of role "+name)
+	if err != nil {
+		return sesame.Role{}, false, err
+	}
+	if err := s.check(ctx, actor, n); err != nil {
+		return sesame.Role{}, false, err
 	}
 	r := sesame.Role{Name: name, Privileges: out, CreatedAt: s.now().UTC()}
 	created, err := s.store.PutRole(ctx, r)
@@ -260,8 +434,21 @@ func (s *Service) ListRoles(ctx context.Context) ([]sesame.Role, error) {
 	return s.store.ListRoles(ctx)
 }
 
-// DeleteRole deletes a role and its grants.
-func (s *Service) DeleteRole(ctx context.Context, name string) error {
+// DeleteRole deletes a role and its grants (see roleNeed for what the actor must hold).
+func (s *Service) DeleteRole(ctx context.Context, actor sesame.Principal, name string) error {
+	r, err := s.GetRole(ctx, name)
+	if err != nil {
+		return err
+	}
+	if !r.Builtin {
+		n, err := s.roleNeed(ctx, name, r.Privileges, nil, "delete role "+name)
+		if err != nil {
+			return err
+		}
+		if err := s.check(ctx, actor, n); err != nil {
+			return err
+		}
+	}
 	if err := s.store.DeleteRole(ctx, name); err != nil {
 		return err
 	}
@@ -280,8 +467,9 @@ type GrantInput struct {
 	Workspace string `json:"workspace"`
 }
 
-// CreateGrant gives a role to a user, group or app (an app ID or "com.example.*").
-func (s *Service) CreateGrant(ctx context.Context, in GrantInput) (sesame.Grant, error) {
+// CreateGrant gives a role to a user, group or app (an app ID or "com.example.*"). The
+// actor must hold every privilege of the role in the grant's workspace ("*": on all).
+func (s *Service) CreateGrant(ctx context.Context, actor sesame.Principal, in GrantInput) (sesame.Grant, error) {
 	g := sesame.Grant{ID: auth.NewID("grt_"), Role: in.Role, Workspace: in.Workspace, CreatedAt: s.now().UTC()}
 	n := 0
 	for kind, v := range map[string]string{sesame.SubjectUser: in.User, sesame.SubjectGroup: in.Group, sesame.SubjectApp: in.App} {
@@ -293,7 +481,8 @@ func (s *Service) CreateGrant(ctx context.Context, in GrantInput) (sesame.Grant,
 	if n != 1 {
 		return g, sesame.Errorf(sesame.CodeInvalidArgument, "a grant names exactly one of %q, %q or %q", "user", "group", "app")
 	}
-	if _, err := s.GetRole(ctx, in.Role); err != nil {
+	role, err := s.GetRole(ctx, in.Role)
+	if err != nil {
 		if sesame.ErrorCode(err) == sesame.CodeNotFound {
 			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: role %q not found", "role", truncate(in.Role))
 		}
@@ -321,7 +510,12 @@ func (s *Service) CreateGrant(ctx context.Context, in GrantInput) (sesame.Grant,
 			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: workspace %q not found", "workspace", truncate(g.Workspace))
 		}
 	}
-	err := s.store.CreateGrant(ctx, g)
+	gives := need{why: "grant role " + role.Name}
+	gives.add(g.Workspace, role.Privileges...)
+	if err := s.check(ctx, actor, gives); err != nil {
+		return g, err
+	}
+	err = s.store.CreateGrant(ctx, g)
 	if errors.Is(err, sesame.ErrAlreadyExists) {
 		return g, sesame.Errorf(sesame.CodeAlreadyExists, "this grant already exists")
 	}
@@ -341,8 +535,26 @@ func (s *Service) ListGrants(ctx context.Context) ([]sesame.Grant, error) {
 	return gs, err
 }
 
-// DeleteGrant removes a grant.
-func (s *Service) DeleteGrant(ctx context.Context, id string) error {
+// DeleteGrant removes a grant. The actor must hold the role's privileges in the grant's
+// workspace, and every privilege of the principals it takes them from.
+func (s *Service) DeleteGrant(ctx context.Context, actor sesame.Principal, id string) error {
+	grants, err := s.grantsWhere(ctx, func(g sesame.Grant) bool { return g.ID == id })
+	if err != nil {
+		return err
+	}
+	if len(grants) == 0 {
+		return sesame.Errorf(sesame.CodeNotFound, "grant %q not found", truncate(id))
+	}
+	n := need{why: "remove a grant of role " + grants[0].Role}
+	if err := s.grantsNeed(ctx, &n, grants); err != nil {
+		return err
+	}
+	if err := s.subjectsNeed(ctx, &n, grants); err != nil {
+		return err
+	}
+	if err := s.check(ctx, actor, n); err != nil {
+		return err
+	}
 	if err := s.store.DeleteGrant(ctx, id); err != nil {
 		return err
 	}

@@ -89,7 +89,8 @@ func userCommand(ctx context.Context, c *client, args []string) error {
 const keyUsage = `usage:
   sesame key create USER_ID [--name NAME] [--expires 2027-01-01T00:00:00Z]   (prints the key once)
   sesame key list USER_ID
-  sesame key revoke KEY_ID`
+  sesame key revoke KEY_ID                  (also revokes every key it minted)
+  sesame key revoke-all USER_ID             (every key of the user, and every key they minted)`
 
 func keyCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
@@ -139,11 +140,24 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 			if k.RevokedAt != nil {
 				state = "revoked"
 			}
-			rows[i] = []string{k.ID, k.Name, state, fmtTime(k.CreatedAt), fmtPtr(k.ExpiresAt), fmtPtr(k.LastUsedAt)}
+			rows[i] = []string{k.ID, k.Name, state, fmtTime(k.CreatedAt), fmtPtr(k.ExpiresAt), fmtPtr(k.LastUsedAt), k.CreatedByKey}
 		}
-		return c.table([]string{"ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED"}, rows)
+		return c.table([]string{"ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED", "MINTED BY"}, rows)
 	case "revoke", "rm":
 		return c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(pos[0]), nil, nil, nil)
+	case "revoke-all":
+		var res struct {
+			User        string `json:"user"`
+			RevokedKeys int    `json:"revoked_keys"`
+		}
+		if err := c.do(ctx, http.MethodDelete, "/v1/users/"+url.PathEscape(pos[0])+"/keys", nil, nil, &res); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(res)
+		}
+		fmt.Fprintf(c.env.Stdout, "revoked %d keys of %s\n", res.RevokedKeys, res.User)
+		return nil
 	}
 	return usagef(keyUsage)
 }

@@ -97,7 +97,7 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 	if body.Disabled == nil {
 		return sesame.Errorf(sesame.CodeMissingField, "field %q is required", "disabled")
 	}
-	u, err := s.cfg.Access.SetUserDisabled(r.Context(), r.PathValue("id"), *body.Disabled)
+	u, err := s.cfg.Access.SetUserDisabled(r.Context(), actorOf(r), r.PathValue("id"), *body.Disabled)
 	if err != nil {
 		return err
 	}
@@ -106,14 +106,22 @@ func (s *Server) patchUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
-	if err := s.cfg.Access.DeleteUser(r.Context(), r.PathValue("id")); err != nil {
+	if err := s.cfg.Access.DeleteUser(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// --- keys: a user manages its own keys; manage_users manages anyone's ---
+// actorOf is the principal making the request: the actor the privilege ceiling checks
+// (internal/access/ceiling.go).
+func actorOf(r *http.Request) sesame.Principal {
+	p, _ := sesame.PrincipalFrom(r.Context())
+	return p
+}
+
+// --- keys: a user manages its own keys; manage_users manages the keys of users holding
+// no privilege the manager lacks (the privilege ceiling) ---
 
 func (s *Server) selfOrManager(r *http.Request, userID string) error {
 	p, _ := sesame.PrincipalFrom(r.Context())
@@ -148,7 +156,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	k, err := s.cfg.Access.CreateKey(r.Context(), r.PathValue("id"), body.Name, body.ExpiresAt)
+	k, err := s.cfg.Access.CreateKey(r.Context(), actorOf(r), r.PathValue("id"), body.Name, body.ExpiresAt)
 	if err != nil {
 		return err
 	}
@@ -175,10 +183,25 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) error {
 	if err := s.selfOrManager(r, k.UserID); err != nil {
 		return err
 	}
-	if err := s.cfg.Access.RevokeKey(r.Context(), k.ID); err != nil {
+	if err := s.cfg.Access.RevokeKey(r.Context(), actorOf(r), k.ID); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// revokeUserKeys revokes every key of a user, and every key they minted:
+// DELETE /v1/users/{id}/keys.
+func (s *Server) revokeUserKeys(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if err := s.selfOrManager(r, id); err != nil {
+		return err
+	}
+	n, err := s.cfg.Access.RevokeUserKeys(r.Context(), actorOf(r), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": id, "revoked_keys": n})
 	return nil
 }
 
@@ -227,7 +250,7 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	g, err := s.cfg.Access.SetGroupMembers(r.Context(), r.PathValue("id"), body.Members)
+	g, err := s.cfg.Access.SetGroupMembers(r.Context(), actorOf(r), r.PathValue("id"), body.Members)
 	if err != nil {
 		return err
 	}
@@ -236,7 +259,7 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
-	if err := s.cfg.Access.DeleteGroup(r.Context(), r.PathValue("id")); err != nil {
+	if err := s.cfg.Access.DeleteGroup(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -260,7 +283,7 @@ func (s *Server) listRoles(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) writeRole(w http.ResponseWriter, r *http.Request, name string, privs []sesame.Privilege) error {
-	role, created, err := s.cfg.Access.PutRole(r.Context(), name, privs)
+	role, created, err := s.cfg.Access.PutRole(r.Context(), actorOf(r), name, privs)
 	if err != nil {
 		return err
 	}
@@ -306,7 +329,7 @@ func (s *Server) putRole(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteRole(w http.ResponseWriter, r *http.Request) error {
-	if err := s.cfg.Access.DeleteRole(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.cfg.Access.DeleteRole(r.Context(), actorOf(r), r.PathValue("name")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -329,7 +352,7 @@ func (s *Server) createGrant(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	g, err := s.cfg.Access.CreateGrant(r.Context(), body)
+	g, err := s.cfg.Access.CreateGrant(r.Context(), actorOf(r), body)
 	if err != nil {
 		return err
 	}
@@ -338,7 +361,7 @@ func (s *Server) createGrant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteGrant(w http.ResponseWriter, r *http.Request) error {
-	if err := s.cfg.Access.DeleteGrant(r.Context(), r.PathValue("id")); err != nil {
+	if err := s.cfg.Access.DeleteGrant(r.Context(), actorOf(r), r.PathValue("id")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/sesamehq/sesame"
@@ -101,6 +102,15 @@ func (s *Server) createAppCert(w http.ResponseWriter, r *http.Request) error {
 	var req apps.CertRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		return err
+	}
+	// A certificate lets its holder act with every grant to the apps it covers: the
+	// privilege ceiling applies (internal/access/ceiling.go). Malformed domains are
+	// IssueCert's to refuse, as bad input.
+	wellFormed := len(req.Domains) > 0 && !slices.ContainsFunc(req.Domains, func(d string) bool { return !apps.ValidDomain(d) })
+	if s.cfg.Access != nil && wellFormed {
+		if err := s.cfg.Access.AuthorizeAppDomains(r.Context(), actorOf(r), req.Domains); err != nil {
+			return err
+		}
 	}
 	c, err := svc.IssueCert(r.Context(), req)
 	if err != nil {

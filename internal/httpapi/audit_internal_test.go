@@ -233,13 +233,13 @@ func TestAuditReadsRefusalsAndCallsAreRecorded(t *testing.T) {
 	// Authenticated but without the privilege: denied, with who it was.
 	ctx := context.Background()
 	u, _ := e.acc.CreateUser(ctx, "reader")
-	if _, _, err := e.acc.PutRole(ctx, "reader", []sesame.Privilege{sesame.PrivUseAPIKey}); err != nil {
+	if _, _, err := e.acc.PutRole(ctx, bootstrapAdmin(t, e.acc), "reader", []sesame.Privilege{sesame.PrivUseAPIKey}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.acc.CreateGrant(ctx, access.GrantInput{Role: "reader", User: u.ID, Workspace: "*"}); err != nil {
+	if _, err := e.acc.CreateGrant(ctx, bootstrapAdmin(t, e.acc), access.GrantInput{Role: "reader", User: u.ID, Workspace: "*"}); err != nil {
 		t.Fatal(err)
 	}
-	k, _ := e.acc.CreateKey(ctx, u.ID, "k", nil)
+	k, _ := e.acc.CreateKey(ctx, bootstrapAdmin(t, e.acc), u.ID, "k", nil)
 	w = httptest.NewRecorder()
 	e.serve(h, w, string(k.Key.Reveal()), http.MethodGet, "/v1/workspaces/default/credentials", "")
 	ev = e.next(t, ev.Seq)

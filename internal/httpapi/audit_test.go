@@ -278,13 +278,13 @@ func TestAuditNeedsReadAudit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.acc.PutRole(ctx, "r-"+name, append([]sesame.Privilege{sesame.PrivUseAPIKey}, privs...)); err != nil {
+		if _, _, err := e.acc.PutRole(ctx, bootstrapAdmin(t, e.acc), "r-"+name, append([]sesame.Privilege{sesame.PrivUseAPIKey}, privs...)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.acc.CreateGrant(ctx, access.GrantInput{Role: "r-" + name, User: u.ID, Workspace: "*"}); err != nil {
+		if _, err := e.acc.CreateGrant(ctx, bootstrapAdmin(t, e.acc), access.GrantInput{Role: "r-" + name, User: u.ID, Workspace: "*"}); err != nil {
 			t.Fatal(err)
 		}
-		k, err := e.acc.CreateKey(ctx, u.ID, "k", nil)
+		k, err := e.acc.CreateKey(ctx, bootstrapAdmin(t, e.acc), u.ID, "k", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -333,5 +333,25 @@ func TestAuditUnavailableWithoutTrail(t *testing.T) {
 		if got := c.do(r.method, r.path, nil, nil); got.status != http.StatusServiceUnavailable {
 			t.Errorf("%s %s without a trail: %d %s", r.method, r.path, got.status, got.body)
 		}
+	}
+}
+
+// bootstrapAdmin is the bootstrap admin as an actor, for setting up through the access service.
+func bootstrapAdmin(tb testing.TB, acc *access.Service) sesame.Principal {
+	tb.Helper()
+	for after := ""; ; {
+		users, err := acc.ListUsers(context.Background(), after, 100)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(users) == 0 {
+			tb.Fatal("no admin user")
+		}
+		for _, u := range users {
+			if u.Name == "admin" {
+				return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID}
+			}
+		}
+		after = users[len(users)-1].ID
 	}
 }

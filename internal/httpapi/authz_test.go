@@ -84,13 +84,13 @@ func (e *authzEnv) userWith(tb testing.TB, ws string, privs ...sesame.Privilege)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if _, _, err := e.acc.PutRole(ctx, "r-"+name, append([]sesame.Privilege{sesame.PrivUseAPIKey}, privs...)); err != nil {
+	if _, _, err := e.acc.PutRole(ctx, bootstrapAdmin(tb, e.acc), "r-"+name, append([]sesame.Privilege{sesame.PrivUseAPIKey}, privs...)); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := e.acc.CreateGrant(ctx, access.GrantInput{Role: "r-" + name, User: u.ID, Workspace: ws}); err != nil {
+	if _, err := e.acc.CreateGrant(ctx, bootstrapAdmin(tb, e.acc), access.GrantInput{Role: "r-" + name, User: u.ID, Workspace: ws}); err != nil {
 		tb.Fatal(err)
 	}
-	k, err := e.acc.CreateKey(ctx, u.ID, "k", nil)
+	k, err := e.acc.CreateKey(ctx, bootstrapAdmin(tb, e.acc), u.ID, "k", nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestUseAPIKeyPrivilegeAndSelfServiceKeys(t *testing.T) {
 	e := newAuthzEnv(t)
 	ctx := context.Background()
 	u, _ := e.acc.CreateUser(ctx, "nokeys")
-	k, _ := e.acc.CreateKey(ctx, u.ID, "k", nil)
+	k, _ := e.acc.CreateKey(ctx, bootstrapAdmin(t, e.acc), u.ID, "k", nil)
 	rec := e.call(t, string(k.Key.Reveal()), "GET", "/v1/me", "")
 	if rec.Code != 403 || !strings.Contains(rec.Body.String(), "use_api_key") {
 		t.Fatalf("a user without use_api_key: %d %s", rec.Code, rec.Body)
@@ -251,5 +251,25 @@ func BenchmarkAuthenticateAndAuthorize(b *testing.B) {
 		if err := e.acc.Authorize(ctx, p, sesame.PrivRunFunctions, "default"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// bootstrapAdmin is the bootstrap admin as an actor, for setting up through the access service.
+func bootstrapAdmin(tb testing.TB, acc *access.Service) sesame.Principal {
+	tb.Helper()
+	for after := ""; ; {
+		users, err := acc.ListUsers(context.Background(), after, 100)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if len(users) == 0 {
+			tb.Fatal("no admin user")
+		}
+		for _, u := range users {
+			if u.Name == "admin" {
+				return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID}
+			}
+		}
+		after = users[len(users)-1].ID
 	}
 }

@@ -37,6 +37,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeUnauthenticated:      http.StatusUnauthorized,
 	sesame.CodeForbidden:            http.StatusForbidden,
 	sesame.CodeMissingPrivilege:     http.StatusForbidden,
+	sesame.CodePrivilegeCeiling:     http.StatusForbidden,
 	sesame.CodeMethodNotAllowed:     http.StatusMethodNotAllowed,
 	sesame.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	sesame.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,

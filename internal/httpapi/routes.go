@@ -76,6 +76,7 @@ func (s *Server) routes() []route {
 		// Key routes check manage_users or "own key" in the handler.
 		{method: http.MethodGet, pattern: "/v1/users/{id}/keys", h: s.listKeys},
 		{method: http.MethodPost, pattern: "/v1/users/{id}/keys", h: s.createKey},
+		{method: http.MethodDelete, pattern: "/v1/users/{id}/keys", h: s.revokeUserKeys},
 		{method: http.MethodDelete, pattern: "/v1/keys/{id}", h: s.revokeKey},
 
 		{method: http.MethodGet, pattern: "/v1/groups", h: s.listGroups, privileges: users},

@@ -61,9 +61,15 @@ func (s *Store) SetUserDisabled(ctx context.Context, id string, disabled bool) e
 	})
 }
 
-// DeleteUser removes a user with its keys, memberships and grants.
-func (s *Store) DeleteUser(ctx context.Context, id string) error {
+// DeleteUser removes a user with its keys, memberships and grants, and revokes every key
+// its keys minted.
+// at is the revocation time.
+func (s *Store) DeleteUser(ctx context.Context, id string, at int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		// Its keys go with it, so the keys they minted (for other users too) are revoked.
+		if _, err := s.revokeTrees(ctx, tx, `SELECT id FROM api_keys WHERE user_id = $1`, id, at); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM grants WHERE subject_kind = 'user' AND subject = $1`, id); err != nil {
 			return err
 		}
@@ -79,7 +85,7 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 
 // ListAPIKeys returns a user's keys (never their hashes' preimages, which are not stored).
 func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]sesame.APIKey, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT id, name, created_at, expires_at, revoked_at, last_used_at FROM api_keys
+	rows, err := s.reads.QueryContext(ctx, `SELECT id, name, created_at, expires_at, revoked_at, last_used_at, created_by_key FROM api_keys
 		WHERE user_id = $1 ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, s.wrap(err)
@@ -90,10 +96,12 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]sesame.APIKey
 		k := sesame.APIKey{UserID: userID}
 		var created int64
 		var exp, rev, used sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.Name, &created, &exp, &rev, &used); err != nil {
+		var by sql.NullString
+		if err := rows.Scan(&k.ID, &k.Name, &created, &exp, &rev, &used, &by); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNanos(created), fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)
+		k.CreatedByKey = by.String
 		out = append(out, k)
 	}
 	return out, s.wrap(rows.Err())
@@ -104,21 +112,104 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (sesame.APIKey, error)
 	k := sesame.APIKey{ID: id}
 	var created int64
 	var exp, rev, used sql.NullInt64
-	err := s.reads.QueryRowContext(ctx, `SELECT user_id, name, created_at, expires_at, revoked_at, last_used_at FROM api_keys WHERE id = $1`, id).
-		Scan(&k.UserID, &k.Name, &created, &exp, &rev, &used)
+	var by sql.NullString
+	err := s.reads.QueryRowContext(ctx, `SELECT user_id, name, created_at, expires_at, revoked_at, last_used_at, created_by_key FROM api_keys WHERE id = $1`, id).
+		Scan(&k.UserID, &k.Name, &created, &exp, &rev, &used, &by)
 	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNanos(created), fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)
+	k.CreatedByKey = by.String
 	return k, s.wrap(err)
 }
 
-// RevokeAPIKey marks a key revoked (once; revoking again keeps the first time).
+// RevokeAPIKey marks a key revoked (once; revoking again keeps the first time), with every
+// key it minted, and theirs.
 func (s *Store) RevokeAPIKey(ctx context.Context, id string, at int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, at, id)
-		if err != nil {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM api_keys WHERE id = $1`, id).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return sesame.Errorf(sesame.CodeNotFound, "key %q not found", id)
+			}
 			return err
 		}
-		return mustAffect(res, sesame.Errorf(sesame.CodeNotFound, "key %q not found", id))
+		_, err := s.revokeTrees(ctx, tx, `SELECT id FROM api_keys WHERE id = $1`, id, at)
+		return err
 	})
+}
+
+// RevokeUserAPIKeys revokes every key of a user, with every key they minted, and returns
+// how many keys it revoked. ErrNotFound for an unknown user.
+func (s *Store) RevokeUserAPIKeys(ctx context.Context, userID string, at int64) (int, error) {
+	var n int
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var one int
+		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = $1`, userID).Scan(&one); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return sesame.Errorf(sesame.CodeNotFound, "user %q not found", userID)
+			}
+			return err
+		}
+		var err error
+		n, err = s.revokeTrees(ctx, tx, `SELECT id FROM api_keys WHERE user_id = $1`, userID, at)
+		return err
+	})
+	return n, err
+}
+
+// keyTree is the recursive query of the keys that roots (a query of key IDs with
+// parameter $1) selects and every key minted by them, transitively.
+func keyTree(roots string) string {
+	return `WITH RECURSIVE tree (id) AS (` + roots + `
+			UNION
+			SELECT k.id FROM api_keys k JOIN tree t ON k.created_by_key = t.id)`
+}
+
+// MintedKeyOwners returns the users (sorted, without repeats) owning key id and the keys it
+// minted, transitively; with byUser, owning any key of user id and the keys they minted.
+// Revoked keys count too.
+func (s *Store) MintedKeyOwners(ctx context.Context, id string, byUser bool) ([]string, error) {
+	roots := `SELECT id FROM api_keys WHERE id = $1`
+	if byUser {
+		roots = `SELECT id FROM api_keys WHERE user_id = $1`
+	}
+	rows, err := s.reads.QueryContext(ctx, keyTree(roots)+` SELECT DISTINCT k.user_id FROM api_keys k JOIN tree t ON k.id = t.id ORDER BY k.user_id`, id)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var u string
+		if err := rows.Scan(&u); err != nil {
+			return nil, err
+		}
+		out = append(out, u)
+	}
+	return out, s.wrap(rows.Err())
+}
+
+// revokeTrees revokes the keys that roots (a query of key IDs with parameter $1 = arg)
+// selects and every key minted by them, transitively, and returns how many it revoked
+// that were not revoked before. It repeats until a pass revokes nothing: a key minted
+// concurrently holds a share lock on its minter's row (see insertKey), so the pass that
+// revokes the minter waits for it to commit and the next pass, reading afresh, sees it.
+func (s *Store) revokeTrees(ctx context.Context, tx *sql.Tx, roots string, arg any, at int64) (int, error) {
+	q := keyTree(roots) + `
+		UPDATE api_keys SET revoked_at = $2 WHERE revoked_at IS NULL AND id IN (SELECT id FROM tree)`
+	total := 0
+	for {
+		res, err := tx.ExecContext(ctx, q, arg, at)
+		if err != nil {
+			return total, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, err
+		}
+		if n == 0 {
+			return total, nil
+		}
+		total += int(n)
+	}
 }
 
 // --- groups ---

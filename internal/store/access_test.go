@@ -20,6 +20,7 @@ var accessCases = []storeCase{
 	{"Users/DeleteCascades", testAccUsersDeleteCascades},
 	{"Users/CreateWithKeyAndGrantsIsAllOrNothing", testAccUsersCreateWithKeyGrants},
 	{"APIKeys/CreateListGetRevoke", testAccAPIKeys},
+	{"APIKeys/RevocationFollowsWhatAKeyMinted", testAccAPIKeyLineage},
 	{"Groups/CreateGetList", testAccGroupsCreateGetList},
 	{"Groups/UnknownMemberLeavesNothing", testAccGroupsUnknownMember},
 	{"Groups/SetMembersReplaces", testAccGroupsSetMembers},
@@ -234,7 +235,7 @@ func testAccUsersDeleteCascades(t *testing.T, e *env) {
 	must(t, e.s.CreateGrant(e.ctx, accGrant("gr5", "app", sesame.SubjectApp, "u1", "*", at(5))))
 	must(t, e.s.CreateGrant(e.ctx, accGrant("gr6", "app", sesame.SubjectGroup, "u1", "*", at(6))))
 
-	must(t, e.s.DeleteUser(e.ctx, "u1"))
+	must(t, e.s.DeleteUser(e.ctx, "u1", at(30).UnixNano()))
 
 	_, err := e.s.GetUser(e.ctx, "u1")
 	wantIs(t, err, sesame.ErrNotFound)
@@ -266,8 +267,8 @@ func testAccUsersDeleteCascades(t *testing.T, e *env) {
 	}
 	countUsers(t, e, 1)
 
-	wantCode(t, e.s.DeleteUser(e.ctx, "u1"), sesame.CodeNotFound)
-	wantIs(t, e.s.DeleteUser(e.ctx, "ghost"), sesame.ErrNotFound)
+	wantCode(t, e.s.DeleteUser(e.ctx, "u1", at(30).UnixNano()), sesame.CodeNotFound)
+	wantIs(t, e.s.DeleteUser(e.ctx, "ghost", at(30).UnixNano()), sesame.ErrNotFound)
 }
 
 // A grant that fails (its role is missing, or it is a duplicate) must undo the user and
@@ -324,6 +325,83 @@ func testAccUsersCreateWithKeyGrants(t *testing.T, e *env) {
 }
 
 // --- API keys ---
+
+// testAccAPIKeyLineage: revoking a key revokes the keys it minted, and theirs, whoever they
+// are for; a revoked key mints nothing; revoking a user's keys and deleting a user do the
+// same for every key of the user.
+func testAccAPIKeyLineage(t *testing.T, e *env) {
+	accCreateUsers(t, e, "u1", "u2", "u3")
+	minted := func(id, user, by string) sesame.APIKey {
+		k := apiKey(id, user, "h"+id)
+		k.CreatedByKey = by
+		return k
+	}
+	// a → b → c (u1's), a → x (u2's, minted by u1 as a manager), y (u2's, unrelated).
+	for _, k := range []sesame.APIKey{minted("a", "u1", ""), minted("b", "u1", "a"), minted("c", "u1", "b"),
+		minted("x", "u2", "a"), minted("y", "u2", ""), minted("z", "u3", "y"), minted("w", "u3", "")} {
+		must(t, e.s.CreateAPIKey(e.ctx, k))
+	}
+	got, err := e.s.GetAPIKey(e.ctx, "c")
+	must(t, err)
+	if got.CreatedByKey != "b" {
+		t.Fatalf("GetAPIKey(c).CreatedByKey = %q", got.CreatedByKey)
+	}
+	for _, c := range []struct {
+		id     string
+		byUser bool
+		want   []string
+	}{{"a", false, []string{"u1", "u2"}}, {"b", false, []string{"u1"}}, {"y", false, []string{"u2", "u3"}},
+		{"u1", true, []string{"u1", "u2"}}, {"u3", true, []string{"u3"}}, {"ghost", false, nil}} {
+		owners, err := e.s.MintedKeyOwners(e.ctx, c.id, c.byUser)
+		must(t, err)
+		if !slices.Equal(owners, c.want) {
+			t.Errorf("MintedKeyOwners(%s, %v) = %v, want %v", c.id, c.byUser, owners, c.want)
+		}
+	}
+	revoked := func(ids ...string) {
+		t.Helper()
+		want := map[string]bool{}
+		for _, id := range ids {
+			want[id] = true
+		}
+		for _, id := range []string{"a", "b", "c", "x", "y", "z", "w"} {
+			k, err := e.s.GetAPIKey(e.ctx, id)
+			must(t, err)
+			if (k.RevokedAt != nil) != want[id] {
+				t.Errorf("key %s revoked at %v, want revoked %v", id, k.RevokedAt, want[id])
+			}
+		}
+	}
+	must(t, e.s.RevokeAPIKey(e.ctx, "b", at(5).UnixNano()))
+	revoked("b", "c")
+	wantCode(t, e.s.CreateAPIKey(e.ctx, minted("d", "u1", "b")), sesame.CodeUnauthenticated)
+	wantCode(t, e.s.CreateAPIKey(e.ctx, minted("d", "u1", "ghost")), sesame.CodeUnauthenticated)
+	must(t, e.s.RevokeAPIKey(e.ctx, "a", at(10).UnixNano()))
+	revoked("a", "b", "c", "x")
+	k, err := e.s.GetAPIKey(e.ctx, "c")
+	must(t, err)
+	if !k.RevokedAt.Equal(at(5)) {
+		t.Errorf("c revoked again: at %v, want %v", k.RevokedAt, at(5))
+	}
+
+	n, err := e.s.RevokeUserAPIKeys(e.ctx, "u2", at(20).UnixNano())
+	must(t, err)
+	if n != 2 { // y and z (minted by y); x was revoked already
+		t.Errorf("RevokeUserAPIKeys(u2) = %d, want 2", n)
+	}
+	revoked("a", "b", "c", "x", "y", "z")
+	_, err = e.s.RevokeUserAPIKeys(e.ctx, "ghost", at(20).UnixNano())
+	wantCode(t, err, sesame.CodeNotFound)
+
+	// Deleting a user revokes the keys its keys minted for others.
+	must(t, e.s.CreateAPIKey(e.ctx, minted("v", "u2", "w")))
+	must(t, e.s.DeleteUser(e.ctx, "u3", at(30).UnixNano()))
+	k, err = e.s.GetAPIKey(e.ctx, "v")
+	must(t, err)
+	if k.RevokedAt == nil {
+		t.Error("a key minted by a deleted user's key still works")
+	}
+}
 
 func testAccAPIKeys(t *testing.T, e *env) {
 	accCreateUsers(t, e, "u1", "u2")
@@ -386,7 +464,7 @@ func testAccAPIKeys(t *testing.T, e *env) {
 	wantCode(t, err, sesame.CodeNotFound)
 
 	// A deleted user's key no longer authenticates.
-	must(t, e.s.DeleteUser(e.ctx, "u2"))
+	must(t, e.s.DeleteUser(e.ctx, "u2", at(30).UnixNano()))
 	_, _, err = e.s.APIKeyByHash(e.ctx, []byte("h9"))
 	wantIs(t, err, sesame.ErrNotFound)
 	_, err = e.s.GetAPIKey(e.ctx, "k9")

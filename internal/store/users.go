@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -23,7 +24,7 @@ func (s *Store) CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.A
 			u.ID, u.Name, u.Disabled, nanos(u.CreatedAt)); err != nil {
 			return err
 		}
-		if err := insertKey(ctx, tx, k); err != nil {
+		if err := s.insertKey(ctx, tx, k); err != nil {
 			return err
 		}
 		for _, g := range grants {
@@ -38,14 +39,38 @@ func (s *Store) CreateUserWithKey(ctx context.Context, u sesame.User, k sesame.A
 
 // CreateAPIKey stores a key's hash for an existing user.
 func (s *Store) CreateAPIKey(ctx context.Context, k sesame.APIKey) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertKey(ctx, tx, k) })
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.insertKey(ctx, tx, k) })
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k sesame.APIKey) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.ID, k.UserID, k.Name, k.Hash, nanos(k.CreatedAt), nullNanos(k.ExpiresAt))
+// errMinterRevoked refuses a key minted by a key that was revoked (or deleted with its
+// user) while the request was under way.
+var errMinterRevoked = sesame.Errorf(sesame.CodeUnauthenticated, "the key this request was made with has been revoked")
+
+// insertKey inserts k. A key minted by another key is refused once that key is revoked:
+// on PostgreSQL the minter's row is share-locked until commit, so a concurrent revocation
+// either waits for this key and then revokes it too (see revokeTrees), or commits first
+// and is seen here.
+func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, k sesame.APIKey) error {
+	if k.CreatedByKey != "" {
+		q := `SELECT revoked_at FROM api_keys WHERE id = $1`
+		if s.dialect.name() == "postgres" {
+			q += ` FOR SHARE`
+		}
+		var revoked sql.NullInt64
+		err := tx.QueryRowContext(ctx, q, k.CreatedByKey).Scan(&revoked)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
+			return errMinterRevoked
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at, created_by_key) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		k.ID, k.UserID, k.Name, k.Hash, nanos(k.CreatedAt), nullNanos(k.ExpiresAt), nullString(k.CreatedByKey))
 	return err
 }
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
 
 // APIKeyByHash returns the key with the given hash and its user, or ErrNotFound.
 func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (sesame.APIKey, sesame.User, error) {
@@ -53,14 +78,15 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (sesame.APIKey, s
 	var u sesame.User
 	var kc, uc int64
 	var exp, rev, used sql.NullInt64
-	err := s.reads.QueryRowContext(ctx, `SELECT k.id, k.name, k.hash, k.created_at, k.expires_at, k.revoked_at, k.last_used_at,
+	var by sql.NullString
+	err := s.reads.QueryRowContext(ctx, `SELECT k.id, k.name, k.hash, k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.created_by_key,
 			u.id, u.name, u.disabled, u.created_at
 		FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = $1`, hash).
-		Scan(&k.ID, &k.Name, &k.Hash, &kc, &exp, &rev, &used, &u.ID, &u.Name, &u.Disabled, &uc)
+		Scan(&k.ID, &k.Name, &k.Hash, &kc, &exp, &rev, &used, &by, &u.ID, &u.Name, &u.Disabled, &uc)
 	if err != nil {
 		return k, u, s.wrap(err)
 	}
-	k.UserID = u.ID
+	k.UserID, k.CreatedByKey = u.ID, by.String
 	k.CreatedAt, u.CreatedAt = fromNanos(kc), fromNanos(uc)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)
 	return k, u, nil
