@@ -1,8 +1,13 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/testpg"
 )
 
 // TestValidKeyIsNeverRefusedByTheFailureLimiter: many callers share one address behind a
@@ -28,5 +33,58 @@ func TestValidKeyIsNeverRefusedByTheFailureLimiter(t *testing.T) {
 	}
 	if !strings.Contains(s.Stderr.String(), `msg="auth blocked"`) {
 		t.Fatal("no auth blocked event")
+	}
+}
+
+// newDeveloper creates a user with the developer role in ws and returns a key of it.
+func newDeveloper(t *testing.T, s *testServer, name, ws string) string {
+	t.Helper()
+	u := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"`+name+`"}`), 201))
+	mustStatus(t, s.do("POST", "/v1/grants", fmt.Sprintf(`{"role":"developer","user":%q,"workspace":%q}`, u.ID, ws)), 201)
+	return decode[struct{ Key string }](t, mustStatus(t, s.do("POST", "/v1/users/"+u.ID+"/keys", `{}`), 201)).Key
+}
+
+// TestDeletedWorkspaceTakesItsGrantsFromTheCache: a developer of a deleted workspace keeps
+// nothing in a new workspace of the same name, although its decisions were cached.
+func TestDeletedWorkspaceTakesItsGrantsFromTheCache(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	mustStatus(t, s.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
+	dev := newDeveloper(t, s, "olddev", "acme")
+	mustStatus(t, s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev)), 200) // cached
+	mustStatus(t, s.do("DELETE", "/v1/workspaces/acme?force=true", ""), 204)
+	mustStatus(t, s.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
+	wantError(t, s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev)), 403, "missing_privilege")
+	wantError(t, s.doWith("GET", "/v1/workspaces/acme", "", withKey(dev)), 403, "missing_privilege")
+}
+
+// TestDeletedWorkspaceAcrossReplicasPostgres: the same on two replicas of one PostgreSQL
+// database: deleted on A, created again on B, the old developer has nothing on either. The
+// wait is far below the cache's maximum age (30 s), so only the notification can pass it.
+func TestDeletedWorkspaceAcrossReplicasPostgres(t *testing.T) {
+	pg := testpg.URL(t)
+	k, _ := crypt.GenerateMasterKey()
+	env := map[string]string{"SESAME_MASTER_KEY": k.Encode()}
+	a := startServer(t, env, "--data", t.TempDir(), "--postgres", pg)
+	b := startServer(t, env, "--data", t.TempDir(), "--postgres", pg)
+	b.AdminKey = a.AdminKey
+	mustStatus(t, a.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
+	dev := newDeveloper(t, a, "olddev", "acme")
+	for _, s := range []*testServer{a, b} {
+		mustStatus(t, s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev)), 200) // cached on both
+	}
+	mustStatus(t, a.do("DELETE", "/v1/workspaces/acme?force=true", ""), 204)
+	mustStatus(t, b.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
+	for _, s := range []*testServer{a, b} {
+		start := time.Now()
+		for {
+			r := s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev))
+			if r.Status == 403 {
+				break
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("the old developer still has rights in the new workspace: %d %s", r.Status, r.Body)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 }
