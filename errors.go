@@ -48,6 +48,9 @@ const (
 	// Details["authorize_url"] says where to start.
 	CodeReauthorizationRequired Code = "reauthorization_required"
 	CodeInternal                Code = "internal"
+	// CodeEndUserNotAllowed: an anonymous call named an end user, and the function does not
+	// take one from anonymous callers (allowAnonymousEndUser).
+	CodeEndUserNotAllowed Code = "end_user_not_allowed"
 )
 
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so

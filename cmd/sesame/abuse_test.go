@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -86,5 +88,58 @@ func TestDeletedWorkspaceAcrossReplicasPostgres(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+// anonymousCall calls a function with no credential at all.
+func anonymousCall(t *testing.T, s *testServer, name, body string) response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/v1/workspaces/default/functions/"+name+"/call", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// TestAnonymousCallerCannotChooseTheEndUser: the end user of a call lands as "sub" in a
+// signed JWT (and picks an OAuth2 grant). An anonymous caller may not name one unless the
+// function says it takes the end user from its caller (allowAnonymousEndUser).
+func TestAnonymousCallerCannotChooseTheEndUser(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	up := newUpstream(t)
+	secret := "an-hmac-secret-of-at-least-32-bytes!!"
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/svc.jwt", jwtCredential(t, map[string]any{
+		"alg": "HS256", "secret": secret, "payload": map[string]any{"iss": "svc", "sub": "{{user}}"},
+	})), 201)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/api?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"credential":"svc.jwt","allow_private_networks":true}`, up.URL)), 201)
+	mustStatus(t, putYAML(s, "default", "pub", "connection: api\nmethod: GET\npath: /me\nallowAnonymous: true\n"), 201)
+
+	n := up.count()
+	wantError(t, anonymousCall(t, s, "pub", `{"user":"victim@example.com"}`), 403, "end_user_not_allowed")
+	if up.count() != n {
+		t.Fatal("the refused call reached the upstream")
+	}
+	sub := func() any {
+		t.Helper()
+		tok := strings.TrimPrefix(up.last(t).Header.Get("Authorization"), "Bearer ")
+		claims, _ := verifyJWT(t, tok, []byte(secret), "HS256")
+		return claims["sub"]
+	}
+	mustStatus(t, putYAML(s, "default", "pub-user", "connection: api\nmethod: GET\npath: /me\nallowAnonymous: true\nallowAnonymousEndUser: true\n"), 201)
+	wantError(t, putYAML(s, "default", "bad", "connection: api\nmethod: GET\nallowAnonymousEndUser: true\n"), 400, "invalid_field")
+	// The function that opts in takes the end user from its anonymous caller.
+	mustStatus(t, anonymousCall(t, s, "pub-user", `{"user":"self@example.com"}`), 200)
+	if got := sub(); got != "self@example.com" {
+		t.Fatalf("sub = %v", got)
+	}
+	// An authenticated caller names end users as before.
+	mustStatus(t, s.do("POST", "/v1/workspaces/default/functions/pub/call", `{"user":"bob"}`), 200)
+	if got := sub(); got != "bob" {
+		t.Fatalf("sub = %v", got)
 	}
 }
