@@ -143,3 +143,39 @@ func TestAnonymousCallerCannotChooseTheEndUser(t *testing.T) {
 		t.Fatalf("sub = %v", got)
 	}
 }
+
+// TestTrialAppsNeedGrantsThatNameThem: a grant or allowedApps pattern meant for signed apps
+// ("com.*") does not reach unsigned trial apps (com.example.*); one that names com.example
+// does. A trial manifest with a signature that does not verify is refused.
+func TestTrialAppsNeedGrantsThatNameThem(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/up?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL)), 201)
+	mustStatus(t, putYAML(s, "default", "items", "connection: up\nmethod: GET\npath: /items\n"), 201)
+	mustStatus(t, putYAML(s, "default", "com-only", "connection: up\nmethod: GET\npath: /items\nallowedApps: [com.*]\n"), 201)
+	mustStatus(t, s.do("POST", "/v1/roles", `{"name":"app-caller","privileges":["run_functions"]}`), 201)
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"app-caller","app":"com.*","workspace":"default"}`), 201)
+
+	trial := tokenFrom(t, s.appAuth(manifestJSON("com.example.trial", "Trial", "1.0.0")))
+	wantError(t, s.withToken("POST", "/v1/workspaces/default/functions/items/call", "", trial), 403, "missing_privilege")
+	// A signed app under com.* has the grant.
+	signed, _ := signedManifest(t, s, t.TempDir(), "com.acme.*", "com.acme.app", "Acme", "1.0")
+	acme := tokenFrom(t, s.appAuth(signed))
+	mustStatus(t, s.withToken("POST", "/v1/workspaces/default/functions/items/call", "", acme), 200)
+	mustStatus(t, s.withToken("POST", "/v1/workspaces/default/functions/com-only/call", "", acme), 200)
+
+	// A grant that names com.example reaches it; allowedApps [com.*] still does not.
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"app-caller","app":"com.example.*","workspace":"default"}`), 201)
+	mustStatus(t, s.withToken("POST", "/v1/workspaces/default/functions/items/call", "", trial), 200)
+	wantError(t, s.withToken("POST", "/v1/workspaces/default/functions/com-only/call", "", trial), 403, "forbidden")
+
+	// Trial manifests whose signature does not verify are refused, as the Actyx node does.
+	wantError(t, s.appAuth(resign(t, signed, map[string]string{"appId": "com.example.copied"})), 401, "ERR_APP_UNAUTHORIZED")
+	wantError(t, s.appAuth(resign(t, signed, map[string]string{"appId": "com.example.copied", "signature": "not base64!"})), 400, "ERR_MANIFEST_INVALID")
+	// One signed under a certificate for com.example.* is a signed app.
+	good, _ := signedManifest(t, s, t.TempDir(), "com.example.*", "com.example.real", "Real", "1.0")
+	tok := tokenFrom(t, s.appAuth(good))
+	if me := mustStatus(t, s.withToken("GET", "/v1/me", "", tok), 200).json(t); me["app_id"] != "com.example.real" {
+		t.Fatalf("/v1/me: %v", me)
+	}
+}
