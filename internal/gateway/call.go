@@ -143,7 +143,6 @@ func mayCall(ctx context.Context, f *function.Function) error {
 	return nil
 }
 
-
 // result reads the upstream response (bounded), decodes JSON and applies the transform.
 func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response) (CallResult, error) {
 	limit := g.cfg.MaxBody
