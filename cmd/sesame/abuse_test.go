@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,4 +179,108 @@ func TestTrialAppsNeedGrantsThatNameThem(t *testing.T) {
 	if me := mustStatus(t, s.withToken("GET", "/v1/me", "", tok), 200).json(t); me["app_id"] != "com.example.real" {
 		t.Fatalf("/v1/me: %v", me)
 	}
+}
+
+// trickle opens a raw connection, sends the headers of an anonymous POST /api/v2/auth
+// announcing a body of 10,000 bytes, and then sends one byte every 50 ms until the server
+// closes the connection or stop is closed. It returns a channel closed when the connection
+// is gone from the server's side.
+func trickle(t *testing.T, s *testServer, stop <-chan struct{}) <-chan struct{} {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	fmt.Fprintf(conn, "POST /api/v2/auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10000\r\n\r\n{")
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		_, _ = io.Copy(io.Discard, conn) // until the server closes it (or the test does)
+	}()
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-closed:
+				return
+			case <-stop:
+				conn.Close()
+				return
+			case <-tick.C:
+				_, _ = conn.Write([]byte(" "))
+			}
+		}
+	}()
+	return closed
+}
+
+// TestSlowBodyIsCutOff: an unauthenticated client trickling a body cannot keep its
+// connection (and a file descriptor and goroutine) beyond the body deadline by sending a
+// byte now and then.
+func TestSlowBodyIsCutOff(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--anonymous-body-timeout", "300ms")
+	stop := make(chan struct{})
+	defer close(stop)
+	closed := trickle(t, s, stop)
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second): // generous: the deadline is 300 ms
+		t.Fatal("a trickling anonymous client kept its connection")
+	}
+	// Authenticated callers still stream bodies at their own pace (the proxy's uploads):
+	// a slow authenticated upload longer than the anonymous deadline goes through.
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/up?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL)), 201)
+	pr, pw := io.Pipe()
+	go func() {
+		for range 10 {
+			pw.Write([]byte("0123456789"))
+			time.Sleep(100 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", s.URL+"/v1/workspaces/default/proxy/up/upload", pr)
+	req.Header.Set("Authorization", "Bearer "+s.AdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(up.last(t).Body) != 100 {
+		t.Fatalf("slow authenticated upload: %d, upstream got %d bytes", resp.StatusCode, len(up.last(t).Body))
+	}
+}
+
+// TestAnonymousRequestsAreCapped: when --max-anonymous-requests unauthenticated requests
+// are in progress, the next gets 503 with Retry-After; authenticated callers are not
+// counted, and the slots come back.
+func TestAnonymousRequestsAreCapped(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--max-anonymous-requests", "2", "--anonymous-body-timeout", "1m", "--trial-tokens-per-minute", "100000")
+	stop := make(chan struct{})
+	closedA, closedB := trickle(t, s, stop), trickle(t, s, stop)
+	var r response
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		r = s.appAuth(manifestJSON("com.example.capped", "C", "1"))
+		if r.Status == 503 || time.Since(start) > 10*time.Second {
+			break
+		}
+	}
+	wantError(t, r, 503, "unavailable")
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
+	}
+	mustStatus(t, s.do("GET", "/v1/me", ""), 200)
+	mustStatus(t, s.doWith("GET", "/healthz", "", http.Header{}), 200)
+	close(stop)
+	<-closedA
+	<-closedB
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		r = s.appAuth(manifestJSON("com.example.capped", "C", "1"))
+		if r.Status == 200 || time.Since(start) > 10*time.Second {
+			break
+		}
+	}
+	tokenFrom(t, r)
 }

@@ -208,12 +208,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+
+		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
+		MaxAnonymous:         c.limits.maxAnonymous,
 	})
 
 	srv := &http.Server{
 		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: c.limits.readHeaderTimeout,
+		IdleTimeout:       c.limits.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

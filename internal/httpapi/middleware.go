@@ -196,6 +196,12 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		var p sesame.Principal
 		if presented == "" && rt.optional {
 			p = sesame.Principal{Kind: sesame.PrincipalAnonymous}
+			release, ok := s.acquireAnonymous()
+			if !ok {
+				s.renderError(w, r, errTooManyAnonymous)
+				return
+			}
+			defer release()
 		} else {
 			var err error
 			p, err = s.authenticatePrincipal(r, presented)
@@ -227,6 +233,10 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
 			info.principal = &p
+		}
+		if p.Kind != sesame.PrincipalAnonymous {
+			// Authenticated: its body may take as long as it needs (the proxy streams uploads).
+			liftBodyDeadline(w)
 		}
 		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})
