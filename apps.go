@@ -71,3 +71,11 @@ func AppPatternMatches(pattern, appID string) bool {
 	}
 	return !IsTrialAppID(appID) || strings.HasPrefix(prefix+".", TrialAppDomain+".")
 }
+
+// AppRevocation revokes every token of an app issued before Before. Seq orders it among
+// all revocations (see AppTokenRevocation).
+type AppRevocation struct {
+	Seq    int64
+	AppID  string
+	Before time.Time
+}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -283,4 +285,98 @@ func TestAnonymousRequestsAreCapped(t *testing.T) {
 		}
 	}
 	tokenFrom(t, r)
+}
+
+// TestTrialIssuanceIsRateLimitedPerSource: anonymous trial token requests are limited per
+// source address; signed apps from the same address are not.
+func TestTrialIssuanceIsRateLimitedPerSource(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--trial-tokens-per-minute", "5")
+	for range 5 {
+		tokenFrom(t, s.appAuth(manifestJSON("com.example.flood", "F", "1")))
+	}
+	r := s.appAuth(manifestJSON("com.example.other", "F", "1"))
+	wantError(t, r, 429, "rate_limited")
+	if r.Header.Get("Retry-After") == "" {
+		t.Fatal("no Retry-After")
+	}
+	signed, _ := signedManifest(t, s, t.TempDir(), "com.acme.*", "com.acme.app", "Acme", "1.0")
+	tokenFrom(t, s.appAuth(signed))
+}
+
+func countRows(t *testing.T, db *sql.DB, table string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// exerciseStatelessTrialTokens: issuing trial tokens adds no row to the store; revoking the
+// app refuses every token it was issued before (on every replica), and it can ask again.
+func exerciseStatelessTrialTokens(t *testing.T, a, b *testServer, db *sql.DB) {
+	before := countRows(t, db, "app_tokens")
+	var tokens []string
+	for range 50 {
+		tokens = append(tokens, tokenFrom(t, a.appAuth(manifestJSON("com.example.stateless", "S", "1"))))
+	}
+	if n := countRows(t, db, "app_tokens"); n != before {
+		t.Fatalf("50 trial tokens added %d rows", n-before)
+	}
+	for _, s := range []*testServer{a, b} {
+		mustStatus(t, s.withToken("GET", "/v1/me", "", tokens[0]), 200)
+	}
+	// Signed tokens keep their record (listing, revocation by ID).
+	signed, _ := signedManifest(t, a, t.TempDir(), "com.acme.*", "com.acme.app", "Acme", "1.0")
+	tokenFrom(t, a.appAuth(signed))
+	if n := countRows(t, db, "app_tokens"); n != before+1 {
+		t.Fatalf("a signed token added %d rows", n-before)
+	}
+
+	mustStatus(t, a.do("DELETE", "/v1/apps/tokens?app=com.example.stateless", ""), 200)
+	for _, s := range []*testServer{a, b} {
+		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+			r := s.withToken("GET", "/v1/me", "", tokens[len(tokens)-1])
+			if r.Status == 401 {
+				wantError(t, r, 401, "ERR_TOKEN_UNAUTHORIZED")
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("a revoked trial token still works: %d %s", r.Status, r.Body)
+			}
+		}
+	}
+	fresh := tokenFrom(t, b.appAuth(manifestJSON("com.example.stateless", "S", "1")))
+	for _, s := range []*testServer{a, b} {
+		mustStatus(t, s.withToken("GET", "/v1/me", "", fresh), 200)
+	}
+	// Another app's tokens are untouched.
+	other := tokenFrom(t, a.appAuth(manifestJSON("com.example.unrelated", "U", "1")))
+	mustStatus(t, b.withToken("GET", "/v1/me", "", other), 200)
+}
+
+func TestTrialTokensAddNoRowsSQLite(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, nil, "--data", data, "--trial-tokens-per-minute", "1000")
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(data, "sesame.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exerciseStatelessTrialTokens(t, s, s, db)
+}
+
+func TestTrialTokensAddNoRowsPostgres(t *testing.T) {
+	pg := testpg.URL(t)
+	k, _ := crypt.GenerateMasterKey()
+	env := map[string]string{"SESAME_MASTER_KEY": k.Encode()}
+	a := startServer(t, env, "--data", t.TempDir(), "--postgres", pg, "--trial-tokens-per-minute", "1000")
+	b := startServer(t, env, "--data", t.TempDir(), "--postgres", pg, "--trial-tokens-per-minute", "1000")
+	b.AdminKey = a.AdminKey
+	db, err := sql.Open("pgx", pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exerciseStatelessTrialTokens(t, a, b, db)
 }

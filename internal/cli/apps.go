@@ -123,7 +123,7 @@ func appCommand(ctx context.Context, c *client, args []string) error {
 			if c.json {
 				return c.printJSON(res)
 			}
-			_, err := fmt.Fprintf(c.env.Stdout, "revoked %d token(s) of %s\n", res.RevokedTokens, *app)
+			_, err := fmt.Fprintf(c.env.Stdout, "revoked every token of %s issued until now (%d recorded; trial tokens have no record)\n", *app, res.RevokedTokens)
 			return err
 		case *app == "" && len(pos) == 1:
 			if err := c.do(ctx, http.MethodDelete, "/v1/apps/tokens/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {
