@@ -79,12 +79,13 @@ func TestDeletedWorkspaceAcrossReplicasPostgres(t *testing.T) {
 	}
 	mustStatus(t, a.do("DELETE", "/v1/workspaces/acme?force=true", ""), 204)
 	mustStatus(t, b.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
-	for _, s := range []*testServer{a, b} {
+	refused := func(s *testServer, key string) {
+		t.Helper()
 		start := time.Now()
 		for {
-			r := s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev))
+			r := s.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(key))
 			if r.Status == 403 {
-				break
+				return
 			}
 			if time.Since(start) > 5*time.Second {
 				t.Fatalf("the old developer still has rights in the new workspace: %d %s", r.Status, r.Body)
@@ -92,6 +93,19 @@ func TestDeletedWorkspaceAcrossReplicasPostgres(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	refused(a, dev)
+	refused(b, dev)
+
+	// Both changes on A: only A's notification can clear B's cache.
+	dev2 := newDeveloper(t, a, "olddev2", "acme")
+	for start := time.Now(); b.doWith("GET", "/v1/workspaces/acme/credentials", "", withKey(dev2)).Status != 200; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the grant made on A does not reach B")
+		}
+	}
+	mustStatus(t, a.do("DELETE", "/v1/workspaces/acme?force=true", ""), 204)
+	mustStatus(t, a.do("POST", "/v1/workspaces", `{"name":"acme"}`), 201)
+	refused(b, dev2)
 }
 
 // anonymousCall calls a function with no credential at all.

@@ -327,7 +327,11 @@ func TestAppTokenRevocationAcrossReplicasPostgres(t *testing.T) {
 		t.Fatalf("replicas did not start: %s %s", a.Stderr.String(), b.Stderr.String())
 	}
 	b.AdminKey = a.AdminKey
-	tok := tokenFrom(t, a.appAuth(manifestJSON("com.example.app", "x", "1")))
+	// A signed token: only those have a record to revoke by ID (trial tokens are revoked
+	// per app; see TestTrialTokensAddNoRowsPostgres). Its certificate, issued on a, signs a
+	// manifest accepted by b: one root.
+	signed, _ := signedManifest(t, a, t.TempDir(), "com.acme.*", "com.acme.app", "x", "1")
+	tok := tokenFrom(t, a.appAuth(signed))
 	id := mustStatus(t, b.withToken("GET", "/v1/me", "", tok), 200).json(t)["token_id"].(string)
 	mustStatus(t, a.do("DELETE", "/v1/apps/tokens/"+id, ""), 204)
 	deadline := time.Now().Add(10 * time.Second)
@@ -342,8 +346,6 @@ func TestAppTokenRevocationAcrossReplicasPostgres(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	// Certificates issued on one replica sign manifests accepted by the other: one root.
-	signed, _ := signedManifest(t, a, t.TempDir(), "com.acme.*", "com.acme.app", "x", "1")
 	tokenFrom(t, b.appAuth(signed))
 }
 
