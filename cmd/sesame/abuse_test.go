@@ -267,6 +267,15 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 	if resp.StatusCode != 200 || len(up.last(t).Body) != 100 {
 		t.Fatalf("slow authenticated upload: %d, upstream got %d bytes", resp.StatusCode, len(up.last(t).Body))
 	}
+	// The deadline is on the body only: an anonymous call whose body arrived in time is not
+	// cut off while a slow upstream answers.
+	mustStatus(t, putYAML(s, "default", "slow", "connection: up\nmethod: GET\npath: /slow\nallowAnonymous: true\nparameters:\n  q: {location: query, type: string}\n"), 201)
+	up.setHandler(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Second)
+		fmt.Fprint(w, `{"ok":true}`)
+	})
+	mustStatus(t, anonymousCall(t, s, "slow", `{"parameters":{"q":"x"}}`), 200)
+	mustStatus(t, anonymousCall(t, s, "slow", ``), 200)
 }
 
 // TestAnonymousRequestsAreCapped: when --max-anonymous-requests unauthenticated requests

@@ -36,8 +36,10 @@ func (s *Server) bodyDeadline(next http.Handler) http.Handler {
 	})
 }
 
-// deadlineBody lifts the body deadline once the body has been read to its end: the
-// connection then waits for the next request under the server's own timeouts.
+// deadlineBody lifts the body deadline once the body has been read to its end, so that a
+// slow handler (an anonymous call waiting on its upstream) is not cut off by it. net/http
+// (1.26) clears the deadline itself when it starts its background read at the body's end;
+// this does not depend on that.
 type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
