@@ -1,6 +1,9 @@
 package sesame
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // App token modes (PRODUCT.md C7): a trial app (com.example.*) needs no signature; any
 // other app presents a manifest signed under a developer certificate.
@@ -42,4 +45,37 @@ type AppTokenRevocation struct {
 	Seq       int64
 	TokenID   string
 	ExpiresAt time.Time
+}
+
+// TrialAppDomain is the app-ID domain of trial apps, which need no signature.
+const TrialAppDomain = "com.example"
+
+// IsTrialAppID reports whether id is under com.example, the trial domain.
+func IsTrialAppID(id string) bool {
+	return len(id) > len(TrialAppDomain)+1 && strings.HasPrefix(id, TrialAppDomain+".")
+}
+
+// AppPatternMatches reports whether pattern, the app of a grant or an entry of a function's
+// allowedApps (an app ID, or a prefix ending in "*" such as "com.acme.*"), covers appID.
+//
+// Anybody can claim an app ID under com.example (trial apps need no signature), so a
+// pattern reaches one only when it names com.example itself: "com.example.*" does,
+// "com.*" and "*", meant for signed apps, do not.
+func AppPatternMatches(pattern, appID string) bool {
+	prefix, ok := strings.CutSuffix(pattern, "*")
+	if !ok {
+		return pattern == appID
+	}
+	if !strings.HasPrefix(appID, prefix) || len(appID) <= len(prefix) {
+		return false
+	}
+	return !IsTrialAppID(appID) || strings.HasPrefix(prefix+".", TrialAppDomain+".")
+}
+
+// AppRevocation revokes every token of an app issued before Before. Seq orders it among
+// all revocations (see AppTokenRevocation).
+type AppRevocation struct {
+	Seq    int64
+	AppID  string
+	Before time.Time
 }

@@ -52,6 +52,9 @@ const (
 	// it, or an update would change where it may be sent without its secrets sent again
 	// (PRODUCT.md §4.7).
 	CodeDestinationLocked Code = "destination_locked"
+	// CodeEndUserNotAllowed: an anonymous call named an end user, and the function does not
+	// take one from anonymous callers (allowAnonymousEndUser).
+	CodeEndUserNotAllowed Code = "end_user_not_allowed"
 )
 
 // CodePrivilegeCeiling refuses a change to what a principal may do that would give or

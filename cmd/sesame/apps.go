@@ -10,6 +10,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/apps"
 	"github.com/sesamehq/sesame/internal/audit"
+	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -31,7 +32,7 @@ func (a *appFlags) register(fs *flag.FlagSet, getenv func(string) string) {
 // developer certificates and the key that signs tokens, are derived from server secrets
 // that the vault creates on first start and keeps sealed under the master key, so every
 // replica has the same keys and master-key rotation re-wraps them with everything else.
-func newApps(ctx context.Context, a appFlags, v *vault.Vault, st *store.Store, trail *audit.Log, log *slog.Logger) (*apps.Service, error) {
+func newApps(ctx context.Context, a appFlags, trialPerMinute int, v *vault.Vault, st *store.Store, trail *audit.Log, log *slog.Logger) (*apps.Service, error) {
 	if a.tokenTTL < time.Second {
 		return nil, fmt.Errorf("--app-token-ttl must be at least 1s, not %s", a.tokenTTL)
 	}
@@ -55,6 +56,8 @@ func newApps(ctx context.Context, a appFlags, v *vault.Vault, st *store.Store, t
 		Logger:    log,
 		Notifier:  st,
 		Audit:     appAudit{trail: trail, log: log},
+		// Trial tokens are free for anybody: a fixed number per source address per minute.
+		TrialLimit: auth.NewFailureLimiter(trialPerMinute, time.Minute, time.Now),
 	})
 	if err != nil {
 		return nil, err

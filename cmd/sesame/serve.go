@@ -36,8 +36,12 @@ type serveConfig struct {
 	functions     string
 	maxBody       int64
 	authFailures  int
-	oauth         oauthFlags
-	apps          appFlags
+	// decisionMaxAge bounds how long a cached key or access decision is used without
+	// asking the store (a missed notification heals within it).
+	decisionMaxAge time.Duration
+	limits         limitFlags
+	oauth          oauthFlags
+	apps           appFlags
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -58,6 +62,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
 	fs.IntVar(&c.authFailures, "auth-failures-per-minute", 20, "failed authentications allowed per source address per minute before it gets 429")
+	fs.DurationVar(&c.decisionMaxAge, "decision-cache-max-age", envDuration(getenv, "SESAME_DECISION_CACHE_MAX_AGE", access.DefaultMaxAge),
+		"longest a cached API key or access decision is used before it is read from the store again; changes clear the caches at once on every replica, this bounds a missed notification (SESAME_DECISION_CACHE_MAX_AGE)")
+	c.limits.register(fs, getenv)
 	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
 	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
@@ -68,6 +75,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.decisionMaxAge <= 0 {
+		return c, fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
+	}
+	if err := c.limits.check(); err != nil {
+		return c, err
 	}
 	return c, nil
 }
@@ -133,7 +146,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	hasher := auth.NewHasher(pepper)
 	authn := auth.New(st, hasher, time.Now, log)
 	acc := access.New(st, hasher, time.Now, log)
+	authn.SetMaxAge(c.decisionMaxAge)
+	acc.SetMaxAge(c.decisionMaxAge)
 	acc.OnChange(authn.Invalidate)
+	// Deleting a workspace deletes its grants: cached decisions go, on every replica.
+	v.OnWorkspaceChange(acc.Changed)
 	adminKey, err := authn.Bootstrap(ctx, getenv("SESAME_ADMIN_KEY"))
 	if err != nil {
 		return err
@@ -172,7 +189,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	appSvc, err := newApps(ctx, c.apps, v, st, trail, log)
+	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
 		return err
 	}
@@ -191,12 +208,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+
+		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
+		MaxAnonymous:         c.limits.maxAnonymous,
 	})
 
 	srv := &http.Server{
 		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: c.limits.readHeaderTimeout,
+		IdleTimeout:       c.limits.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}

@@ -62,27 +62,50 @@ type Hasher interface {
 	Hash(key []byte) []byte
 }
 
+// DefaultMaxAge is how long a cached decision is used without asking the store again,
+// unless SetMaxAge says otherwise. Every change clears the caches at once, here and (through
+// the store's notifications) on every other replica; the maximum age only bounds how long a
+// replica that missed a notification can go on deciding from stale data.
+const DefaultMaxAge = 30 * time.Second
+
 // Service manages access control.
 type Service struct {
 	store  Store
 	hasher Hasher
 	now    sesame.Clock
 	log    *slog.Logger
+	maxAge time.Duration
 
 	mu       sync.RWMutex
-	policies map[string]policy // by subject kind + ":" + subject
-	onChange []func()          // other caches to clear on a change (the key cache)
+	policies map[string]cachedPolicy // by subject kind + ":" + subject
+	// gen counts invalidations, so that a policy read from the store before an
+	// invalidation is not cached after it.
+	gen      uint64
+	onChange []func() // other caches to clear on a change (the key cache)
 }
 
 // policy is a subject's privileges by workspace ("*" for all).
 type policy map[string]map[sesame.Privilege]bool
+
+type cachedPolicy struct {
+	pol    policy
+	loaded time.Time
+}
 
 // New returns the access service.
 func New(st Store, h Hasher, now sesame.Clock, log *slog.Logger) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: st, hasher: h, now: now, log: log, policies: map[string]policy{}}
+	return &Service{store: st, hasher: h, now: now, log: log, maxAge: DefaultMaxAge, policies: map[string]cachedPolicy{}}
+}
+
+// SetMaxAge sets how long a cached decision may be used before it is read from the store
+// again (see DefaultMaxAge). Call it before serving.
+func (s *Service) SetMaxAge(d time.Duration) {
+	if d > 0 {
+		s.maxAge = d
+	}
 }
 
 // OnChange registers a function to run whenever access data changes here or on another
@@ -94,17 +117,22 @@ func (s *Service) OnChange(fn func()) { s.onChange = append(s.onChange, fn) }
 func (s *Service) Invalidate() {
 	s.mu.Lock()
 	clear(s.policies)
+	s.gen++
 	s.mu.Unlock()
 	for _, fn := range s.onChange {
 		fn()
 	}
 }
 
+// Changed is for changes made outside this service that affect decisions (a workspace
+// deleted with its grants, or created): it invalidates here and tells the other replicas.
+func (s *Service) Changed(ctx context.Context) { s.changed(ctx) }
+
 // changed invalidates here and tells the other replicas.
 func (s *Service) changed(ctx context.Context) {
 	s.Invalidate()
 	if err := s.store.Notify(context.WithoutCancel(ctx), Channel, "changed"); err != nil {
-		s.log.Warn("could not notify other replicas of an access change; they will see it when their caches are cleared", "err", err)
+		s.log.Warn("could not notify other replicas of an access change; their cached decisions expire within the maximum age", "err", err)
 	}
 }
 
@@ -124,17 +152,19 @@ func (s *Service) policyOf(ctx context.Context, p sesame.Principal) (policy, err
 		return policy{}, nil
 	}
 	key := kind + ":" + subject
+	now := s.now()
 	s.mu.RLock()
-	pol, ok := s.policies[key]
+	c, ok := s.policies[key]
+	gen := s.gen
 	s.mu.RUnlock()
-	if ok {
-		return pol, nil
+	if ok && now.Sub(c.loaded) < s.maxAge && !now.Before(c.loaded) {
+		return c.pol, nil
 	}
 	byWS, err := s.store.EffectivePrivileges(ctx, kind, subject)
 	if err != nil {
 		return nil, err
 	}
-	pol = policy{}
+	pol := policy{}
 	for ws, privs := range byWS {
 		set := pol[ws]
 		if set == nil {
@@ -146,10 +176,12 @@ func (s *Service) policyOf(ctx context.Context, p sesame.Principal) (policy, err
 		}
 	}
 	s.mu.Lock()
-	if len(s.policies) > 100_000 {
-		clear(s.policies)
+	if s.gen == gen { // not invalidated while this was read: it may be cached
+		if len(s.policies) > 100_000 {
+			clear(s.policies)
+		}
+		s.policies[key] = cachedPolicy{pol: pol, loaded: now}
 	}
-	s.policies[key] = pol
 	s.mu.Unlock()
 	return pol, nil
 }

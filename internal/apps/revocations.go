@@ -26,24 +26,28 @@ type revocationView struct {
 
 	mu       sync.RWMutex
 	ids      map[string]time.Time // token ID → its expiry
+	apps     map[string]time.Time // app ID → tokens issued before this are revoked
 	syncedAt time.Time            // wall clock with monotonic reading, at the start of the last sync
 
-	syncMu sync.Mutex // one sync at a time; guards the cursor
+	syncMu sync.Mutex // one sync at a time; guards the cursors
 	seq    int64
 	lastID string
+	appSeq int64
 }
 
 const revocationPage = 1000
 
 func newRevocationView(st Store, now sesame.Clock, maxStale time.Duration) *revocationView {
-	return &revocationView{store: st, now: now, maxStale: maxStale, ids: map[string]time.Time{}}
+	return &revocationView{store: st, now: now, maxStale: maxStale, ids: map[string]time.Time{}, apps: map[string]time.Time{}}
 }
 
-// revoked reports whether token id is revoked, syncing first if the view is stale.
-func (v *revocationView) revoked(ctx context.Context, id string) (bool, error) {
+// revoked reports whether token t is revoked, by its ID or by a revocation of its app's
+// tokens issued before a time (the only way to revoke trial tokens, which have no record).
+// It syncs first if the view is stale.
+func (v *revocationView) revoked(ctx context.Context, t verifiedToken) (bool, error) {
 	v.mu.RLock()
 	fresh := !v.syncedAt.IsZero() && time.Since(v.syncedAt) < v.maxStale
-	_, revoked := v.ids[id]
+	revoked := v.revokedLocked(t)
 	v.mu.RUnlock()
 	if fresh || revoked {
 		return revoked, nil
@@ -52,9 +56,17 @@ func (v *revocationView) revoked(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	v.mu.RLock()
-	_, revoked = v.ids[id]
+	revoked = v.revokedLocked(t)
 	v.mu.RUnlock()
 	return revoked, nil
+}
+
+func (v *revocationView) revokedLocked(t verifiedToken) bool {
+	if _, ok := v.ids[t.tokenID]; ok {
+		return true
+	}
+	before, ok := v.apps[t.appID]
+	return ok && t.issued.Before(before)
 }
 
 // syncIfOlder syncs unless another caller finished a sync less than age ago while this
@@ -97,6 +109,18 @@ func (v *revocationView) syncLocked(ctx context.Context) error {
 		if len(page) < revocationPage {
 			break
 		}
+	}
+	apps, err := v.store.AppRevocations(ctx, v.appSeq)
+	if err != nil {
+		return err
+	}
+	if len(apps) > 0 {
+		v.mu.Lock()
+		for _, r := range apps {
+			v.apps[r.AppID] = r.Before
+		}
+		v.mu.Unlock()
+		v.appSeq = apps[len(apps)-1].Seq
 	}
 	v.mu.Lock()
 	v.syncedAt = start

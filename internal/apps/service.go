@@ -6,7 +6,9 @@
 // whose certificate, signed by this server's trust root, covers its app ID. Tokens are
 // PASETO v4.public, signed by the server's token key; they name the app, its version, the
 // mode, the certificate, issue time, expiry and a token ID, and can be revoked one by one,
-// per app and per certificate, on every replica within a second.
+// per app and per certificate, on every replica within a second. Only signed tokens are
+// recorded; trial tokens, which anybody can ask for (rate-limited per source address), have
+// no row each and are revoked per app: every token of the app issued before a time.
 package apps
 
 import (
@@ -37,7 +39,11 @@ type Store interface {
 	ListAppTokens(ctx context.Context, appID, after string, limit int, now time.Time) ([]sesame.AppToken, error)
 	// RevokeAppToken returns ErrNotFound for an unknown ID.
 	RevokeAppToken(ctx context.Context, id string, at time.Time) error
+	// RevokeAppTokensOf revokes every token of an app issued before at, recorded or not
+	// (see AppRevocations), and returns how many recorded ones it revoked.
 	RevokeAppTokensOf(ctx context.Context, appID string, at time.Time) (int, error)
+	// AppRevocations returns the per-app revocations after afterSeq, in sequence order.
+	AppRevocations(ctx context.Context, afterSeq int64) ([]sesame.AppRevocation, error)
 	AppTokenRevocations(ctx context.Context, afterSeq int64, afterID string, now time.Time, limit int) ([]sesame.AppTokenRevocation, error)
 	PruneAppTokens(ctx context.Context, before time.Time) (int, error)
 }
@@ -82,6 +88,14 @@ type Config struct {
 	// token; 0 means 1 s. PollInterval is how often Run refreshes it; 0 means MaxStale/4.
 	MaxStale     time.Duration
 	PollInterval time.Duration
+	// TrialLimit limits trial tokens per source address; nil: no limit.
+	TrialLimit SourceLimiter
+}
+
+// SourceLimiter counts requests per source address: Take takes one and reports whether it
+// is within the limit, and if not, how long until the source may try again.
+type SourceLimiter interface {
+	Take(source string) (wait time.Duration, ok bool)
 }
 
 // DefaultTokenTTL is how long a token is valid unless configured otherwise.
@@ -101,6 +115,7 @@ type Service struct {
 	audit    Auditor
 	notifier Notifier
 	poll     time.Duration
+	trialLim SourceLimiter
 
 	revoked  *revocationView
 	verified *cache[verifiedToken]
@@ -159,6 +174,7 @@ func New(cfg Config) (*Service, error) {
 		audit:     cfg.Audit,
 		notifier:  cfg.Notifier,
 		poll:      cfg.PollInterval,
+		trialLim:  cfg.TrialLimit,
 		revoked:   newRevocationView(cfg.Store, cfg.Now, cfg.MaxStale),
 		verified:  newCache[verifiedToken](100_000),
 		records:   &recordBatcher{write: cfg.Store.CreateAppTokens},
@@ -205,8 +221,15 @@ func (s *Service) issue(ctx context.Context, manifestJSON []byte, source string)
 	now := s.now()
 	t := sesame.AppToken{AppID: m.AppID, Version: m.Version, Source: source, IssuedAt: now, ExpiresAt: now.Add(s.ttl)}
 	switch {
-	case s.trial && IsTrialAppID(m.AppID):
+	case s.trial && IsTrialAppID(m.AppID) && m.Signature == "":
+		// A trial manifest that carries a signature is checked like any signed one, and
+		// refused if it does not verify (as the Actyx node does).
 		t.Mode = sesame.AppModeTrial
+		if s.trialLim != nil {
+			if wait, ok := s.trialLim.Take(source); !ok {
+				return "", m.AppID, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many trial app tokens for this address; retry later", RetryAfter: wait}
+			}
+		}
 	case m.Signature == "":
 		why := "apps outside com.example.* need a manifest signed under a developer certificate (sesame app sign)"
 		if IsTrialAppID(m.AppID) {
@@ -228,8 +251,13 @@ func (s *Service) issue(ctx context.Context, manifestJSON []byte, source string)
 	if err != nil {
 		return "", m.AppID, err
 	}
-	if err := s.records.record(ctx, t); err != nil {
-		return "", m.AppID, fmt.Errorf("apps: record token: %w", err)
+	// Trial tokens are not recorded: anybody can ask for them, and a row each would let
+	// anonymous callers grow the store without bound. They are revoked per app (every
+	// token of the app issued before a time; RevokeAppTokens) and expire on their own.
+	if t.Mode == sesame.AppModeSigned {
+		if err := s.records.record(ctx, t); err != nil {
+			return "", m.AppID, fmt.Errorf("apps: record token: %w", err)
+		}
 	}
 	s.log.DebugContext(ctx, "app token issued", "app_id", t.AppID, "version", t.Version, "mode", t.Mode, "token_id", t.ID, "cert_id", t.CertID)
 	return token, m.AppID, nil
@@ -292,7 +320,7 @@ func (s *Service) VerifyToken(ctx context.Context, token string) (sesame.Princip
 	if !s.now().Before(v.expires) {
 		return sesame.Principal{}, errTokenExpired
 	}
-	revoked, err := s.revoked.revoked(ctx, v.tokenID)
+	revoked, err := s.revoked.revoked(ctx, v)
 	if err != nil {
 		s.log.ErrorContext(ctx, "cannot bring app token revocations up to date", "err", err)
 		return sesame.Principal{}, sesame.Errorf(sesame.CodeUnavailable, "app tokens cannot be checked right now; retry")
@@ -324,7 +352,7 @@ func (s *Service) revokeToken(ctx context.Context, id string) error {
 	}
 	err := s.store.RevokeAppToken(ctx, id, s.now())
 	if errors.Is(err, sesame.ErrNotFound) {
-		return sesame.Errorf(sesame.CodeNotFound, "token %q not found", id)
+		return sesame.Errorf(sesame.CodeNotFound, "token %q not found (trial tokens have no record: revoke them per app)", id)
 	}
 	if err != nil {
 		return err

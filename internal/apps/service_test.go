@@ -16,6 +16,7 @@ import (
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/apps"
+	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/testpg"
 )
@@ -160,6 +161,18 @@ func (f *fixture) developer(t *testing.T, domains ...string) developer {
 	return developer{key: key, cert: cert}
 }
 
+// signedToken issues a token for appID under a new developer certificate: a token with a
+// record, which can be listed and revoked by its ID.
+func (f *fixture) signedToken(t *testing.T, appID string) string {
+	t.Helper()
+	d := f.developer(t, appID)
+	tok, err := f.svc.Issue(ctx, manifest(appID, "X", "1", d.sign(t, appID, "X", "1")), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 func (d developer) sign(t *testing.T, appID, name, version string) string {
 	t.Helper()
 	sig, err := apps.SignManifest(apps.Manifest{AppID: appID, DisplayName: name, Version: version}, d.cert.Certificate, d.key)
@@ -185,14 +198,11 @@ func TestTrialManifestGetsTokenNamingTheApp(t *testing.T) {
 	if p.Kind != sesame.PrincipalApp || p.AppID != "com.example.app" || p.AppVersion != "1.2.3" || !apps.ValidTokenID(p.TokenID) {
 		t.Fatalf("principal %+v", p)
 	}
+	// Trial tokens are not recorded: anybody may ask for them, and a row each would let
+	// anonymous callers grow the store.
 	ts, err := f.svc.ListTokens(ctx, "com.example.app", "", 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := sesame.AppToken{ID: p.TokenID, AppID: "com.example.app", Version: "1.2.3", Mode: sesame.AppModeTrial,
-		Source: "192.0.2.7", IssuedAt: f.clock.Now(), ExpiresAt: f.clock.Now().Add(24 * time.Hour)}
-	if len(ts) != 1 || ts[0] != want {
-		t.Fatalf("listed %+v\nwant %+v", ts, want)
+	if err != nil || len(ts) != 0 {
+		t.Fatalf("listed %+v, %v; want no record of a trial token", ts, err)
 	}
 	// The token states what it claims, readably (it is signed, not encrypted).
 	raw, _ := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, "v4.public."))
@@ -469,7 +479,7 @@ func TestTokenRefusals(t *testing.T) {
 	}
 
 	t.Run("revoked", func(t *testing.T) {
-		tok := issue("com.example.revoked")
+		tok := f.signedToken(t, "com.acme.revoked")
 		p, err := f.svc.VerifyToken(ctx, tok)
 		if err != nil {
 			t.Fatal(err)
@@ -488,8 +498,10 @@ func TestTokenRefusals(t *testing.T) {
 
 	t.Run("revoked per app", func(t *testing.T) {
 		a1, a2, b := issue("com.example.a"), issue("com.example.a"), issue("com.example.b")
+		f.clock.Add(time.Millisecond)
+		// Trial tokens have no record: none is counted, all are revoked.
 		n, err := f.svc.RevokeAppTokens(ctx, "com.example.a")
-		if err != nil || n != 2 {
+		if err != nil || n != 0 {
 			t.Fatalf("revoked %d: %v", n, err)
 		}
 		for _, tok := range []string{a1, a2} {
@@ -500,6 +512,7 @@ func TestTokenRefusals(t *testing.T) {
 			t.Fatalf("another app's token: %v", err)
 		}
 		// The app can get a new token.
+		f.clock.Add(time.Millisecond)
 		if _, err := f.svc.VerifyToken(ctx, issue("com.example.a")); err != nil {
 			t.Fatal(err)
 		}
@@ -592,10 +605,7 @@ func TestRevocationReachesOtherReplica(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			sa, sb := open(t)
 			a, b := replicas(t, sa, sb, time.Nanosecond)
-			tok, err := a.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			tok := a.signedToken(t, "com.acme.app")
 			p, err := b.svc.VerifyToken(ctx, tok)
 			if err != nil {
 				t.Fatalf("replica b refuses a token from a: %v", err)
@@ -614,6 +624,7 @@ func TestRevocationReachesOtherReplica(t *testing.T) {
 			if _, err := a.svc.VerifyToken(ctx, tok2); err != nil {
 				t.Fatal(err)
 			}
+			b.clock.Add(time.Millisecond)
 			if _, err := b.svc.RevokeAppTokens(ctx, "com.example.other"); err != nil {
 				t.Fatal(err)
 			}
@@ -628,7 +639,7 @@ func TestRevocationReachesOtherReplica(t *testing.T) {
 func TestSyncBringsRevocationsIn(t *testing.T) {
 	st := openSQLite(t)
 	a, b := replicas(t, st, st, time.Hour)
-	tok, _ := a.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "")
+	tok := a.signedToken(t, "com.acme.app")
 	p, err := b.svc.VerifyToken(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
@@ -706,13 +717,45 @@ func TestKeyFromSecretIsStableAndPerPurpose(t *testing.T) {
 
 func TestIssueAfterStoreFailureReturnsNoToken(t *testing.T) {
 	f := newFixture(t)
+	d := f.developer(t, "com.acme.app")
 	f.st.Close()
-	tok, err := f.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "")
+	tok, err := f.svc.Issue(ctx, manifest("com.acme.app", "X", "1", d.sign(t, "com.acme.app", "X", "1")), "")
 	if err == nil || tok != "" {
 		t.Fatalf("token %q, err %v", tok, err)
 	}
 	var se *sesame.Error
 	if errors.As(err, &se) {
 		t.Fatalf("a store failure became a client error: %v", err)
+	}
+}
+
+// TestTrialTokensAreLimitedPerSource: past the limit a source gets rate_limited with a
+// wait; other sources, and signed apps from the same source, are not limited.
+func TestTrialTokensAreLimitedPerSource(t *testing.T) {
+	var f *fixture
+	f = newFixture(t, func(c *apps.Config) {
+		c.TrialLimit = auth.NewFailureLimiter(2, time.Minute, func() time.Time { return f.clock.Now() })
+	})
+	for range 2 {
+		if _, err := f.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := f.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "192.0.2.1")
+	wantCode(t, err, sesame.CodeRateLimited)
+	var se *sesame.Error
+	if !errors.As(err, &se) || se.RetryAfter <= 0 || se.RetryAfter > time.Minute {
+		t.Fatalf("retry after: %+v", se)
+	}
+	if _, err := f.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "192.0.2.2"); err != nil {
+		t.Fatalf("another source: %v", err)
+	}
+	d := f.developer(t, "com.acme.app")
+	if _, err := f.svc.Issue(ctx, manifest("com.acme.app", "X", "1", d.sign(t, "com.acme.app", "X", "1")), "192.0.2.1"); err != nil {
+		t.Fatalf("a signed app from the limited source: %v", err)
+	}
+	f.clock.Add(time.Minute)
+	if _, err := f.svc.Issue(ctx, manifest("com.example.app", "X", "1", ""), "192.0.2.1"); err != nil {
+		t.Fatalf("after the window: %v", err)
 	}
 }

@@ -43,7 +43,7 @@ type tokenClaims struct {
 // verifiedToken is what a token says once its signature checked out.
 type verifiedToken struct {
 	appID, version, mode, tokenID string
-	expires                       time.Time
+	issued, expires               time.Time
 }
 
 // newID returns prefix + 16 hex digits of the time (so IDs sort by creation) + 20 hex
@@ -119,14 +119,15 @@ func parseToken(key ed25519.PublicKey, token string) (verifiedToken, error) {
 	if err != nil {
 		return v, errBadClaims
 	}
-	if _, err := time.Parse(time.RFC3339Nano, c.IssuedAt); err != nil {
+	iat, err := time.Parse(time.RFC3339Nano, c.IssuedAt)
+	if err != nil {
 		return v, errBadClaims
 	}
 	if c.Issuer != tokenIssuer || !ValidAppID(c.AppID) || c.Version == "" || !ValidTokenID(c.TokenID) ||
 		(c.Mode != sesame.AppModeTrial && c.Mode != sesame.AppModeSigned) {
 		return v, errBadClaims
 	}
-	return verifiedToken{appID: c.AppID, version: c.Version, mode: c.Mode, tokenID: c.TokenID, expires: exp}, nil
+	return verifiedToken{appID: c.AppID, version: c.Version, mode: c.Mode, tokenID: c.TokenID, issued: iat, expires: exp}, nil
 }
 
 // BearerToken takes the token out of an Authorization header value, with the Actyx error

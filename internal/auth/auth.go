@@ -36,21 +36,37 @@ type Authenticator struct {
 	// keys caches verified keys by their text, so a warm request costs a map lookup, not a
 	// hash and a query. Invalidate clears it on every access change, here or on another
 	// replica (revocation, disabling a user).
+	// An entry is used for at most maxAge, so a replica that missed a notification heals.
 	cacheMu sync.RWMutex
 	keys    map[string]cachedKey
+	gen     uint64 // counts invalidations: a lookup that raced one is not cached
+	maxAge  time.Duration
 }
 
 type cachedKey struct {
-	key  sesame.APIKey
-	user sesame.User
+	key    sesame.APIKey
+	user   sesame.User
+	loaded time.Time
 }
+
+// DefaultMaxAge is how long a verified key is used from the cache before it is looked up
+// again, unless SetMaxAge says otherwise.
+const DefaultMaxAge = 30 * time.Second
 
 // New returns an authenticator.
 func New(st Store, h *Hasher, now sesame.Clock, log *slog.Logger) *Authenticator {
 	if now == nil {
 		now = time.Now
 	}
-	return &Authenticator{store: st, hasher: h, now: now, log: log, lastUse: map[string]time.Time{}, keys: map[string]cachedKey{}}
+	return &Authenticator{store: st, hasher: h, now: now, log: log, lastUse: map[string]time.Time{}, keys: map[string]cachedKey{}, maxAge: DefaultMaxAge}
+}
+
+// SetMaxAge sets how long a verified key may be used from the cache (see DefaultMaxAge).
+// Call it before serving.
+func (a *Authenticator) SetMaxAge(d time.Duration) {
+	if d > 0 {
+		a.maxAge = d
+	}
 }
 
 // Errors returned by Authenticate. Each is a client error; the message is the same for
@@ -78,9 +94,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	if key == "" {
 		return sesame.Principal{}, ErrNoCredentials
 	}
+	now := a.now()
 	a.cacheMu.RLock()
 	c, ok := a.keys[key]
+	gen := a.gen
 	a.cacheMu.RUnlock()
+	if ok && (now.Sub(c.loaded) >= a.maxAge || now.Before(c.loaded)) {
+		ok = false
+	}
 	if !ok {
 		if CheckKeyFormat([]byte(key)) != nil {
 			return sesame.Principal{}, ErrInvalidKey // rejected before any lookup
@@ -92,16 +113,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 		if err != nil {
 			return sesame.Principal{}, fmt.Errorf("auth: look up key: %w", err)
 		}
-		c = cachedKey{key: k, user: u}
+		c = cachedKey{key: k, user: u, loaded: now}
 		a.cacheMu.Lock()
-		if len(a.keys) >= 100_000 {
-			clear(a.keys)
+		if a.gen == gen { // not invalidated while this was looked up
+			if len(a.keys) >= 100_000 {
+				clear(a.keys)
+			}
+			a.keys[key] = c
 		}
-		a.keys[key] = c
 		a.cacheMu.Unlock()
 	}
 	k, u := c.key, c.user
-	now := a.now()
 	if k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) || u.Disabled {
 		return sesame.Principal{}, ErrInvalidKey
 	}
@@ -115,6 +137,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 func (a *Authenticator) Invalidate() {
 	a.cacheMu.Lock()
 	clear(a.keys)
+	a.gen++
 	a.cacheMu.Unlock()
 }
 

@@ -560,3 +560,24 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// TestCachedKeyHealsAfterMaxAge: a key disabled on another replica whose notification was
+// lost is refused here once its cache entry is older than the maximum age.
+func TestCachedKeyHealsAfterMaxAge(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	e.authn.SetMaxAge(30 * time.Second)
+	admin := e.bootstrap(t)
+	if _, err := e.authn.Authenticate(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(t, `UPDATE users SET disabled = 1`) // another replica; no notification reaches this one
+	e.clock.Add(29 * time.Second)
+	if _, err := e.authn.Authenticate(ctx, admin); err != nil {
+		t.Fatalf("within the maximum age the cache answers: %v", err)
+	}
+	e.clock.Add(time.Second)
+	if _, err := e.authn.Authenticate(ctx, admin); sesame.ErrorCode(err) != sesame.CodeUnauthenticated {
+		t.Fatalf("after the maximum age: %v", err)
+	}
+}

@@ -77,3 +77,25 @@ func (l *FailureLimiter) sweep(now time.Time) {
 		clear(l.sources) // a flood of sources: start over rather than grow without bound
 	}
 }
+
+// Take counts one request from source and reports whether it is within the limit, and if
+// not, how long until its window ends: the limiter used as a plain per-source rate limit
+// (trial app tokens), where every request counts, not only failures.
+func (l *FailureLimiter) Take(source string) (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	f, ok := l.sources[source]
+	if !ok || !now.Before(f.start.Add(l.window)) {
+		if len(l.sources) >= 100_000 {
+			l.sweep(now)
+		}
+		l.sources[source] = &failures{count: 1, start: now}
+		return 0, true
+	}
+	if f.count >= l.limit {
+		return f.start.Add(l.window).Sub(now), false
+	}
+	f.count++
+	return 0, true
+}

@@ -31,8 +31,8 @@ const appUsage = `usage:
   sesame app revoke-cert ID                        revoke a certificate and every token issued under it
   sesame app sign --cert cert.json --key dev.key [--out FILE] manifest.json
                                                    write the signature property into the manifest (local)
-  sesame app tokens [--app APP_ID]                 list unexpired app tokens
-  sesame app revoke-token ID | --app APP_ID        revoke one token, or every token of an app`
+  sesame app tokens [--app APP_ID]                 list unexpired signed app tokens (trial tokens have no record)
+  sesame app revoke-token ID | --app APP_ID        revoke one signed token, or every token of an app (trial too)`
 
 func appCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
@@ -123,7 +123,7 @@ func appCommand(ctx context.Context, c *client, args []string) error {
 			if c.json {
 				return c.printJSON(res)
 			}
-			_, err := fmt.Fprintf(c.env.Stdout, "revoked %d token(s) of %s\n", res.RevokedTokens, *app)
+			_, err := fmt.Fprintf(c.env.Stdout, "revoked every token of %s issued until now (%d recorded; trial tokens have no record)\n", *app, res.RevokedTokens)
 			return err
 		case *app == "" && len(pos) == 1:
 			if err := c.do(ctx, http.MethodDelete, "/v1/apps/tokens/"+url.PathEscape(pos[0]), nil, nil, nil); err != nil {

@@ -105,7 +105,12 @@ type Function struct {
 	OutputTransform string           `yaml:"outputTransform" json:"outputTransform,omitempty"`
 	ResponseHeaders []string         `yaml:"responseHeaders" json:"responseHeaders,omitempty"`
 	AllowAnonymous  bool             `yaml:"allowAnonymous" json:"allowAnonymous,omitempty"`
-	AllowedApps     []string         `yaml:"allowedApps" json:"allowedApps,omitempty"`
+	// AllowAnonymousEndUser lets anonymous callers name the end user of a call (a function
+	// call's "user"), which selects an OAuth2 grant and fills {{user}} in a signed JWT.
+	// Without it an anonymous call that names one is refused: the end user would be
+	// whoever the caller claims. It needs AllowAnonymous.
+	AllowAnonymousEndUser bool     `yaml:"allowAnonymousEndUser" json:"allowAnonymousEndUser,omitempty"`
+	AllowedApps           []string `yaml:"allowedApps" json:"allowedApps,omitempty"`
 
 	base      string         // for a url function: scheme://host[:port]; "" for a connection
 	baseQuery url.Values     // for a url function: the url's query

@@ -261,7 +261,7 @@ func checkFloat(p *parser, n *yaml.Node, field string, v float64) (any, error) {
 
 var topLevelFields = []string{
 	"name", "connection", "url", "method", "path", "parameters", "body",
-	"outputTransform", "responseHeaders", "allowAnonymous", "allowedApps",
+	"outputTransform", "responseHeaders", "allowAnonymous", "allowAnonymousEndUser", "allowedApps",
 }
 
 var paramFields = []string{"location", "required", "type", "value", "description"}
@@ -306,6 +306,8 @@ func (p *parser) decode(root *yaml.Node, f *Function) error {
 			f.ResponseHeaders, err = p.strList(v, key, MaxResponseHeaders)
 		case "allowAnonymous":
 			f.AllowAnonymous, err = p.boolean(v, key)
+		case "allowAnonymousEndUser":
+			f.AllowAnonymousEndUser, err = p.boolean(v, key)
 		case "allowedApps":
 			f.AllowedApps, err = p.strList(v, key, MaxAllowedApps)
 		default:
@@ -571,6 +573,9 @@ func (p *parser) validate(f *Function) error {
 		if !validToken(h) {
 			return p.fail(sesame.CodeInvalidField, "responseHeaders", "entry %d is not a valid header name", i)
 		}
+	}
+	if f.AllowAnonymousEndUser && !f.AllowAnonymous {
+		return p.fail(sesame.CodeInvalidField, "allowAnonymousEndUser", "needs allowAnonymous: true (it lets anonymous callers name the end user)")
 	}
 	for i, a := range f.AllowedApps {
 		if !appID.MatchString(a) {

@@ -128,20 +128,17 @@ func mayCall(ctx context.Context, f *function.Function) error {
 		if !f.AllowAnonymous {
 			return sesame.Errorf(sesame.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key> or X-API-Key")
 		}
+		// The end user selects an OAuth2 grant and becomes {{user}} in a signed JWT: an
+		// anonymous caller names one only where the function takes it from the caller.
+		if sesame.EndUserFrom(ctx) != "" && !f.AllowAnonymousEndUser {
+			return sesame.Errorf(sesame.CodeEndUserNotAllowed, "anonymous callers may not name the end user of this function (it does not set allowAnonymousEndUser)")
+		}
 	case sesame.PrincipalApp:
-		if len(f.AllowedApps) > 0 && !slices.ContainsFunc(f.AllowedApps, func(pattern string) bool { return appMatches(pattern, p.AppID) }) {
+		if len(f.AllowedApps) > 0 && !slices.ContainsFunc(f.AllowedApps, func(pattern string) bool { return sesame.AppPatternMatches(pattern, p.AppID) }) {
 			return sesame.Errorf(sesame.CodeForbidden, "app %q may not call this function", p.AppID)
 		}
 	}
 	return nil
-}
-
-// appMatches reports whether an allowedApps entry (an app ID or "prefix.*") covers appID.
-func appMatches(pattern, appID string) bool {
-	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
-		return strings.HasPrefix(appID, prefix) && len(appID) > len(prefix)
-	}
-	return pattern == appID
 }
 
 // result reads the upstream response (bounded), decodes JSON and applies the transform.

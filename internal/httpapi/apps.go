@@ -50,11 +50,6 @@ func (s *Server) appAuth(w http.ResponseWriter, r *http.Request) error {
 		return sesame.Errorf(sesame.CodeAppMediaType, "Unsupported media type. Content-Type must be application/json.")
 	}
 	source := sourceOf(r)
-	if s.cfg.Failures != nil {
-		if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
-			return &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many refused manifests from this address; retry later", RetryAfter: wait}
-		}
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, apps.MaxManifestSize))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
@@ -65,8 +60,13 @@ func (s *Server) appAuth(w http.ResponseWriter, r *http.Request) error {
 	}
 	token, err := svc.Issue(r.Context(), body, source)
 	if err != nil {
-		// A refused manifest counts as a failed authentication from its source.
+		// A refused manifest counts as a failed authentication from its source; once the
+		// source is over the limit, its refused manifests get 429. A good manifest is never
+		// refused by the limiter (see guard).
 		if sesame.ErrorCode(err) == sesame.CodeAppUnauthorized && s.cfg.Failures != nil {
+			if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
+				return &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many refused manifests from this address; retry later", RetryAfter: wait}
+			}
 			s.cfg.Failures.Fail(source)
 		}
 		return err

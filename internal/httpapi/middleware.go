@@ -177,19 +177,14 @@ func sourceOf(r *http.Request) string {
 
 // guard authenticates the request and authorizes it for the route: the principal must hold
 // one of the route's privileges in the route's workspace. Failed authentications are
-// counted per source address; a source over the limit gets 429 before its credential is
-// even looked at. Roles and app tokens plug in here, in one place.
+// counted per source address; once a source is over the limit its failing attempts get 429
+// instead of 401 until its window ends. A valid credential is never refused by the limiter:
+// many callers share one address behind a NAT or load balancer, and one of them presenting
+// bad keys must not lock the others out. Roles and app tokens plug in here, in one place.
 func (s *Server) guard(rt route, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		source := sourceOf(r)
-		if s.cfg.Failures != nil {
-			if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
-				s.authEvent(r, "blocked", source, "", sesame.CodeRateLimited)
-				s.renderError(w, r, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many failed authentications from this address; retry later", RetryAfter: wait})
-				return
-			}
-		}
 		presented := auth.KeyFromRequest(r)
 		if scheme, _, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " "); ok && !strings.EqualFold(scheme, "Bearer") {
 			// "Basic …", "Token …": a scheme we do not take (the Actyx code, for app clients).
@@ -201,6 +196,12 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		var p sesame.Principal
 		if presented == "" && rt.optional {
 			p = sesame.Principal{Kind: sesame.PrincipalAnonymous}
+			release, ok := s.acquireAnonymous()
+			if !ok {
+				s.renderError(w, r, errTooManyAnonymous)
+				return
+			}
+			defer release()
 		} else {
 			var err error
 			p, err = s.authenticatePrincipal(r, presented)
@@ -208,6 +209,11 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				code := sesame.ErrorCode(err)
 				if code != sesame.CodeInternal && code != sesame.CodeUnavailable {
 					if s.cfg.Failures != nil && code != sesame.CodeMissingPrivilege {
+						if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
+							s.authEvent(r, "blocked", source, p.KeyID, sesame.CodeRateLimited)
+							s.renderError(w, r, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many failed authentications from this address; retry later", RetryAfter: wait})
+							return
+						}
 						s.cfg.Failures.Fail(source)
 					}
 					s.authEvent(r, "failed", source, p.KeyID, code)
@@ -227,6 +233,10 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
 			info.principal = &p
+		}
+		if p.Kind != sesame.PrincipalAnonymous {
+			// Authenticated: its body may take as long as it needs (the proxy streams uploads).
+			liftBodyDeadline(w)
 		}
 		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})

@@ -53,6 +53,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeReauthorizationRequired: http.StatusConflict,
 	sesame.CodeDestinationLocked:       http.StatusForbidden,
 	sesame.CodeInternal:                http.StatusInternalServerError,
+	sesame.CodeEndUserNotAllowed:       http.StatusForbidden,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).
 	sesame.CodeBadRequest:          http.StatusBadRequest,

@@ -18,6 +18,7 @@ type route struct {
 	pattern     string
 	h           handlerFunc
 	anonymous   bool               // no authentication at all
+	uncapped    bool               // anonymous and cheap: not counted against Config.MaxAnonymous
 	optional    bool               // anonymous callers get through; the handler decides
 	privileges  []sesame.Privilege // any one of them suffices
 	inWorkspace bool               // any privilege in {ws}
@@ -37,8 +38,8 @@ var (
 // checks that every entry is documented.
 func (s *Server) routes() []route {
 	return []route{
-		{method: http.MethodGet, pattern: "/healthz", anonymous: true, h: s.healthz},
-		{method: http.MethodGet, pattern: "/readyz", anonymous: true, h: s.readyz},
+		{method: http.MethodGet, pattern: "/healthz", anonymous: true, uncapped: true, h: s.healthz},
+		{method: http.MethodGet, pattern: "/readyz", anonymous: true, uncapped: true, h: s.readyz},
 		{method: http.MethodGet, pattern: "/v1/openapi.json", h: s.openapi},
 		{method: http.MethodGet, pattern: "/v1/me", h: s.me},
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/access"
@@ -64,6 +65,12 @@ type Config struct {
 
 	// Audit serves /v1/audit (audit.go); nil: those routes answer unavailable.
 	Audit AuditTrail
+
+	// AnonymousBodyTimeout is how long a request has, from its start, to send its whole
+	// body unless it authenticates (limits.go); 0 means no limit.
+	AnonymousBodyTimeout time.Duration
+	// MaxAnonymous caps unauthenticated requests in progress (limits.go); 0 means no cap.
+	MaxAnonymous int
 }
 
 // Server serves the API.
@@ -76,6 +83,8 @@ type Server struct {
 	// buffers are the proxy's 32 KiB copy buffers: allocating one per request was most of
 	// the garbage the proxy made.
 	buffers sync.Pool
+	// anonymous holds a token per unauthenticated request in progress; nil: no cap.
+	anonymous chan struct{}
 }
 
 // New returns the API as an http.Handler.
@@ -88,11 +97,17 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.buffers.New = func() any { b := make([]byte, 32<<10); return &b }
+	if cfg.MaxAnonymous > 0 {
+		s.anonymous = make(chan struct{}, cfg.MaxAnonymous)
+	}
 	methods := map[string][]string{}
 	for _, rt := range s.routes() {
 		handler := s.handle(rt.h)
-		if !rt.anonymous {
+		switch {
+		case !rt.anonymous:
 			handler = s.guard(rt, handler)
+		case !rt.uncapped:
+			handler = s.limitAnonymous(handler)
 		}
 		// Outermost, so refused requests are recorded too; changes wait for their event.
 		handler = s.auditRequest(rt, handler)
@@ -114,7 +129,7 @@ func New(cfg Config) *Server {
 	s.mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return sesame.Errorf(sesame.CodeRouteNotFound, "no route for %s %s", r.Method, r.URL.Path)
 	}))
-	s.handler = s.requestID(s.logRequests(s.recoverPanics(s.mux)))
+	s.handler = s.bodyDeadline(s.requestID(s.logRequests(s.recoverPanics(s.mux))))
 	return s
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/sesamehq/sesame"
 )
@@ -476,10 +475,6 @@ func (s *Store) EffectivePrivileges(ctx context.Context, kind, subject string) (
 	return out, s.wrap(rows.Err())
 }
 
-// AppMatches reports whether an app grant's subject (an app ID, or "prefix.*") covers appID.
-func AppMatches(pattern, appID string) bool {
-	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
-		return strings.HasPrefix(appID, prefix) && len(appID) > len(prefix)
-	}
-	return pattern == appID
-}
+// AppMatches reports whether an app grant's subject (an app ID, or "prefix.*") covers appID
+// (sesame.AppPatternMatches: trial apps only under patterns that name com.example).
+func AppMatches(pattern, appID string) bool { return sesame.AppPatternMatches(pattern, appID) }

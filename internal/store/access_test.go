@@ -838,6 +838,15 @@ func testAccAppMatches(t *testing.T) {
 		{"*", "", false},
 		{"", "", true},
 		{"", "com.acme.app", false},
+		// Trial apps: only patterns that name com.example reach them.
+		{"com.*", "com.example.app", false},
+		{"*", "com.example.app", false},
+		{"com.ex*", "com.example.app", false},
+		{"com.example.*", "com.example.app", true},
+		{"com.example*", "com.example.app", true},
+		{"com.example.app", "com.example.app", true},
+		{"com.example.app.*", "com.example.app.x", true},
+		{"com.*", "com.examples.app", true},
 	} {
 		if got := store.AppMatches(c.pattern, c.app); got != c.want {
 			t.Errorf("AppMatches(%q, %q) = %v, want %v", c.pattern, c.app, got, c.want)

@@ -84,7 +84,7 @@ func (s *Store) RevokeAppCert(ctx context.Context, id string, at time.Time) (int
 			}
 		}
 		var err error
-		n, err = revokeTokens(ctx, tx, `cert_id = $4`, id, at)
+		n, _, err = revokeTokens(ctx, tx, `cert_id = $4`, id, at)
 		return err
 	})
 	return n, err
@@ -158,38 +158,66 @@ func (s *Store) RevokeAppToken(ctx context.Context, id string, at time.Time) err
 		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM app_tokens WHERE id = $1`, id).Scan(&one); err != nil {
 			return err
 		}
-		_, err := revokeTokens(ctx, tx, `id = $4`, id, at)
+		_, _, err := revokeTokens(ctx, tx, `id = $4`, id, at)
 		return err
 	})
 }
 
-// RevokeAppTokensOf revokes every unexpired token of an app and returns how many.
+// RevokeAppTokensOf revokes every token of an app issued before at: the recorded ones
+// (it returns how many of those were unexpired) and, through a per-app revocation under the
+// same sequence number, those without a record (trial tokens).
 func (s *Store) RevokeAppTokensOf(ctx context.Context, appID string, at time.Time) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var seq int64
 		var err error
-		n, err = revokeTokens(ctx, tx, `app_id = $4`, appID, at)
+		if n, seq, err = revokeTokens(ctx, tx, `app_id = $4`, appID, at); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO app_revocations (app_id, revoked_before, seq) VALUES ($1, $2, $3)
+			ON CONFLICT (app_id) DO UPDATE SET revoked_before = excluded.revoked_before, seq = excluded.seq`, appID, nanos(at), seq)
 		return err
 	})
 	return n, err
+}
+
+// AppRevocations returns the per-app revocations with sequence numbers after afterSeq, in
+// sequence order.
+func (s *Store) AppRevocations(ctx context.Context, afterSeq int64) ([]sesame.AppRevocation, error) {
+	rows, err := s.reads.QueryContext(ctx, `SELECT seq, app_id, revoked_before FROM app_revocations WHERE seq > $1 ORDER BY seq`, afterSeq)
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	defer rows.Close()
+	var out []sesame.AppRevocation
+	for rows.Next() {
+		var r sesame.AppRevocation
+		var before int64
+		if err := rows.Scan(&r.Seq, &r.AppID, &before); err != nil {
+			return nil, err
+		}
+		r.Before = fromNanos(before)
+		out = append(out, r)
+	}
+	return out, s.wrap(rows.Err())
 }
 
 // revokeTokens revokes the unrevoked, unexpired tokens matching where (which uses $4 for
 // arg) under a new revocation sequence number. Taking the number locks the sequence row
 // until the transaction ends, so revocations commit in the order of their numbers: a
 // reader that sees number n has already been able to see every number below it.
-func revokeTokens(ctx context.Context, tx *sql.Tx, where string, arg string, at time.Time) (int, error) {
+func revokeTokens(ctx context.Context, tx *sql.Tx, where string, arg string, at time.Time) (int, int64, error) {
 	var seq int64
 	if err := tx.QueryRowContext(ctx, `UPDATE app_revocation_seq SET seq = seq + 1 WHERE id = 1 RETURNING seq`).Scan(&seq); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	res, err := tx.ExecContext(ctx, `UPDATE app_tokens SET revoked_at = $1, revoked_seq = $2
 		WHERE revoked_at IS NULL AND expires_at > $3 AND `+where, nanos(at), seq, nanos(at), arg)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	n, err := res.RowsAffected()
-	return int(n), err
+	return int(n), seq, err
 }
 
 // AppTokenRevocations returns up to limit revoked tokens still unexpired at now that come

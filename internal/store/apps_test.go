@@ -207,6 +207,24 @@ func testAppTokensRevokePerApp(t *testing.T, e *env) {
 	if n != 0 {
 		t.Fatalf("unknown app: %d", n)
 	}
+	// Each per-app revocation is also kept for the app (tokens without a record: trial
+	// tokens), one row per app, under the revocation's sequence number.
+	apps, err := e.s.AppRevocations(e.ctx, 0)
+	must(t, err)
+	if len(apps) != 2 || apps[0].AppID != "com.acme.a" || apps[1].AppID != "com.acme.none" ||
+		!apps[0].Before.Equal(now) || apps[0].Seq != revs[1].Seq || apps[1].Seq <= apps[0].Seq {
+		t.Fatalf("app revocations: %+v", apps)
+	}
+	_, err = e.s.RevokeAppTokensOf(e.ctx, "com.acme.a", at(200))
+	must(t, err)
+	later, err := e.s.AppRevocations(e.ctx, apps[1].Seq)
+	must(t, err)
+	if len(later) != 1 || later[0].AppID != "com.acme.a" || !later[0].Before.Equal(at(200)) {
+		t.Fatalf("a second revocation of the app: %+v", later)
+	}
+	if all, _ := e.s.AppRevocations(e.ctx, 0); len(all) != 2 {
+		t.Fatalf("one row per app: %+v", all)
+	}
 }
 
 func testAppRevocationsCursor(t *testing.T, e *env) {

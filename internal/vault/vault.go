@@ -50,6 +50,22 @@ type Vault struct {
 	// records caches sealed credential records for Resolve, the per-call path. This
 	// process's writes drop entries at once; another replica's show within the TTL.
 	records *ttlcache.Cache[string, sesame.CredentialRecord]
+	// onWorkspaceChange runs after a workspace is created, copied or deleted: deleting one
+	// deletes its grants, so cached access decisions must go (see OnWorkspaceChange).
+	onWorkspaceChange []func(ctx context.Context)
+}
+
+// OnWorkspaceChange registers fn to run after a workspace is created, copied or deleted
+// (whether or not the store reported an error: the change may have committed). Access
+// control uses it to drop cached decisions on every replica. Register before serving.
+func (v *Vault) OnWorkspaceChange(fn func(ctx context.Context)) {
+	v.onWorkspaceChange = append(v.onWorkspaceChange, fn)
+}
+
+func (v *Vault) workspaceChanged(ctx context.Context) {
+	for _, fn := range v.onWorkspaceChange {
+		fn(ctx)
+	}
 }
 
 // cacheTTL bounds how long a change made on another replica can take to be seen.

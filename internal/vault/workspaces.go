@@ -14,6 +14,7 @@ func (v *Vault) CreateWorkspace(ctx context.Context, name string) (sesame.Worksp
 	}
 	ws := sesame.Workspace{Name: name, CreatedAt: v.now().UTC()}
 	err := v.store.CreateWorkspace(ctx, ws)
+	v.workspaceChanged(ctx)
 	if errors.Is(err, sesame.ErrAlreadyExists) {
 		return ws, sesame.Errorf(sesame.CodeAlreadyExists, "workspace %q already exists", name)
 	}
@@ -47,6 +48,7 @@ func (v *Vault) DeleteWorkspace(ctx context.Context, name string, force bool) er
 	}
 	err := v.store.DeleteWorkspace(ctx, name, force)
 	v.records.Clear()
+	v.workspaceChanged(ctx) // its grants went with it
 	return err
 }
 
@@ -60,5 +62,7 @@ func (v *Vault) CopyWorkspace(ctx context.Context, from, to string) (sesame.Work
 		return sesame.Workspace{}, err
 	}
 	ws := sesame.Workspace{Name: to, CreatedAt: v.now().UTC()}
-	return ws, v.store.CopyWorkspace(ctx, from, to, ws.CreatedAt)
+	err := v.store.CopyWorkspace(ctx, from, to, ws.CreatedAt)
+	v.workspaceChanged(ctx)
+	return ws, err
 }
