@@ -41,7 +41,6 @@ func TestValidKeyIsNeverRefusedByTheFailureLimiter(t *testing.T) {
 	}
 }
 
-
 // TestDeletedWorkspaceTakesItsGrantsFromTheCache: a developer of a deleted workspace keeps
 // nothing in a new workspace of the same name, although its decisions were cached.
 func TestDeletedWorkspaceTakesItsGrantsFromTheCache(t *testing.T) {
