@@ -1,0 +1,298 @@
+package main
+
+// Fault tests (FAULTS.md): real sesame processes (internal/proctest), killed with SIGKILL
+// by PID or stopped with SIGTERM, on a private PostgreSQL cluster that the tests stop and
+// start, or on SQLite on a 5 MB filesystem. Each prints what it measured on lines that
+// start with "FAULT": go test ./cmd/sesame -run TestFault -v | grep FAULT
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sesamehq/sesame/internal/proctest"
+)
+
+// faultHTTP is the client of the fault tests: no keep-alive reuse across restarts matters,
+// and a generous timeout so that a hung request fails the test instead of hanging it.
+var faultHTTP = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// send makes one request to base with key and returns the response, or the transport error.
+func send(base, key, method, path, body string) (response, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		return response{}, err
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := faultHTTP.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// mustSend is send that fails the test on a transport error or another status than want.
+func mustSend(t *testing.T, base, key, method, path, body string, want ...int) response {
+	t.Helper()
+	r, err := send(base, key, method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	for _, w := range want {
+		if r.Status == w {
+			return r
+		}
+	}
+	t.Fatalf("%s %s = %d %s; want %v", method, path, r.Status, r.Body, want)
+	return r
+}
+
+// errorCode is the "code" of an error body ("" if there is none).
+func errorCode(r response) string {
+	var e struct{ Code string }
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Code
+}
+
+// wantRetryable checks that r is a 503 with the given code and a Retry-After.
+func wantRetryable(t *testing.T, what string, r response, code string) {
+	t.Helper()
+	if r.Status != http.StatusServiceUnavailable || errorCode(r) != code || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("%s = %d %s (Retry-After %q); want 503 %s with Retry-After", what, r.Status, r.Body, r.Header.Get("Retry-After"), code)
+	}
+}
+
+// sharedKeys returns a master key and an admin key that several replicas share.
+func sharedKeys(t *testing.T) (master, admin string) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := proctest.Run(ctx, t, nil, "keys", "generate")
+	if err != nil {
+		t.Fatalf("keys generate: %v %s", err, m)
+	}
+	a, err := proctest.Run(ctx, t, nil, "keys", "generate", "--api-key")
+	if err != nil {
+		t.Fatalf("keys generate --api-key: %v %s", err, a)
+	}
+	return strings.TrimSpace(m), strings.TrimSpace(a)
+}
+
+// startReplicas starts n sesame processes on PostgreSQL url sharing master and admin keys.
+func startReplicas(t *testing.T, n int, url, master, admin string, env map[string]string, args ...string) []*proctest.Server {
+	t.Helper()
+	e := map[string]string{"SESAME_MASTER_KEY": master, "SESAME_ADMIN_KEY": admin}
+	for k, v := range env {
+		e[k] = v
+	}
+	var out []*proctest.Server
+	for range n {
+		out = append(out, proctest.Start(t, proctest.Options{Env: e,
+			Args: append([]string{"--postgres", url, "--data", t.TempDir()}, args...)}))
+	}
+	return out
+}
+
+// waitUntil polls fn every 50ms until it reports true or d passes, and returns how long it took.
+func waitUntil(t *testing.T, d time.Duration, what string, fn func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !fn() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// TestFaultStoreOutage (issue 11 item 2): while PostgreSQL is down every store-backed call,
+// reads, writes and the key lookup of a key not yet cached included, answers 503
+// store_unavailable with Retry-After (never 500, never 401), /readyz says 503, and after
+// PostgreSQL starts again the same process serves without a restart and has lost nothing.
+func TestFaultStoreOutage(t *testing.T) {
+	c := proctest.NewCluster(t)
+	master, admin := sharedKeys(t)
+	s := startReplicas(t, 1, c.URL(), master, admin, nil)[0]
+	base := s.URL
+
+	mustSend(t, base, admin, "PUT", "/v1/workspaces/default/credentials/outage.a", `{"type":"secret","fields":{"value":"v1"}}`, 201)
+	var u struct{ ID string }
+	_ = json.Unmarshal(mustSend(t, base, admin, "POST", "/v1/users", `{"name":"bob"}`, 201).Body, &u)
+	mustSend(t, base, admin, "POST", "/v1/grants", fmt.Sprintf(`{"role":"caller","user":%q,"workspace":"default"}`, u.ID), 201)
+	var k struct{ Key string }
+	_ = json.Unmarshal(mustSend(t, base, admin, "POST", "/v1/users/"+u.ID+"/keys", `{"name":"k"}`, 201).Body, &k)
+
+	c.Stop()
+	checks := []struct{ what, key, method, path, body string }{
+		{"read a credential", admin, "GET", "/v1/workspaces/default/credentials/outage.a", ""},
+		{"list credentials", admin, "GET", "/v1/workspaces/default/credentials", ""},
+		{"write a credential", admin, "PUT", "/v1/workspaces/default/credentials/outage.b", `{"type":"secret","fields":{"value":"v"}}`},
+		{"create a user", admin, "POST", "/v1/users", `{"name":"carol"}`},
+		{"a key never used before (store lookup)", k.Key, "GET", "/v1/workspaces", ""},
+		{"read the audit trail", admin, "GET", "/v1/audit?limit=5", ""},
+	}
+	for _, ch := range checks {
+		r, err := send(base, ch.key, ch.method, ch.path, ch.body)
+		if err != nil {
+			t.Fatalf("%s: %v", ch.what, err)
+		}
+		wantRetryable(t, ch.what, r, "store_unavailable")
+	}
+	r, err := send(base, "", "GET", "/readyz", "")
+	if err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("readyz while the store is down = %d %s, %v; want 503 with Retry-After", r.Status, r.Body, err)
+	}
+
+	c.Start()
+	started := time.Now()
+	waitUntil(t, 30*time.Second, "first success after PostgreSQL started", func() bool {
+		r, err := send(base, admin, "GET", "/v1/workspaces/default/credentials/outage.a", "")
+		if err == nil && r.Status != 200 && r.Status != 503 {
+			t.Fatalf("read after PostgreSQL started = %d %s; want 200 or 503", r.Status, r.Body)
+		}
+		return err == nil && r.Status == 200
+	})
+	recovery := time.Since(started)
+	mustSend(t, base, admin, "PUT", "/v1/workspaces/default/credentials/outage.b", `{"type":"secret","fields":{"value":"v"}}`, 201)
+	mustSend(t, base, k.Key, "GET", "/v1/workspaces", "", 200)
+	mustSend(t, base, "", "GET", "/readyz", "", 200)
+	t.Logf("FAULT store-outage: PostgreSQL stopped: 503 store_unavailable + Retry-After; first success %s after PostgreSQL accepted connections, same process", recovery.Round(time.Millisecond))
+}
+
+// mountSmallFS mounts a 5 MB tmpfs at a temporary folder, or skips the test with the reason.
+func mountSmallFS(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("a full disk needs a small filesystem: mounting one needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a 5 MB tmpfs here (%v: %s)", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fill writes zeros to path until the filesystem is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	// The last partial block: fill it byte by byte-ish.
+	small := make([]byte, 512)
+	for {
+		if _, err := f.Write(small); err != nil {
+			break
+		}
+	}
+}
+
+// TestFaultDiskFull (issue 11 item 5): SQLite on a 5 MB filesystem. Once the disk is full
+// a write answers 503 storage_full with Retry-After and changes nothing, /readyz says
+// storage_full, reads go on; after space is freed writes work again and /readyz is ready,
+// and after a kill -9 and restart every acknowledged write is there.
+func TestFaultDiskFull(t *testing.T) {
+	mnt := mountSmallFS(t)
+	data := filepath.Join(mnt, "data")
+	_, admin := sharedKeys(t)
+	s := proctest.Start(t, proctest.Options{Env: map[string]string{"SESAME_ADMIN_KEY": admin}, Args: []string{"--data", data}})
+	base := s.URL
+
+	value := strings.Repeat("x", 8<<10)
+	put := func(i int) (response, error) {
+		return send(base, admin, "PUT", fmt.Sprintf("/v1/workspaces/default/credentials/full.%d", i),
+			fmt.Sprintf(`{"type":"secret","fields":{"value":"%s-%d"}}`, value, i))
+	}
+	var acked []int
+	for i := 0; i < 5; i++ {
+		if r, err := put(i); err != nil || r.Status != 201 {
+			t.Fatalf("write %d before the disk is full = %d %s %v", i, r.Status, r.Body, err)
+		}
+		acked = append(acked, i)
+	}
+	fill(t, filepath.Join(mnt, "filler"))
+
+	// Writes go on until the database has no room left; from then on each is refused.
+	full := 0
+	for i := 5; i < 400 && full < 5; i++ {
+		r, err := put(i)
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		switch {
+		case r.Status == 201:
+			acked = append(acked, i)
+			full = 0
+		case r.Status == 503 && errorCode(r) == "storage_full":
+			wantRetryable(t, "a write on a full disk", r, "storage_full")
+			full++
+		default:
+			t.Fatalf("write %d on a full disk = %d %s; want 201 or 503 storage_full", i, r.Status, r.Body)
+		}
+	}
+	if full == 0 {
+		t.Fatal("the disk never filled up")
+	}
+	wantRetryable(t, "readyz on a full disk", mustSend(t, base, "", "GET", "/readyz", "", 503), "storage_full")
+	for _, i := range acked {
+		mustSend(t, base, admin, "GET", fmt.Sprintf("/v1/workspaces/default/credentials/full.%d", i), "", 200)
+	}
+	mustSend(t, base, admin, "GET", "/v1/workspaces/default/credentials?limit=1000", "", 200)
+
+	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	freed := time.Now()
+	mustSend(t, base, "", "GET", "/readyz", "", 200)
+	if r, err := put(1000); err != nil || r.Status != 201 {
+		t.Fatalf("write after space was freed = %d %s %v", r.Status, r.Body, err)
+	}
+	acked = append(acked, 1000)
+	recovery := time.Since(freed)
+
+	s.Kill()
+	s.Restart()
+	for _, i := range acked {
+		r := mustSend(t, base, admin, "GET", fmt.Sprintf("/v1/workspaces/default/credentials/full.%d", i), "", 200)
+		if !strings.Contains(string(r.Body), `"value":{"set":true`) {
+			t.Fatalf("credential full.%d after restart: %s", i, r.Body)
+		}
+	}
+	t.Logf("FAULT disk-full: SQLite on a 5 MB tmpfs: %d writes acknowledged, then 503 storage_full + Retry-After, readyz 503 storage_full, reads served; ready and writable %s after space was freed; all %d acknowledged writes present after kill -9 and restart",
+		len(acked)-1, recovery.Round(time.Millisecond), len(acked))
+}
