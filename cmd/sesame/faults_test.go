@@ -15,9 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/sesamehq/sesame/internal/oauthtest"
 	"github.com/sesamehq/sesame/internal/proctest"
 )
 
@@ -295,4 +297,94 @@ func TestFaultDiskFull(t *testing.T) {
 	}
 	t.Logf("FAULT disk-full: SQLite on a 5 MB tmpfs: %d writes acknowledged, then 503 storage_full + Retry-After, readyz 503 storage_full, reads served; ready and writable %s after space was freed; all %d acknowledged writes present after kill -9 and restart",
 		len(acked)-1, recovery.Round(time.Millisecond), len(acked))
+}
+
+// TestFaultOAuthLeaseTakeover (issue 11 item 4): two replicas on PostgreSQL share one
+// client credentials grant. Replica A starts the refresh and hangs at the provider; while A
+// lives, B's callers give up after --oauth-lease-wait with 503 refresh_in_progress and
+// Retry-After. A is killed with SIGKILL mid-refresh: B takes the lease over within seconds
+// (the lease is short and only a live holder renews it), and afterwards a burst of callers
+// on both replicas still refreshes exactly once.
+func TestFaultOAuthLeaseTakeover(t *testing.T) {
+	c := proctest.NewCluster(t)
+	p := oauthtest.New(t, oauthtest.Options{CodeTokenExp: 10 * time.Second})
+	p.AddClient("sesame-app", oauthClientSecret, "http://127.0.0.1/")
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	p.OnToken(func(string) {
+		if first.CompareAndSwap(false, true) {
+			close(arrived)
+			<-release // A's refresh hangs at the provider until the test ends
+		}
+	})
+	t.Cleanup(func() { close(release) })
+
+	master, admin := sharedKeys(t)
+	rs := startReplicas(t, 2, c.URL(), master, admin, map[string]string{"SESAME_ALLOW_PRIVATE_TOKEN_URLS": "true"},
+		"--oauth-lease-wait", "3s")
+	a, b := rs[0], rs[1]
+	mustSend(t, a.URL, admin, "PUT", "/v1/workspaces/default/credentials/svc", fmt.Sprintf(
+		`{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"sesame-app","client_secret":%q,"token_url":%q}}`,
+		oauthClientSecret, p.TokenURL()), 201)
+	mustSend(t, a.URL, admin, "PUT", "/v1/workspaces/default/connections/api?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"credential":"svc","allow_private_networks":true}`, p.ResourceURL()), 201)
+	const tokenPath = "/v1/workspaces/default/connections/api/token"
+
+	go func() { _, _ = send(a.URL, admin, "GET", tokenPath, "") }() // dies with A
+	select {
+	case <-arrived:
+	case <-time.After(20 * time.Second):
+		t.Fatal("replica A never asked the provider for a token")
+	}
+	// A is alive and renews its lease: B's caller waits --oauth-lease-wait, then gets 503.
+	wantRetryable(t, "B's call while A refreshes", mustSend(t, b.URL, admin, "GET", tokenPath, "", 503), "refresh_in_progress")
+
+	a.Kill()
+	killed := time.Now()
+	var took time.Duration
+	for {
+		r, err := send(b.URL, admin, "GET", tokenPath, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Status == 200 {
+			took = time.Since(killed)
+			break
+		}
+		wantRetryable(t, "B's call while A's lease expires", r, "refresh_in_progress")
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("B did not take over A's refresh within 20s")
+		}
+	}
+	got := time.Now()
+	if n := p.ClientCredentials(); n != 2 {
+		t.Fatalf("token requests = %d; want 2 (A's, which hangs, and B's)", n)
+	}
+
+	// Exactly once still holds: once the token is due (half its 10s life), 20 callers on
+	// both replicas cause one token request.
+	a.Restart()
+	time.Sleep(time.Until(got.Add(6 * time.Second)))
+	before := p.ClientCredentials()
+	errs := make(chan error, 20)
+	for i := range 20 {
+		base := []string{a.URL, b.URL}[i%2]
+		go func() {
+			r, err := send(base, admin, "GET", tokenPath, "")
+			if err == nil && r.Status != 200 {
+				err = fmt.Errorf("status %d %s", r.Status, r.Body)
+			}
+			errs <- err
+		}()
+	}
+	for range 20 {
+		if err := <-errs; err != nil {
+			t.Fatalf("token after takeover: %v", err)
+		}
+	}
+	if n := p.ClientCredentials() - before; n != 1 {
+		t.Fatalf("20 callers on two replicas made %d token requests; want exactly 1", n)
+	}
+	t.Logf("FAULT oauth-holder-killed: holder SIGKILLed mid-refresh: other replica's callers get 503 refresh_in_progress + Retry-After after --oauth-lease-wait (3s here, default 10s); lease taken over and token served %s after the kill; exactly one refresh afterwards",
+		took.Round(time.Millisecond))
 }
