@@ -148,8 +148,18 @@ func TestFaultStoreOutage(t *testing.T) {
 	var k struct{ Key string }
 	_ = json.Unmarshal(mustSend(t, base, admin, "POST", "/v1/users/"+u.ID+"/keys", `{"name":"k"}`, 201).Body, &k)
 
+	mustSend(t, base, admin, "POST", "/v1/grants", `{"role":"app","app":"com.example.*","workspace":"default"}`, 201)
+	var app struct{ Token string }
+	_ = json.Unmarshal(mustSend(t, base, "", "POST", "/api/v2/auth", `{"appId":"com.example.outage","displayName":"O","version":"1.0.0"}`, 200).Body, &app)
+
 	c.Stop()
+	// An app token may be served from memory (revocations and decisions are cached for a
+	// moment); if not, it is a retryable 503 too.
+	if r, err := send(base, app.Token, "GET", "/v1/workspaces", ""); err != nil || (r.Status != 200 && (r.Status != 503 || r.Header.Get("Retry-After") == "")) {
+		t.Fatalf("app token while the store is down = %d %s %v; want 200 or 503 with Retry-After", r.Status, r.Body, err)
+	}
 	checks := []struct{ what, key, method, path, body string }{
+		{"issue an app token", "", "POST", "/api/v2/auth", `{"appId":"com.example.outage2","displayName":"O","version":"1.0.0"}`},
 		{"read a credential", admin, "GET", "/v1/workspaces/default/credentials/outage.a", ""},
 		{"list credentials", admin, "GET", "/v1/workspaces/default/credentials", ""},
 		{"write a credential", admin, "PUT", "/v1/workspaces/default/credentials/outage.b", `{"type":"secret","fields":{"value":"v"}}`},

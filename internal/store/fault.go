@@ -26,21 +26,25 @@ import (
 // other error, and nil, is returned unchanged, so callers can apply it to every error.
 //
 // It is the one place that knows what a store outage looks like; the HTTP layer maps the
-// sentinels to 503 with Retry-After.
-func Classify(err error) error {
+// sentinels to 503 with Retry-After. Applied to an error of unknown origin (the HTTP
+// layer's safety net), it recognises only errors that can come from nothing but a
+// database driver: a network error from an upstream call is not a store outage. The
+// store itself applies the broader rules (classify) to what its driver returned.
+func Classify(err error) error { return classify(err, false) }
+
+// classify is Classify; fromStore says err certainly came from the database driver, so
+// that plain network and I/O errors count as store faults too.
+func classify(err error, fromStore bool) error {
 	if err == nil || errors.Is(err, sesame.ErrStoreUnavailable) || errors.Is(err, sesame.ErrStorageFull) {
 		return err
 	}
-	if f := fault(err); f != nil {
+	if f := fault(err, fromStore); f != nil {
 		return fmt.Errorf("%w: %w", f, err)
 	}
 	return err
 }
 
-func fault(err error) error {
-	if errors.Is(err, syscall.ENOSPC) {
-		return sesame.ErrStorageFull
-	}
+func fault(err error, fromStore bool) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -63,17 +67,28 @@ func fault(err error) error {
 		}
 		return nil
 	}
+	// Errors only a database driver or database/sql returns. Every error pgconn makes about
+	// its connection (I/O, timeouts, closed) answers SafeToRetry, whatever its value.
 	var ce *pgconn.ConnectError
-	var ne net.Error
+	var pgconnErr interface{ SafeToRetry() bool }
 	switch {
-	case errors.As(err, &ce), errors.As(err, &ne), pgconn.Timeout(err), pgconn.SafeToRetry(err),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+	case errors.As(err, &ce), errors.As(err, &pgconnErr),
 		errors.Is(err, driver.ErrBadConn), errors.Is(err, sql.ErrConnDone):
 		return sesame.ErrStoreUnavailable
 	}
-	// database/sql's own words for a pool that was closed, and pgx's for a dead connection.
-	if msg := err.Error(); strings.Contains(msg, "database is closed") || strings.Contains(msg, "conn closed") {
+	if strings.Contains(err.Error(), "sql: database is closed") {
+		return sesame.ErrStoreUnavailable
+	}
+	if !fromStore {
+		return nil
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return sesame.ErrStorageFull
+	case errors.As(err, &ne), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.EPIPE), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), strings.Contains(err.Error(), "conn closed"):
 		return sesame.ErrStoreUnavailable
 	}
 	return nil

@@ -1,7 +1,10 @@
 package store_test
 
 import (
+	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"fmt"
 	"io"
 	"syscall"
 	"testing"
@@ -50,8 +53,18 @@ func TestClassify(t *testing.T) {
 		{io.ErrUnexpectedEOF, sesame.ErrStoreUnavailable},
 		{syscall.ENOSPC, sesame.ErrStorageFull},
 	} {
-		if got := store.Classify(c.err); !errors.Is(got, c.want) || !errors.Is(got, c.err) {
-			t.Errorf("Classify(%v) = %v; want %v wrapping the cause", c.err, got, c.want)
+		// A plain network or I/O error may come from anywhere (an upstream call): the safety
+		// net leaves it alone; the store, which knows it came from its driver, does not.
+		if got := store.Classify(c.err); got != c.err {
+			t.Errorf("Classify(%v) = %v; want it unchanged (not known to come from the store)", c.err, got)
+		}
+		if got := store.ClassifyDriverError(c.err); !errors.Is(got, c.want) || !errors.Is(got, c.err) {
+			t.Errorf("classify(%v) = %v; want %v wrapping the cause", c.err, got, c.want)
+		}
+	}
+	for _, err := range []error{sql.ErrConnDone, driver.ErrBadConn, fmt.Errorf("store: %w", sql.ErrConnDone)} {
+		if got := store.Classify(err); !errors.Is(got, sesame.ErrStoreUnavailable) {
+			t.Errorf("Classify(%v) = %v; want store_unavailable", err, got)
 		}
 	}
 	other := errors.New("some bug")

@@ -88,7 +88,7 @@ func (s *Store) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	err = Classify(err)
+	err = classify(err, true)
 	if errors.Is(err, sesame.ErrStorageFull) {
 		s.full.Store(true)
 	}
