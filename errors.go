@@ -55,6 +55,15 @@ const (
 	// CodeEndUserNotAllowed: an anonymous call named an end user, and the function does not
 	// take one from anonymous callers (allowAnonymousEndUser).
 	CodeEndUserNotAllowed Code = "end_user_not_allowed"
+	// CodeStoreUnavailable means the database cannot be reached or refused the work for a
+	// passing reason (restarting, connections reset, busy): retry after Retry-After.
+	CodeStoreUnavailable Code = "store_unavailable"
+	// CodeStorageFull means the database's disk is full: writes fail, reads keep working.
+	// Nothing was changed; retry once space is freed.
+	CodeStorageFull Code = "storage_full"
+	// CodeRefreshInProgress means another replica is refreshing the OAuth2 token the call
+	// needs and did not finish within the wait bound: retry after Retry-After.
+	CodeRefreshInProgress Code = "refresh_in_progress"
 )
 
 // CodePrivilegeCeiling refuses a change to what a principal may do that would give or
@@ -108,7 +117,23 @@ var (
 	ErrNotFound      = &Error{Code: CodeNotFound}
 	ErrAlreadyExists = &Error{Code: CodeAlreadyExists}
 	ErrConflict      = &Error{Code: CodeConflict}
+	// ErrStoreUnavailable and ErrStorageFull are the store's retryable faults; the store
+	// wraps the driver's error in them, so errors.Is matches and clients see the code.
+	ErrStoreUnavailable = &Error{Code: CodeStoreUnavailable, RetryAfter: 2 * time.Second,
+		Message: "the database is unavailable (restarting or unreachable); nothing was changed, retry shortly"}
+	ErrStorageFull = &Error{Code: CodeStorageFull, RetryAfter: 30 * time.Second,
+		Message: "the database's disk is full; nothing was changed, reads still work, retry once space is freed"}
 )
+
+// Retryable reports whether code names a passing condition of the server (its store, a
+// lease) rather than a fault of the request: the answer is a 503 or 507 with Retry-After.
+func Retryable(code Code) bool {
+	switch code {
+	case CodeUnavailable, CodeStoreUnavailable, CodeStorageFull, CodeRefreshInProgress:
+		return true
+	}
+	return false
+}
 
 // ErrorCode returns the code of the client error in err's chain, or CodeInternal.
 func ErrorCode(err error) Code {

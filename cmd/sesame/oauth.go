@@ -19,6 +19,7 @@ type oauthFlags struct {
 	publicURL     string
 	returnURLs    string
 	refreshMargin time.Duration
+	leaseWait     time.Duration
 }
 
 // newOAuth builds the OAuth2 service. addr is the address the server listens on, the
@@ -33,6 +34,9 @@ func newOAuth(f oauthFlags, getenv func(string) string, v *vault.Vault, st *stor
 	}
 	if f.refreshMargin < 0 {
 		return nil, fmt.Errorf("--oauth-refresh-margin must not be negative")
+	}
+	if f.leaseWait < 0 {
+		return nil, fmt.Errorf("--oauth-lease-wait must not be negative")
 	}
 	public := strings.TrimRight(f.publicURL, "/")
 	if public == "" {
@@ -60,5 +64,6 @@ func newOAuth(f oauthFlags, getenv func(string) string, v *vault.Vault, st *stor
 		PublicURL: public, ReturnURLs: returns,
 		Clock: time.Now, Logger: log.With("component", "oauth"),
 		RefreshMargin: f.refreshMargin,
+		LeaseWait:     f.leaseWait,
 	}), nil
 }

@@ -68,6 +68,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
 	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
+	fs.DurationVar(&c.oauth.leaseWait, "oauth-lease-wait", envDuration(getenv, "SESAME_OAUTH_LEASE_WAIT", 10*time.Second), "how long a call waits for another replica's OAuth2 token refresh before it gets 503 refresh_in_progress (SESAME_OAUTH_LEASE_WAIT)")
 	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
 	c.apps.register(fs, getenv)
 	if err := fs.Parse(args); err != nil {
@@ -202,6 +203,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Failures:   auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
 		Gateway:    gw,
 		Ready:      st.Ping,
+		Classify:   store.Classify,
 		Rotate:     rotator(v, save),
 		OAuth:      om,
 		Apps:       appSvc, // accepts app tokens wherever API keys are

@@ -323,7 +323,8 @@ func (s *Service) VerifyToken(ctx context.Context, token string) (sesame.Princip
 	revoked, err := s.revoked.revoked(ctx, v)
 	if err != nil {
 		s.log.ErrorContext(ctx, "cannot bring app token revocations up to date", "err", err)
-		return sesame.Principal{}, sesame.Errorf(sesame.CodeUnavailable, "app tokens cannot be checked right now; retry")
+		return sesame.Principal{}, &sesame.Error{Code: sesame.CodeUnavailable, RetryAfter: sesame.ErrStoreUnavailable.RetryAfter,
+			Message: "app tokens cannot be checked right now; retry"}
 	}
 	if revoked {
 		return sesame.Principal{}, errTokenUnauthorized

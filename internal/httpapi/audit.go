@@ -263,8 +263,9 @@ func (a *auditWriter) WriteHeader(code int) {
 		for k := range a.Header() {
 			a.Header().Del(k)
 		}
-		a.s.renderError(a.ResponseWriter, a.r, sesame.Errorf(sesame.CodeUnavailable,
-			"the change could not be recorded in the audit trail, so it is not confirmed; it may have been applied: check before retrying"))
+		// Retryable (PRODUCT.md §4.9): the store went away between the change and its event.
+		a.s.renderError(a.ResponseWriter, a.r, &sesame.Error{Code: sesame.CodeUnavailable, RetryAfter: sesame.ErrStoreUnavailable.RetryAfter,
+			Message: "the change could not be recorded in the audit trail, so it is not confirmed; it may have been applied: check before retrying"})
 		return
 	}
 	a.ResponseWriter.WriteHeader(code)

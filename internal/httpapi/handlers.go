@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/sesamehq/sesame"
@@ -16,7 +17,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
-			return sesame.Errorf(sesame.CodeUnavailable, "store is not reachable")
+			if errors.Is(err, sesame.ErrStorageFull) {
+				return &sesame.Error{Code: sesame.CodeStorageFull, RetryAfter: sesame.ErrStorageFull.RetryAfter,
+					Message: "the store's disk is full: writes fail, reads still work"}
+			}
+			return &sesame.Error{Code: sesame.CodeUnavailable, Message: "store is not reachable", RetryAfter: sesame.ErrStoreUnavailable.RetryAfter}
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -207,7 +207,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			p, err = s.authenticatePrincipal(r, presented)
 			if err != nil {
 				code := sesame.ErrorCode(err)
-				if code != sesame.CodeInternal && code != sesame.CodeUnavailable {
+				if code != sesame.CodeInternal && !sesame.Retryable(code) {
 					if s.cfg.Failures != nil && code != sesame.CodeMissingPrivilege {
 						if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
 							s.authEvent(r, "blocked", source, p.KeyID, sesame.CodeRateLimited)

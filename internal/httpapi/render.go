@@ -54,6 +54,10 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeDestinationLocked:       http.StatusForbidden,
 	sesame.CodeInternal:                http.StatusInternalServerError,
 	sesame.CodeEndUserNotAllowed:       http.StatusForbidden,
+	// Retryable conditions (PRODUCT.md §4.9): never 500, always with Retry-After.
+	sesame.CodeStoreUnavailable:  http.StatusServiceUnavailable,
+	sesame.CodeStorageFull:       http.StatusServiceUnavailable,
+	sesame.CodeRefreshInProgress: http.StatusServiceUnavailable,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).
 	sesame.CodeBadRequest:          http.StatusBadRequest,
@@ -89,6 +93,9 @@ func (s *Server) handle(h handlerFunc) http.Handler {
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	id := requestIDFrom(r.Context())
 	body := errorBody{Code: sesame.CodeInternal, Message: "internal error", RequestID: id}
+	if s.cfg.Classify != nil {
+		err = s.cfg.Classify(err)
+	}
 	var e *sesame.Error
 	if errors.As(err, &e) && e.Code != sesame.CodeInternal {
 		body.Code, body.Message, body.Details = e.Code, e.Message, e.Details

@@ -45,13 +45,17 @@ type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error
 
 // Config holds the server's dependencies.
 type Config struct {
-	Vault   Vault
-	Auth    Authenticator
-	Ready   func(ctx context.Context) error // reports whether the store is reachable
-	Rotate  Rotator
-	Gateway Gateway
-	Access  *access.Service
-	Apps    AppTokens // nil: app tokens are not accepted
+	Vault Vault
+	Auth  Authenticator
+	Ready func(ctx context.Context) error // reports whether the store is reachable (and writable)
+	// Classify, when set, recognises a store fault (outage, full disk) in an error that
+	// reached the renderer without a client code, so it is answered 503, not 500
+	// (store.Classify).
+	Classify func(error) error
+	Rotate   Rotator
+	Gateway  Gateway
+	Access   *access.Service
+	Apps     AppTokens // nil: app tokens are not accepted
 	// AppService serves POST /api/v2/auth and /v1/apps/… (see apps.go); nil: those routes
 	// answer unavailable. It is usually the same service as Apps.
 	AppService AppService

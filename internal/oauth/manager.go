@@ -4,10 +4,12 @@
 // ask at once; re-authorization when the provider refuses a refresh; revocation.
 //
 // Refresh exactly once. In one process, callers of one grant share one refresh
-// (singleflight). Across processes, the refresher first claims a lease on the grant's
-// row, conditioned on the version it read; others wait for the version to move. Every
-// token write is a compare-and-swap on that version, so a refresher that lost its lease
-// can never overwrite a newer token. The refresh runs on a context detached from the
+// (singleflight). Across processes, the refresher first claims a short lease on the
+// grant's row, conditioned on the version it read, and renews it while it works (a
+// heartbeat); others wait for the version to move, at most LeaseWait, then answer 503
+// refresh_in_progress. A holder that dies stops renewing, and its lease is taken over
+// within LeaseTTL. Every token write is a compare-and-swap on that version, so a
+// refresher that lost its lease can never overwrite a newer token. The refresh runs on a context detached from the
 // caller's cancellation, and the rotated refresh token is committed before the new
 // access token is handed to anyone: a caller going away cannot lose it.
 package oauth
@@ -49,6 +51,7 @@ type Store interface {
 	CreateOAuthGrant(ctx context.Context, g sesame.OAuthGrant) error
 	UpdateOAuthGrant(ctx context.Context, g sesame.OAuthGrant, expectVersion int64) (int64, error)
 	ClaimOAuthLease(ctx context.Context, ws, cred, user, owner string, version int64, now, until time.Time) (bool, error)
+	RenewOAuthLease(ctx context.Context, ws, cred, user, owner string, until time.Time) (bool, error)
 	ReleaseOAuthLease(ctx context.Context, ws, cred, user, owner string) error
 	DeleteOAuthGrant(ctx context.Context, ws, cred, user string) error
 	CreateOAuthState(ctx context.Context, st sesame.OAuthState) error
@@ -89,9 +92,15 @@ type Config struct {
 	Clock      sesame.Clock
 	Logger     *slog.Logger
 
-	RefreshMargin   time.Duration // refresh this long before expiry (at most half the lifetime); default 60s
-	StateTTL        time.Duration // how long an authorization may take; default 10m
-	LeaseTTL        time.Duration // how long one process may hold a refresh; longer than RefreshTimeout (default: it + 15s)
+	RefreshMargin time.Duration // refresh this long before expiry (at most half the lifetime); default 60s
+	StateTTL      time.Duration // how long an authorization may take; default 10m
+	// LeaseTTL is how long a refresh lease lasts unless its holder renews it; the holder
+	// renews it every LeaseTTL/3 while it refreshes, so a dead holder's lease frees within
+	// LeaseTTL. Default 5s.
+	LeaseTTL time.Duration
+	// LeaseWait bounds how long a caller waits for another replica's refresh before it
+	// gets 503 refresh_in_progress with Retry-After. Default 10s.
+	LeaseWait       time.Duration
 	RefreshTimeout  time.Duration // bounds one refresh, waits and retries included; default 60s
 	RefreshAttempts int           // token endpoint tries on transient failures; default 3
 	RetryBase       time.Duration // first backoff between tries; default 250ms
@@ -145,12 +154,8 @@ func New(cfg Config) *Manager {
 	def(&cfg.RefreshMargin, time.Minute)
 	def(&cfg.StateTTL, 10*time.Minute)
 	def(&cfg.RefreshTimeout, time.Minute)
-	// A lease outlives the refresh it guards (which RefreshTimeout bounds), so it is
-	// never taken over while its holder may still write; a crashed holder's lease frees
-	// itself soon after.
-	if cfg.LeaseTTL <= cfg.RefreshTimeout {
-		cfg.LeaseTTL = cfg.RefreshTimeout + 15*time.Second
-	}
+	def(&cfg.LeaseTTL, 5*time.Second)
+	def(&cfg.LeaseWait, 10*time.Second)
 	def(&cfg.RetryBase, 250*time.Millisecond)
 	if cfg.RefreshAttempts <= 0 {
 		cfg.RefreshAttempts = 3
@@ -293,6 +298,7 @@ var errRetry = errors.New("oauth: grant changed; read it again")
 // case the newer token is used.
 func (m *Manager) refreshLeader(ctx context.Context, c *client, k grantKey, seen int64, force bool) (Token, error) {
 	wait := 10 * time.Millisecond
+	var waitingSince time.Time // when another process's lease first kept us out
 	for {
 		g, err := m.current(ctx, c, k)
 		if err != nil {
@@ -317,19 +323,62 @@ func (m *Manager) refreshLeader(ctx context.Context, c *client, k grantKey, seen
 			}
 			return t, err
 		}
-		// Another process holds the lease, or the version moved: look again shortly.
+		// Another process holds the lease, or the version moved: look again shortly, but
+		// not for longer than LeaseWait (a dead holder's lease frees within LeaseTTL).
+		if waitingSince.IsZero() {
+			waitingSince = time.Now()
+		}
+		if time.Since(waitingSince) >= m.cfg.LeaseWait {
+			return Token{}, m.inProgress(k)
+		}
 		if err := sleep(ctx, wait); err != nil {
-			return Token{}, sesame.Errorf(sesame.CodeUpstreamTimeout, "the OAuth2 token of credential %q is being refreshed by another replica, which did not finish in time", k.cred)
+			return Token{}, m.inProgress(k)
 		}
 		wait = min(wait*2, 500*time.Millisecond)
 	}
 }
 
-// refreshHeld refreshes g while holding its lease, and writes the result fenced by g's
-// version, which also releases the lease.
+// inProgress is the answer to a caller that waited LeaseWait for another replica's refresh.
+func (m *Manager) inProgress(k grantKey) error {
+	return &sesame.Error{Code: sesame.CodeRefreshInProgress, RetryAfter: m.cfg.LeaseTTL,
+		Message: fmt.Sprintf("the OAuth2 token of credential %q is being refreshed by another replica, which did not finish within %s; retry shortly", k.cred, m.cfg.LeaseWait)}
+}
+
+// heartbeat renews the lease on k every LeaseTTL/3 until the returned stop is called.
+func (m *Manager) heartbeat(ctx context.Context, k grantKey) (stop func()) {
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(m.cfg.LeaseTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-tick.C:
+			}
+			held, err := m.cfg.Store.RenewOAuthLease(hctx, k.ws, k.cred, k.user, m.cfg.Owner, m.now().Add(m.cfg.LeaseTTL))
+			if hctx.Err() != nil {
+				return
+			}
+			if err != nil || !held {
+				// The write that ends the refresh is fenced by the grant's version, so a lost
+				// lease costs at most a discarded token, never a lost one.
+				m.log.Warn("oauth: could not renew refresh lease", append(k.attrs(), "held", held, "err", err)...)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+// refreshHeld refreshes g while holding its lease (renewing it), and writes the result
+// fenced by g's version, which also releases the lease.
 func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesame.OAuthGrant, force bool) (t Token, err error) {
 	written := false
+	stopHeartbeat := m.heartbeat(ctx, k)
 	defer func() {
+		stopHeartbeat()
 		if !written {
 			if rerr := m.cfg.Store.ReleaseOAuthLease(context.WithoutCancel(ctx), k.ws, k.cred, k.user, m.cfg.Owner); rerr != nil {
 				m.log.Warn("oauth: could not release refresh lease; it expires by itself", append(k.attrs(), "err", rerr)...)

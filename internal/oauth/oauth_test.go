@@ -75,6 +75,10 @@ type envOptions struct {
 	clock    *clock
 	// ssrfSafe refuses token endpoints on private addresses, as production does.
 	ssrfSafe bool
+	// leaseTTL and leaseWait set the refresh lease's; realClock uses time.Now, so that
+	// leases expire.
+	leaseTTL, leaseWait time.Duration
+	realClock           bool
 }
 
 func openSQLite(t *testing.T) *store.Store {
@@ -124,11 +128,16 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err := e.v.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
+	now := e.clock.now
+	if o.realClock {
+		now = time.Now
+	}
 	e.m = oauth.New(oauth.Config{
 		Store: e.st, Vault: e.v, Keyring: e.kr, Secrets: e.v,
 		Transport: outbound.NewTransport(!o.ssrfSafe), PublicURL: publicURL,
 		ReturnURLs: []string{"https://app.example/done", "https://app.example/oauth/"},
-		Clock:      e.clock.now, Logger: log, RetryBase: time.Millisecond,
+		Clock:      now, Logger: log, RetryBase: time.Millisecond,
+		LeaseTTL: o.leaseTTL, LeaseWait: o.leaseWait,
 	})
 	return e
 }
@@ -730,6 +739,49 @@ func TestTwoProcessesOnPostgresRefreshOnce(t *testing.T) {
 	wg.Wait()
 	if ok.Load() != 200 || a.p.Refreshes() != 1 {
 		t.Fatalf("%d successes, %d refreshes; want 200 and 1", ok.Load(), a.p.Refreshes())
+	}
+}
+
+// TestLeaseHeartbeatAndBoundedWait: a live refresher keeps its short lease by renewing
+// it, so another process does not take over however long the provider takes (one token
+// request in all), and a caller whose wait bound passes first gets refresh_in_progress
+// with Retry-After. (A dead holder's lease expiring is TestFaultOAuthLeaseTakeover in
+// cmd/sesame, with a real SIGKILL.)
+func TestLeaseHeartbeatAndBoundedWait(t *testing.T) {
+	ttl := 150 * time.Millisecond
+	a := newEnv(t, envOptions{leaseTTL: ttl, leaseWait: 20 * time.Second, realClock: true})
+	b := newEnv(t, envOptions{st: a.st, kr: a.kr, p: a.p, leaseTTL: ttl, leaseWait: 20 * time.Second, realClock: true})
+	c := newEnv(t, envOptions{st: a.st, kr: a.kr, p: a.p, leaseTTL: ttl, leaseWait: 100 * time.Millisecond, realClock: true})
+	a.putCredential("cc", "client_credentials", nil)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	a.p.OnToken(func(string) {
+		if first.CompareAndSwap(false, true) {
+			close(arrived)
+			<-release
+		}
+	})
+	aDone, bDone := make(chan error, 1), make(chan error, 1)
+	go func() { _, err := tryCall(a, "cc"); aDone <- err }()
+	<-arrived
+	go func() { _, err := tryCall(b, "cc"); bDone <- err }()
+
+	_, err := tryCall(c, "cc")
+	if se := wantCode(t, err, sesame.CodeRefreshInProgress); se.RetryAfter <= 0 {
+		t.Fatalf("refresh_in_progress without Retry-After: %v", se)
+	}
+	time.Sleep(8 * ttl) // many lease lifetimes: only renewals keep a's lease
+	unblock()
+	for name, done := range map[string]chan error{"a": aDone, "b": bDone} {
+		if err := <-done; err != nil {
+			t.Fatalf("%s's call: %v", name, err)
+		}
+	}
+	if n := a.p.ClientCredentials(); n != 1 {
+		t.Fatalf("token requests = %d; want 1 (b took over a live holder's lease)", n)
 	}
 }
 

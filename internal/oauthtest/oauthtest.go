@@ -60,10 +60,11 @@ type Provider struct {
 	refreshOK []string // refresh tokens issued, for RevokeRefreshTokens
 	fail      int      // token requests still to fail
 	failCode  int
-	onRefresh func()      // runs after a refresh is answered by the server, before it is sent
-	deny      bool        // the user refuses at /authorize
-	lastForm  url.Values  // the last token request's form, secrets included (tests only)
-	lastAuth  http.Header // the last token request's headers
+	onRefresh func()                 // runs after a refresh is answered by the server, before it is sent
+	onToken   func(grantType string) // runs when a token request arrives, before it is answered
+	deny      bool                   // the user refuses at /authorize
+	lastForm  url.Values             // the last token request's form, secrets included (tests only)
+	lastAuth  http.Header            // the last token request's headers
 }
 
 // New starts a provider that stops when the test ends.
@@ -179,6 +180,14 @@ func (p *Provider) OnRefresh(fn func()) {
 	p.onRefresh = fn
 }
 
+// OnToken runs fn when a token request arrives, before it is answered; fn may block to
+// keep the request in flight (for example while the requester is killed).
+func (p *Provider) OnToken(fn func(grantType string)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.onToken = fn
+}
+
 // Deny makes the user refuse (or, with false, grant) consent at /authorize.
 func (p *Provider) Deny(deny bool) {
 	p.mu.Lock()
@@ -280,8 +289,11 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	if failing {
 		p.fail--
 	}
-	status, hook := p.failCode, p.onRefresh
+	status, hook, arrived := p.failCode, p.onRefresh, p.onToken
 	p.mu.Unlock()
+	if arrived != nil {
+		arrived(gt) // may block, to hold a refresh in flight
+	}
 	if failing {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)

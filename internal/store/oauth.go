@@ -124,6 +124,25 @@ func (s *Store) ClaimOAuthLease(ctx context.Context, ws, cred, user, owner strin
 	return claimed, err
 }
 
+// RenewOAuthLease extends owner's lease on a grant to until, if owner still holds it. It
+// reports whether owner still held it. The holder renews while it refreshes (a heartbeat),
+// so leases can be short: a holder that died stops renewing and its lease frees itself
+// within one lease time.
+func (s *Store) RenewOAuthLease(ctx context.Context, ws, cred, user, owner string, until time.Time) (bool, error) {
+	held := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE oauth_grants SET lease_until = $1
+			WHERE workspace = $2 AND cred_key = $3 AND end_user = $4 AND lease_owner = $5`, nanos(until), ws, cred, user, owner)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		held = n == 1
+		return err
+	})
+	return held, err
+}
+
 // ReleaseOAuthLease gives up owner's lease on a grant, if it still holds it.
 func (s *Store) ReleaseOAuthLease(ctx context.Context, ws, cred, user, owner string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {

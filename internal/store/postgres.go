@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -18,13 +17,22 @@ import (
 // apply each migration once.
 const migrationLock = `SELECT pg_advisory_xact_lock(7367356101)`
 
+// connectTimeout bounds a connection attempt unless the URL sets connect_timeout.
+const connectTimeout = 5 * time.Second
+
 // OpenPostgres connects to PostgreSQL at url (a postgres:// URL or key=value DSN) and
 // applies migrations.
 func OpenPostgres(ctx context.Context, url string) (*Store, error) {
-	db, err := sql.Open("pgx", url)
+	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
 	}
+	// An unreachable server (a dropped route, a host that does not answer) must turn into
+	// store_unavailable in seconds, not hang calls; connect_timeout in the URL overrides.
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	if err := db.PingContext(ctx); err != nil {

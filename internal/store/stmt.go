@@ -41,7 +41,7 @@ func (c *stmtCache) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...any) *cachedRow {
 	st, err := c.stmt(ctx, query)
 	if err != nil {
-		return &cachedRow{err: err}
+		return &cachedRow{err: classify(err, true)}
 	}
 	return &cachedRow{row: st.QueryRowContext(ctx, args...)}
 }
@@ -50,9 +50,10 @@ func (c *stmtCache) QueryRowContext(ctx context.Context, query string, args ...a
 func (c *stmtCache) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
 	st, err := c.stmt(ctx, query)
 	if err != nil {
-		return nil, err
+		return nil, classify(err, true)
 	}
-	return st.QueryContext(ctx, args...)
+	rows, err := st.QueryContext(ctx, args...)
+	return rows, classify(err, true)
 }
 
 func (c *stmtCache) close() {
@@ -74,5 +75,5 @@ func (r *cachedRow) Scan(dest ...any) error {
 	if r.err != nil {
 		return r.err
 	}
-	return r.row.Scan(dest...)
+	return classify(r.row.Scan(dest...), true)
 }

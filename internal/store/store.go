@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -24,6 +25,9 @@ type Store struct {
 	reads   *stmtCache
 	write   *sql.DB // transactions; one connection for SQLite so writers queue in Go, not in busy loops
 	dialect dialect
+	// full is set when a write found the disk full and cleared by the next committed write:
+	// readiness reports it while reads go on.
+	full atomic.Bool
 }
 
 type dialect interface {
@@ -45,16 +49,28 @@ func (s *Store) Close() error {
 	return err
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers and, after a write found the disk full, that
+// writes work again (sesame.ErrStorageFull until they do).
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	return s.reads.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+	if err := s.reads.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return s.wrap(err)
+	}
+	if s.full.Load() {
+		if err := s.probeFull(ctx); err != nil {
+			return s.wrap(err)
+		}
+	}
+	return nil
 }
+
+// StorageFull reports whether the last write found the disk full.
+func (s *Store) StorageFull() bool { return s.full.Load() }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+		return s.wrap(fmt.Errorf("store: begin: %w", err))
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
@@ -63,6 +79,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return s.wrap(fmt.Errorf("store: commit: %w", err))
 	}
+	s.full.Store(false)
 	return nil
 }
 
@@ -70,6 +87,10 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *Store) wrap(err error) error {
 	if err == nil {
 		return nil
+	}
+	err = classify(err, true)
+	if errors.Is(err, sesame.ErrStorageFull) {
+		s.full.Store(true)
 	}
 	var se *sesame.Error
 	if errors.As(err, &se) {
