@@ -48,6 +48,9 @@ const (
 	// Details["authorize_url"] says where to start.
 	CodeReauthorizationRequired Code = "reauthorization_required"
 	CodeInternal                Code = "internal"
+	// CodeAuditUnavailable: the request's audit event cannot be recorded durably (strict
+	// audit mode, or a change whose event the store refused). Retryable: 503, Retry-After.
+	CodeAuditUnavailable Code = "audit_unavailable"
 )
 
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -38,6 +39,8 @@ type serveConfig struct {
 	authFailures  int
 	oauth         oauthFlags
 	apps          appFlags
+	audit         auditFlags
+	metricsAnon   bool
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -63,7 +66,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
 	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
 	c.apps.register(fs, getenv)
+	c.audit.register(fs, getenv)
+	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.audit.check(); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -120,7 +128,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	// The audit trail (cmd/sesame/audit.go): its writer flushes on every return path, after
 	// the HTTP server has stopped and before the store closes.
-	trail, err := newAuditTrail(ctx, v, st, log)
+	trail, err := newAuditTrail(ctx, c, v, st, log)
 	if err != nil {
 		return err
 	}
@@ -172,6 +180,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
+	_, metricsHandler := newMetrics(trail)
+
 	appSvc, err := newApps(ctx, c.apps, v, st, trail, log)
 	if err != nil {
 		return err
@@ -191,6 +201,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+		// --audit strict: a request whose event cannot be made durable is refused.
+		AuditStrict:      c.audit.mode == auditStrict,
+		Metrics:          metricsHandler,
+		MetricsAnonymous: c.metricsAnon,
 	})
 
 	srv := &http.Server{
@@ -206,6 +220,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		var wg sync.WaitGroup
 		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
 		wg.Go(func() { runApps(bgCtx, appSvc, st, log) })
+		wg.Go(func() { logCheckpoints(bgCtx, trail, c.audit.checkpointEvery, log) })
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {
@@ -305,6 +320,14 @@ func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
 		}
 		return res, err
 	}
+}
+
+// envBool reads a boolean from the environment, or def when it is unset or invalid.
+func envBool(getenv func(string) string, name string, def bool) bool {
+	if b, err := strconv.ParseBool(getenv(name)); err == nil {
+		return b
+	}
+	return def
 }
 
 // envDuration reads a duration from the environment, or def when it is unset or invalid

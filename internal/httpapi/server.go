@@ -64,6 +64,14 @@ type Config struct {
 
 	// Audit serves /v1/audit (audit.go); nil: those routes answer unavailable.
 	Audit AuditTrail
+	// AuditStrict refuses (503 audit_unavailable) every request whose event cannot be
+	// recorded durably, instead of recording reads and calls in the background.
+	AuditStrict bool
+	// Metrics serves GET /metrics (Prometheus text format); nil: 404.
+	Metrics http.Handler
+	// MetricsAnonymous lets GET /metrics be scraped without a key; otherwise it needs
+	// read_audit (the metrics hold no secret, but say how busy and how healthy the server is).
+	MetricsAnonymous bool
 }
 
 // Server serves the API.

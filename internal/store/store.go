@@ -60,8 +60,19 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		_ = tx.Rollback()
 		return s.wrap(err)
 	}
+	intent, hasIntent := sesame.AuditIntentFrom(ctx)
+	if hasIntent {
+		// The change's audit event commits with the change, or neither does (§4.8).
+		if err := writeOutbox(ctx, tx, intent.ID, intent.Pending(ctx)); err != nil {
+			_ = tx.Rollback()
+			return s.wrap(fmt.Errorf("store: audit outbox: %w", err))
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(fmt.Errorf("store: commit: %w", err))
+	}
+	if hasIntent {
+		intent.MarkWritten()
 	}
 	return nil
 }
