@@ -3,8 +3,13 @@ package main
 import (
 	"database/sql"
 	"fmt"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sesamehq/sesame/internal/testpg"
 )
@@ -170,4 +175,203 @@ func TestChangeAndEventAreAtomicPostgres(t *testing.T) {
 	}, db)
 }
 
-var _ = fmt.Sprintf
+
+// requestIDs returns the events of the trail by request ID.
+func requestIDs(t *testing.T, s *testServer) map[string]map[string]any {
+	t.Helper()
+	out := map[string]map[string]any{}
+	cursor := ""
+	for {
+		q := "/v1/audit?limit=1000"
+		if cursor != "" {
+			q += "&cursor=" + cursor
+		}
+		r := mustStatus(t, s.do("GET", q, ""), 200)
+		m := r.json(t)
+		for _, it := range m["items"].([]any) {
+			ev := it.(map[string]any)
+			if id, _ := ev["request_id"].(string); id != "" {
+				out[id] = ev
+			}
+		}
+		next, _ := m["next_cursor"].(string)
+		if next == "" {
+			return out
+		}
+		cursor = next
+	}
+}
+
+// readsWithIDs makes n reads, each with its own request ID, and returns the IDs.
+func readsWithIDs(t *testing.T, s *testServer, prefix string, n int, want int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		r := s.doWith("GET", "/v1/workspaces/default/credentials", "", http.Header{"X-Request-Id": {id}})
+		if r.Status != want {
+			t.Fatalf("read %s during the outage: %d %s", id, r.Status, r.Body)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// waitForRequestIDs waits until every id has its event.
+func waitForRequestIDs(t *testing.T, s *testServer, ids []string) map[string]map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := requestIDs(t, s)
+		var missing []string
+		for _, id := range ids {
+			if got[id] == nil {
+				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events are missing after the outage, e.g. %s", len(missing), len(ids), missing[0])
+		}
+		s.do("GET", "/v1/audit?wait=200ms&action=nothing", "")
+	}
+}
+
+// metric reads one value from GET /metrics (anonymous).
+func metric(t *testing.T, s *testServer, name string) float64 {
+	t.Helper()
+	r := s.doWith("GET", "/metrics", "", http.Header{"Authorization": {"none"}, "X-Unused": {"1"}})
+	if r.Status != 200 {
+		t.Fatalf("GET /metrics: %d %s", r.Status, r.Body)
+	}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q", name, line)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metric %s is not in /metrics:\n%s", name, r.Body)
+	return 0
+}
+
+// TestAuditOutageLosesNoEventPostgres: the audit table goes away (the store cannot take
+// events) while reads go on; once it is back, every read's event is in the chain, also
+// across a restart during the outage. When the spill file fails too, the loss is written
+// into the chain as an audit.gap event that verification reports, and metrics count it.
+func TestAuditOutageLosesNoEventPostgres(t *testing.T) {
+	pgURL := testpg.URL(t)
+	data, spill := t.TempDir(), filepath.Join(t.TempDir(), "spill")
+	db := openPostgresDB(t, pgURL)
+	start := func(adminKey string) *testServer {
+		s := startServer(t, map[string]string{"SESAME_ADMIN_KEY": adminKey}, "--data", data, "--postgres", pgURL,
+			"--audit-spill-dir", spill)
+		if s.stopped {
+			t.Fatalf("server did not start: %s", s.Stderr.String())
+		}
+		if adminKey != "" {
+			s.AdminKey = adminKey
+		}
+		return s
+	}
+	s := start("")
+	admin := s.AdminKey
+	down := func() { rawExecE2E(t, db.DB, `ALTER TABLE audit_events RENAME TO audit_events_away`) }
+	up := func() { rawExecE2E(t, db.DB, `ALTER TABLE audit_events_away RENAME TO audit_events`) }
+
+	// 1. An outage while the server runs: the events are spilled, then replayed.
+	down()
+	ids := readsWithIDs(t, s, "live", 40, 200)
+	up()
+	waitForRequestIDs(t, s, ids)
+	if n := metric(t, s, "sesame_audit_spilled_total"); n < 1 {
+		t.Fatalf("sesame_audit_spilled_total = %v after an outage", n)
+	}
+
+	// 2. An outage across a restart: nothing held only in memory.
+	down()
+	ids = readsWithIDs(t, s, "restart", 40, 200)
+	if code := s.Stop(); code != 0 {
+		t.Fatalf("server exited %d", code)
+	}
+	up()
+	s = start(admin)
+	waitForRequestIDs(t, s, ids)
+
+	// 3. The store and the spill file both fail: the loss is counted and recorded.
+	mustNotErr(t, os.RemoveAll(spill))
+	mustNotErr(t, os.WriteFile(spill, []byte("not a folder"), 0o600))
+	down()
+	readsWithIDs(t, s, "lost", 25, 200)
+	up()
+	mustNotErr(t, os.Remove(spill))
+	mustNotErr(t, os.Mkdir(spill, 0o700))
+	after := readsWithIDs(t, s, "after", 1, 200)
+	waitForRequestIDs(t, s, after)
+	v := s.do("POST", "/v1/audit/verify", "").json(t)
+	if v["ok"] != true || v["lost"] == nil || v["lost"].(float64) < 25 {
+		t.Fatalf("verify after a loss: %v", v)
+	}
+	if metric(t, s, "sesame_audit_dropped_total") < 25 || metric(t, s, "sesame_audit_gap_events_total") < 1 {
+		t.Fatal("metrics do not show the loss")
+	}
+	gaps := mustStatus(t, s.do("GET", "/v1/audit?action=audit.gap", ""), 200).json(t)["items"].([]any)
+	if len(gaps) == 0 {
+		t.Fatal("no audit.gap event in the chain")
+	}
+	if n := metric(t, s, "sesame_audit_queue_depth"); n < 0 {
+		t.Fatalf("queue depth %v", n)
+	}
+}
+
+// TestAuditStrictModeRefusesUnauditedRequestsPostgres: with --audit strict, a request whose
+// event cannot be recorded durably is refused with 503 audit_unavailable and Retry-After;
+// while the spill file works, an outage of the store costs nothing.
+func TestAuditStrictModeRefusesUnauditedRequestsPostgres(t *testing.T) {
+	pgURL := testpg.URL(t)
+	spill := filepath.Join(t.TempDir(), "spill")
+	db := openPostgresDB(t, pgURL)
+	s := startServer(t, map[string]string{"SESAME_AUDIT": "strict"}, "--data", t.TempDir(), "--postgres", pgURL, "--audit-spill-dir", spill)
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	rawExecE2E(t, db.DB, `ALTER TABLE audit_events RENAME TO audit_events_away`)
+	ids := readsWithIDs(t, s, "spilled", 5, 200)
+
+	// The spill folder is moved away and a file put in its place: spilling fails.
+	mustNotErr(t, os.Rename(spill, spill+".away"))
+	mustNotErr(t, os.WriteFile(spill, []byte("not a folder"), 0o600))
+	for i := range 3 {
+		r := s.doWith("GET", "/v1/workspaces/default/credentials", "", http.Header{"X-Request-Id": {fmt.Sprintf("refused-%d", i)}})
+		if r.Status != 503 || r.json(t)["code"] != "audit_unavailable" || r.Header.Get("Retry-After") == "" {
+			t.Fatalf("strict mode, audit down: %d %v %s", r.Status, r.Header, r.Body)
+		}
+	}
+	rawExecE2E(t, db.DB, `ALTER TABLE audit_events_away RENAME TO audit_events`)
+	mustNotErr(t, os.Remove(spill))
+	mustNotErr(t, os.Rename(spill+".away", spill))
+	// The spilled events are replayed; requests get through again within seconds.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := s.doWith("GET", "/v1/workspaces/default/credentials", "", http.Header{"X-Request-Id": {"recovered"}})
+		if r.Status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strict mode after recovery: %d %s", r.Status, r.Body)
+		}
+		s.do("GET", "/v1/audit?wait=300ms&action=nothing", "")
+	}
+	waitForRequestIDs(t, s, append(ids, "recovered"))
+}
+
+func mustNotErr(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -118,7 +118,7 @@ type Log struct {
 	spillPending                 atomic.Int64
 	// unreported counts dropped events no audit.gap event has recorded yet.
 	unreported  atomic.Int64
-	degraded    atomic.Bool  // the last attempt to record durably failed (store and spill)
+	degradedAt  atomic.Int64 // unix nanos of the last failure to record durably (store and spill); 0 after a success
 	lastDropLog atomic.Int64 // unix nanos
 
 	notifyMu sync.Mutex
@@ -262,8 +262,15 @@ func (l *Log) RecordDurable(ctx context.Context, e Event) error {
 }
 
 // Degraded reports whether the trail's last attempt to make an event durable failed both
-// in the store and in the spill file: strict mode refuses requests while it is so.
-func (l *Log) Degraded() bool { return l.degraded.Load() }
+// in the store and in the spill file, less than degradedFor ago: strict mode refuses
+// requests without running them meanwhile; after that, requests try again (and probe).
+func (l *Log) Degraded() bool {
+	at := l.degradedAt.Load()
+	return at != 0 && time.Since(time.Unix(0, at)) < degradedFor
+}
+
+// degradedFor is how long a failure to record durably makes Degraded true.
+const degradedFor = 2 * time.Second
 
 func (l *Log) recordWait(ctx context.Context, e Event, spillOK bool) error {
 	if e.Time.IsZero() {
@@ -364,8 +371,26 @@ func (l *Log) run() {
 	batch := make([]item, 0, l.maxBatch)
 	events := make([]Event, 0, l.maxBatch)
 	for {
-		it, ok := <-l.ch
+		var it item
+		var ok bool
+		if l.spill != nil && l.spill.pending > 0 {
+			// Spilled events wait: retry the replay now and then even when nothing new comes.
+			t := time.NewTimer(max(time.Until(l.spill.nextTry), 50*time.Millisecond))
+			select {
+			case it, ok = <-l.ch:
+				t.Stop()
+			case <-t.C:
+				l.replay(lk)
+				continue
+			}
+		} else {
+			it, ok = <-l.ch
+		}
 		if !ok {
+			if l.spill != nil && l.spill.pending > 0 {
+				l.spill.nextTry = time.Time{}
+				l.replay(lk)
+			}
 			return
 		}
 		batch = append(batch[:0], it)
@@ -451,7 +476,7 @@ func (l *Log) appendEvents(lk *linker, events []Event, durable bool) error {
 		l.gapEvents.Add(1)
 		l.log.Warn("recorded an audit.gap event", "lost", gap)
 	}
-	l.degraded.Store(false)
+	l.degradedAt.Store(0)
 	return nil
 }
 
@@ -515,6 +540,7 @@ func (l *Log) commitStore(lk *linker, batch []item, events []Event) {
 			}
 		}
 		if durable && attempt >= syncAttempts {
+			l.degradedAt.Store(time.Now().UnixNano())
 			// The waiting changes get the error (their handlers answer with it); the rest retry.
 			kept := batch[:0]
 			for _, it := range batch {
@@ -557,7 +583,7 @@ func (l *Log) spillItems(batch []item) []item {
 		return kept
 	}
 	if err := l.spill.write(events); err != nil {
-		l.degraded.Store(true)
+		l.degradedAt.Store(time.Now().UnixNano())
 		l.log.Error("audit spill failed; events are lost", "events", len(out), "err", err)
 		for _, it := range out {
 			if it.done != nil {
@@ -567,7 +593,7 @@ func (l *Log) spillItems(batch []item) []item {
 		l.drop(len(out), "the store and the spill file both failed")
 		return kept
 	}
-	l.degraded.Store(false)
+	l.degradedAt.Store(0)
 	l.spilled.Add(int64(len(out)))
 	l.spillPending.Store(l.spill.pending)
 	for _, it := range out {
