@@ -84,11 +84,11 @@ func closeAuditTrail(ctx context.Context, trail *audit.Log, log *slog.Logger) {
 	logCheckpoint(ctx, trail, log)
 }
 
-// logCheckpoints logs a signed checkpoint of the chain's head now and every interval, so
-// that the log (kept apart from the database) can prove later that the trail was not
-// truncated: sesame audit verify --checkpoint.
+// logCheckpoints logs a signed checkpoint of the chain's head every interval (serve logs
+// one at start, closeAuditTrail one at shutdown), so that the log, kept apart from the
+// database, can prove later that the trail was not truncated: sesame audit verify
+// --checkpoint.
 func logCheckpoints(ctx context.Context, trail *audit.Log, every time.Duration, log *slog.Logger) {
-	logCheckpoint(ctx, trail, log)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

@@ -175,7 +175,6 @@ func TestChangeAndEventAreAtomicPostgres(t *testing.T) {
 	}, db)
 }
 
-
 // requestIDs returns the events of the trail by request ID.
 func requestIDs(t *testing.T, s *testServer) map[string]map[string]any {
 	t.Helper()
@@ -374,4 +373,89 @@ func mustNotErr(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// testTruncationNeedsACheckpoint: someone with write access to the database deletes the
+// newest events and puts back the head row as it was before them. The chain alone still
+// verifies (and says it cannot see this); verified against a checkpoint taken before the
+// deletion, it fails.
+func testTruncationNeedsACheckpoint(t *testing.T, s *testServer, db *auditDB) {
+	if !strings.Contains(s.Stderr.String(), "audit checkpoint: ") {
+		t.Fatalf("the server logged no checkpoint at start:\n%s", s.Stderr.String())
+	}
+	for i := range 3 {
+		mustStatus(t, s.do("PUT", fmt.Sprintf("/v1/workspaces/default/credentials/old.%d", i), `{"type":"secret","fields":{"value":"v"}}`), 201)
+	}
+	var oldSeq int64
+	var oldHash, oldMAC string
+	if err := db.QueryRow(`SELECT seq, hash, mac FROM audit_head`).Scan(&oldSeq, &oldHash, &oldMAC); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		mustStatus(t, s.do("PUT", fmt.Sprintf("/v1/workspaces/default/credentials/hidden.%d", i), `{"type":"secret","fields":{"value":"v"}}`), 201)
+	}
+	code, cp, errOut := s.cli("", "audit", "checkpoint")
+	if code != 0 || len(strings.Fields(cp)) != 3 {
+		t.Fatalf("sesame audit checkpoint: %d %q %s", code, cp, errOut)
+	}
+	cp = strings.TrimSpace(cp)
+	if code, out, errOut := s.cli("", "audit", "verify", "--checkpoint", cp); code != 0 {
+		t.Fatalf("intact chain against its checkpoint: %d %s %s", code, out, errOut)
+	}
+
+	// The attack: the newest events go, the older head row comes back.
+	rawExecE2E(t, db.DB, `DELETE FROM audit_events WHERE seq > $1`, oldSeq)
+	rawExecE2E(t, db.DB, `UPDATE audit_head SET seq = $1, hash = $2, mac = $3`, oldSeq, oldHash, oldMAC)
+
+	// Plain verification cannot see it, and says so.
+	v := s.do("POST", "/v1/audit/verify", "").json(t)
+	if v["ok"] != true || !strings.Contains(fmt.Sprint(v["note"]), "checkpoint") {
+		t.Fatalf("plain verify after truncation: %v", v)
+	}
+	if code, out, _ := s.cli("", "audit", "verify"); code != 0 || !strings.Contains(out, "note: without a checkpoint") {
+		t.Fatalf("sesame audit verify: %d %s", code, out)
+	}
+	// Against the checkpoint, given as a string, a file, or a server log holding it.
+	file := filepath.Join(t.TempDir(), "checkpoint")
+	mustNotErr(t, os.WriteFile(file, []byte(cp+"\n"), 0o600))
+	logFile := filepath.Join(t.TempDir(), "server.log")
+	mustNotErr(t, os.WriteFile(logFile, []byte(`time=2026-01-01T00:00:00Z level=INFO msg="audit checkpoint: 1 `+
+		strings.Repeat("0", 64)+" "+strings.Repeat("0", 64)+`"`+"\n"+`time=2026-01-01T00:10:00Z level=INFO msg="audit checkpoint: `+cp+`"`+"\n"), 0o600))
+	for _, arg := range []string{cp, file, logFile} {
+		code, out, errOut := s.cli("", "audit", "verify", "--checkpoint", arg)
+		if code == 0 || !strings.Contains(errOut, "truncated") {
+			t.Fatalf("verify --checkpoint %s after truncation: %d %s %s", arg, code, out, errOut)
+		}
+	}
+	r := s.do("POST", "/v1/audit/verify", `{"checkpoint":"`+cp+`"}`).json(t)
+	if r["ok"] != false || r["first_broken"].(map[string]any)["reason"] != "truncated" {
+		t.Fatalf("POST /v1/audit/verify with a checkpoint: %v", r)
+	}
+	// A checkpoint cannot be forged to match a rewritten chain: only the server's MAC counts.
+	f := strings.Fields(cp)
+	forged := fmt.Sprintf("%d %s %s", oldSeq, oldHash, f[2])
+	if r := s.do("POST", "/v1/audit/verify", `{"checkpoint":"`+forged+`"}`); r.Status != 400 || r.json(t)["code"] != "invalid_argument" {
+		t.Fatalf("forged checkpoint: %d %s", r.Status, r.Body)
+	}
+	if r := s.do("POST", "/v1/audit/verify", `{"checkpoint":"12 nothex"}`); r.Status != 400 {
+		t.Fatalf("malformed checkpoint: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestAuditTruncationDetectedByCheckpointSQLite(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, nil, "--data", data)
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	testTruncationNeedsACheckpoint(t, s, openSQLiteDB(t, data))
+}
+
+func TestAuditTruncationDetectedByCheckpointPostgres(t *testing.T) {
+	pgURL := testpg.URL(t)
+	s := startServer(t, nil, "--data", t.TempDir(), "--postgres", pgURL)
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	testTruncationNeedsACheckpoint(t, s, openPostgresDB(t, pgURL))
 }

@@ -232,6 +232,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		close(bgDone)
 	}()
 
+	logCheckpoint(ctx, trail, log)
 	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
 	if listening != nil {
 		listening(ln.Addr().String())
