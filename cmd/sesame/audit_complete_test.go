@@ -459,3 +459,37 @@ func TestAuditTruncationDetectedByCheckpointPostgres(t *testing.T) {
 	}
 	testTruncationNeedsACheckpoint(t, s, openPostgresDB(t, pgURL))
 }
+
+// TestMetricsAccess: /metrics is anonymous by default (scrapers have no key) and holds the
+// audit trail's counters; with --metrics-anonymous=false it needs read_audit.
+func TestMetricsAccess(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/m.key", `{"type":"secret","fields":{"value":"CANARY-metrics"}}`), 201)
+	r := s.doWith("GET", "/metrics", "", http.Header{"Authorization": {"Bearer "}})
+	if r.Status != 200 || !strings.Contains(r.Header.Get("Content-Type"), "text/plain") {
+		t.Fatalf("anonymous GET /metrics: %d %s", r.Status, r.Body)
+	}
+	for _, name := range []string{"sesame_audit_queue_depth", "sesame_audit_spilled_total", "sesame_audit_dropped_total",
+		"sesame_audit_gap_events_total", "sesame_audit_committed_total"} {
+		if !strings.Contains(string(r.Body), "\n"+name+" ") {
+			t.Fatalf("%s missing from /metrics:\n%s", name, r.Body)
+		}
+	}
+	if metric(t, s, "sesame_audit_committed_total") < 1 || strings.Contains(string(r.Body), "CANARY") {
+		t.Fatalf("metrics:\n%s", r.Body)
+	}
+
+	closed := startServer(t, nil, "--data", t.TempDir(), "--metrics-anonymous=false")
+	if closed.stopped {
+		t.Fatalf("server did not start: %s", closed.Stderr.String())
+	}
+	if r := closed.doWith("GET", "/metrics", "", http.Header{"Authorization": {"Bearer "}}); r.Status != 401 {
+		t.Fatalf("GET /metrics without a key when not anonymous: %d %s", r.Status, r.Body)
+	}
+	if r := closed.do("GET", "/metrics", ""); r.Status != 200 {
+		t.Fatalf("GET /metrics with the admin key: %d %s", r.Status, r.Body)
+	}
+}

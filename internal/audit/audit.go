@@ -2,12 +2,20 @@
 // event in an append-only, hash-chained log that shows any edit, deletion, reordering or
 // forgery (Verify), and that can be queried, followed and exported as JSON lines.
 //
-// There are two ways to record. Record is for the hot path (outbound calls, reads): it hands
-// the event to a background writer through a bounded buffer and returns at once; the writer
-// appends what has queued up in one transaction per batch, so a call costs no database
-// round trip of its own. RecordSync is for changes: it returns only once the event is
-// committed (batched with whatever else is queued), so a change that was acknowledged is
-// never missing from the trail.
+// There are three ways to record. Record is for the hot path (outbound calls, reads): it
+// hands the event to a background writer through a bounded buffer and returns at once,
+// never waiting on a full buffer by default; the writer appends what has queued up in one
+// transaction per batch. When the store fails, those events go to an fsynced spill file
+// (Config.SpillDir) and are replayed in order once it is back; an event that is lost all
+// the same (buffer full, spill failing) is counted and recorded in the chain by an
+// audit.gap event, which Verify reports. RecordDurable (strict mode) returns once the
+// event is committed or spilled. RecordSync is for changes: it returns only once the event
+// is committed. A change's event also commits with the change itself, through the outbox
+// that the store writes in the change's transactions (sesame.AuditIntent); rows left there
+// by a process that died are chained by the writer (drainLoop).
+//
+// Checkpoints (checkpoint.go) are signed heads kept outside the store; verifying against
+// one detects a truncated trail.
 package audit
 
 import (

@@ -278,7 +278,8 @@ func (s *Server) auditRequest(rt route, next http.Handler) http.Handler {
 		return next
 	}
 	action := auditAction(rt)
-	change := rt.method != http.MethodGet && rt.method != http.MethodHead && rt.method != anyMethod
+	change := rt.method != http.MethodGet && rt.method != http.MethodHead && rt.method != anyMethod ||
+		auditChangingGETs[rt.method+" "+rt.pattern]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ctx := audit.WithRequest(r.Context(), audit.Request{ID: requestIDFrom(r.Context()), Source: sourceOf(r), Call: &audit.Call{}})
@@ -423,6 +424,10 @@ func auditTarget(r *http.Request) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// auditChangingGETs are the GET routes that change something (the browser's redirect back
+// from an OAuth2 provider stores the grant): they are audited as changes.
+var auditChangingGETs = map[string]bool{"GET /v1/oauth/callback": true}
 
 // auditActionOverrides names the routes the rule in auditAction names badly.
 var auditActionOverrides = map[string]string{
