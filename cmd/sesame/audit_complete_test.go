@@ -285,15 +285,14 @@ func TestAuditOutageLosesNoEventPostgres(t *testing.T) {
 	// 1. An outage while the server runs: the events are spilled, then replayed.
 	down()
 	ids := readsWithIDs(t, s, "live", 40, 200)
+	waitForMetric(t, s, "sesame_audit_spilled_total", 40)
 	up()
 	waitForRequestIDs(t, s, ids)
-	if n := metric(t, s, "sesame_audit_spilled_total"); n < 1 {
-		t.Fatalf("sesame_audit_spilled_total = %v after an outage", n)
-	}
 
 	// 2. An outage across a restart: nothing held only in memory.
 	down()
 	ids = readsWithIDs(t, s, "restart", 40, 200)
+	waitForMetric(t, s, "sesame_audit_spilled_total", 80)
 	if code := s.Stop(); code != 0 {
 		t.Fatalf("server exited %d", code)
 	}
@@ -306,6 +305,7 @@ func TestAuditOutageLosesNoEventPostgres(t *testing.T) {
 	mustNotErr(t, os.WriteFile(spill, []byte("not a folder"), 0o600))
 	down()
 	readsWithIDs(t, s, "lost", 25, 200)
+	waitForMetric(t, s, "sesame_audit_dropped_total", 25)
 	up()
 	mustNotErr(t, os.Remove(spill))
 	mustNotErr(t, os.Mkdir(spill, 0o700))
@@ -366,6 +366,18 @@ func TestAuditStrictModeRefusesUnauditedRequestsPostgres(t *testing.T) {
 		s.do("GET", "/v1/audit?wait=300ms&action=nothing", "")
 	}
 	waitForRequestIDs(t, s, append(ids, "recovered"))
+}
+
+// waitForMetric waits until a metric reaches at least min.
+func waitForMetric(t *testing.T, s *testServer, name string, min float64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for metric(t, s, name) < min {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s stayed at %v, want at least %v", name, metric(t, s, name), min)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func mustNotErr(t *testing.T, err error) {
