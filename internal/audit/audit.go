@@ -376,6 +376,7 @@ func (l *Log) run() {
 	defer close(l.done)
 	defer l.cancelRun()
 	lk := &linker{keys: l.keys, now: func() Event { return Event{Time: l.clock()} }}
+	defer l.finish(lk)
 	batch := make([]item, 0, l.maxBatch)
 	events := make([]Event, 0, l.maxBatch)
 	for {
@@ -395,10 +396,6 @@ func (l *Log) run() {
 			it, ok = <-l.ch
 		}
 		if !ok {
-			if l.spill != nil && l.spill.pending > 0 {
-				l.spill.nextTry = time.Time{}
-				l.replay(lk)
-			}
 			return
 		}
 		batch = append(batch[:0], it)
@@ -532,6 +529,10 @@ func (l *Log) commitStore(lk *linker, batch []item, events []Event) {
 		}
 		l.failures.Add(1)
 		if l.runCtx.Err() != nil {
+			if l.spill != nil {
+				// Close gave up on the store: keep what may be spilled for the next start.
+				batch = l.spillItems(batch)
+			}
 			for _, it := range batch {
 				if it.done != nil {
 					it.done <- fmt.Errorf("audit: the trail closed before the event was written: %w", err)
@@ -570,6 +571,30 @@ func (l *Log) commitStore(lk *linker, batch []item, events []Event) {
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// finish runs as the writer stops: a last try to replay the spill file, then keepGap.
+func (l *Log) finish(lk *linker) {
+	if l.spill != nil && l.spill.pending > 0 && l.runCtx.Err() == nil {
+		l.spill.nextTry = time.Time{}
+		l.replay(lk)
+	}
+	l.keepGap()
+}
+
+// keepGap, as the writer stops, writes the drops no audit.gap event has recorded yet to
+// the spill file as one, so that the next start chains it.
+func (l *Log) keepGap() {
+	n := l.unreported.Load()
+	if n == 0 || l.spill == nil {
+		return
+	}
+	if err := l.spill.write([]Event{l.gapEvent(n)}); err != nil {
+		l.log.Error("audit: cannot keep the record of lost events for the next start", "lost", n, "err", err)
+		return
+	}
+	l.unreported.Add(-n)
+	l.spillPending.Store(l.spill.pending)
 }
 
 // spillItems writes the events of batch that may be spilled to the spill file and returns

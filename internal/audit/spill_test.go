@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/sesamehq/sesame/internal/audit"
 )
@@ -57,6 +58,40 @@ func TestSpilledEventsAreReplayedInOrder(t *testing.T) {
 			wantOK(t, e.verify(), 302)
 			if fi, err := os.Stat(filepath.Join(spill, "audit-spill.jsonl")); err != nil || fi.Size() != 0 {
 				t.Fatalf("spill file after the replay: %v %v", fi, err)
+			}
+		})
+	}
+}
+
+// TestDropsAreRecordedAcrossARestart: events dropped on a full buffer while the store is
+// stuck are not forgotten when the server stops before it recovers: the audit.gap event
+// goes to the spill file with the spilled events, and the next start chains both.
+func TestDropsAreRecordedAcrossARestart(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			spill := t.TempDir()
+			e := newEnv(t, b, audit.Config{Buffer: 1, Linger: -1, SpillDir: spill, AttemptTimeout: 50 * time.Millisecond})
+			unlock := e.b.lock(t, e.db)
+			for i := range 20 {
+				e.trail.Record(e.ctx, event(i))
+			}
+			if err := e.trail.Close(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			unlock()
+			s := e.trail.Stats()
+			if s.Dropped == 0 || s.Spilled+s.Dropped != 20 || s.SpillPending != s.Spilled+1 {
+				t.Fatalf("stats %+v", s)
+			}
+			e.trail = e.newTrail(e.st, audit.Config{SpillDir: spill})
+			if err := e.trail.Close(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			res := e.verify()
+			wantOK(t, res, s.Spilled+1)
+			if res.Lost != s.Dropped {
+				t.Fatalf("verify reports %d lost, want %d (%+v)", res.Lost, s.Dropped, res.Gaps)
 			}
 		})
 	}
