@@ -76,19 +76,16 @@ type AuditFilter struct {
 //
 // It carries data only: the store writes it with its own statements.
 type AuditIntent struct {
-	ID    string     // the outbox row's key
-	Event AuditEvent // action, target, workspace, request ID, source, time; the principal comes from the context
+	ID string // the outbox row's key
+	// Event is what is known before the request ends: action, target, workspace, request
+	// ID, source, time, and the principal once authenticated (SetPrincipal).
+	Event AuditEvent
 	wrote atomic.Bool
 }
 
-// Pending returns the event to keep in the outbox: the intent's event with the principal
-// that ctx carries.
-func (i *AuditIntent) Pending(ctx context.Context) AuditEvent {
-	e := i.Event
-	if p, ok := PrincipalFrom(ctx); ok {
-		e.Principal, e.UserID, e.KeyID, e.AppID = p.Kind, p.UserID, p.KeyID, p.AppID
-	}
-	return e
+// SetPrincipal records who makes the request.
+func (i *AuditIntent) SetPrincipal(p Principal) {
+	i.Event.Principal, i.Event.UserID, i.Event.KeyID, i.Event.AppID = p.Kind, p.UserID, p.KeyID, p.AppID
 }
 
 // MarkWritten records that a transaction carrying the intent committed.
@@ -102,11 +99,26 @@ type auditIntentKey struct{}
 
 // WithAuditIntent returns a context whose store transactions write i's event to the outbox.
 func WithAuditIntent(ctx context.Context, i *AuditIntent) context.Context {
-	return context.WithValue(ctx, auditIntentKey{}, i)
+	return WithAuditIntents(ctx, i)
 }
 
-// AuditIntentFrom returns the intent ctx carries.
+// WithAuditIntents is WithAuditIntent for a transaction that carries the changes of several
+// requests (group commit): it writes every one's event.
+func WithAuditIntents(ctx context.Context, is ...*AuditIntent) context.Context {
+	return context.WithValue(ctx, auditIntentKey{}, is)
+}
+
+// AuditIntentFrom returns the intent of the request ctx belongs to.
 func AuditIntentFrom(ctx context.Context) (*AuditIntent, bool) {
-	i, ok := ctx.Value(auditIntentKey{}).(*AuditIntent)
-	return i, ok && i != nil
+	is := AuditIntentsFrom(ctx)
+	if len(is) != 1 {
+		return nil, false
+	}
+	return is[0], true
+}
+
+// AuditIntentsFrom returns every intent ctx carries.
+func AuditIntentsFrom(ctx context.Context) []*AuditIntent {
+	is, _ := ctx.Value(auditIntentKey{}).([]*AuditIntent)
+	return is
 }

@@ -210,7 +210,8 @@ func TestAuditChangeKeepsItsEventInTheOutbox(t *testing.T) {
 	if err := e.db.QueryRow(`SELECT event FROM audit_outbox`).Scan(&body); err != nil {
 		t.Fatalf("the change's event is not in the outbox: %v", err)
 	}
-	if !strings.Contains(body, `"credential.put"`) || !strings.Contains(body, `"svc.key"`) || strings.Contains(body, "CANARY") {
+	if !strings.Contains(body, `"credential.put"`) || !strings.Contains(body, `"svc.key"`) || !strings.Contains(body, `"principal":"user"`) ||
+		!strings.Contains(body, `"key_id":"`) || strings.Contains(body, "CANARY") {
 		t.Fatalf("outbox event %s", body)
 	}
 }

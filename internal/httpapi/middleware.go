@@ -228,6 +228,9 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
 			info.principal = &p
 		}
+		if in, ok := sesame.AuditIntentFrom(ctx); ok {
+			in.SetPrincipal(p) // the outbox event names who made the change
+		}
 		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})
 }

@@ -34,6 +34,7 @@ var auditCases = []storeCase{
 	{"Walk/StopsAtCallbackError", testAuditWalkStops},
 	{"Outbox/WrittenWithTheChange", testAuditOutboxWithChange},
 	{"Outbox/DrainedOnceAndRemoved", testAuditOutboxDrain},
+	{"Outbox/GroupCommitWritesEveryEvent", testAuditOutboxGroupCommit},
 }
 
 func TestAuditStore(t *testing.T) {
@@ -398,7 +399,7 @@ func outboxCount(t *testing.T, e *env) int64 {
 // neither; an append of the final event removes the row.
 func testAuditOutboxWithChange(t *testing.T, e *env) {
 	in := &sesame.AuditIntent{ID: "req-1", Event: sesame.AuditEvent{Time: at(1), Action: "workspace.create", Target: "ws1"}}
-	ctx := sesame.WithAuditIntent(sesame.WithPrincipal(e.ctx, sesame.Principal{Kind: sesame.PrincipalUser, UserID: "u1"}), in)
+	ctx := sesame.WithAuditIntent(e.ctx, in)
 	must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: "ws1", CreatedAt: at(1)}))
 	must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: "ws2", CreatedAt: at(1)}))
 	if !in.Written() || outboxCount(t, e) != 1 {
@@ -417,12 +418,24 @@ func testAuditOutboxWithChange(t *testing.T, e *env) {
 	}
 }
 
+// testAuditOutboxGroupCommit: one transaction carrying several requests' changes writes
+// every request's event.
+func testAuditOutboxGroupCommit(t *testing.T, e *env) {
+	a := &sesame.AuditIntent{ID: "a", Event: sesame.AuditEvent{Time: at(1), Action: "x"}}
+	b := &sesame.AuditIntent{ID: "b", Event: sesame.AuditEvent{Time: at(1), Action: "x"}}
+	must(t, e.s.CreateWorkspace(sesame.WithAuditIntents(e.ctx, a, b), sesame.Workspace{Name: "ws1", CreatedAt: at(1)}))
+	if !a.Written() || !b.Written() || outboxCount(t, e) != 2 {
+		t.Fatalf("written %v %v, %d outbox rows, want 2", a.Written(), b.Written(), outboxCount(t, e))
+	}
+}
+
 // testAuditOutboxDrain: rows older than the cut-off are chained (principal and all) and
 // removed; newer ones wait.
 func testAuditOutboxDrain(t *testing.T, e *env) {
 	for i, name := range []string{"old", "new"} {
 		in := &sesame.AuditIntent{ID: name, Event: sesame.AuditEvent{Time: at(i * 10), Action: "workspace.create", Target: name}}
-		ctx := sesame.WithAuditIntent(sesame.WithPrincipal(e.ctx, sesame.Principal{Kind: sesame.PrincipalUser, UserID: "u7"}), in)
+		in.SetPrincipal(sesame.Principal{Kind: sesame.PrincipalUser, UserID: "u7"})
+		ctx := sesame.WithAuditIntent(e.ctx, in)
 		must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: name, CreatedAt: at(i)}))
 	}
 	fix := func(ev *sesame.AuditEvent) { ev.Detail = "unfinished" }

@@ -60,10 +60,13 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		_ = tx.Rollback()
 		return s.wrap(err)
 	}
-	intent, hasIntent := sesame.AuditIntentFrom(ctx)
-	if hasIntent {
-		// The change's audit event commits with the change, or neither does (§4.8).
-		if err := writeOutbox(ctx, tx, intent.ID, intent.Pending(ctx)); err != nil {
+	// The changes' audit events commit with the changes, or nothing does (§4.8).
+	intents := sesame.AuditIntentsFrom(ctx)
+	for _, in := range intents {
+		if in == nil {
+			continue
+		}
+		if err := writeOutbox(ctx, tx, in.ID, in.Event); err != nil {
 			_ = tx.Rollback()
 			return s.wrap(fmt.Errorf("store: audit outbox: %w", err))
 		}
@@ -71,8 +74,10 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return s.wrap(fmt.Errorf("store: commit: %w", err))
 	}
-	if hasIntent {
-		intent.MarkWritten()
+	for _, in := range intents {
+		if in != nil {
+			in.MarkWritten()
+		}
 	}
 	return nil
 }
