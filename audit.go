@@ -1,6 +1,10 @@
 package sesame
 
-import "time"
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
 
 // Audit results.
 const (
@@ -34,6 +38,9 @@ type AuditEvent struct {
 	PrevHash       string    `json:"prev_hash"`
 	Hash           string    `json:"hash"`
 	MAC            string    `json:"mac"`
+	// Outbox, when set, names the outbox row (see AuditIntent) that this event completes:
+	// the append removes that row in the same transaction. Not part of the chain.
+	Outbox string `json:"-"`
 }
 
 // AuditHead is the newest link of the audit chain, kept apart from the events so that
@@ -58,4 +65,60 @@ type AuditFilter struct {
 	BeforeSeq    int64 // if > 0, only events with seq < BeforeSeq
 	Desc         bool  // newest first
 	Limit        int
+}
+
+// AuditIntent is the audit event of a change request while it runs. The HTTP layer puts it
+// in the request's context (WithAuditIntent); every write transaction the store commits for
+// that request also writes the intent's event into the audit outbox, in the same
+// transaction, so that a committed change always has its event: either the final one that
+// the request records when it ends (which removes the outbox row as it is chained), or,
+// if the process dies first, the outbox row, which the audit writer chains later.
+//
+// It carries data only: the store writes it with its own statements.
+type AuditIntent struct {
+	ID string // the outbox row's key
+	// Event is what is known before the request ends: action, target, workspace, request
+	// ID, source, time, and the principal once authenticated (SetPrincipal).
+	Event AuditEvent
+	wrote atomic.Bool
+}
+
+// SetPrincipal records who makes the request.
+func (i *AuditIntent) SetPrincipal(p Principal) {
+	i.Event.Principal, i.Event.UserID, i.Event.KeyID, i.Event.AppID = p.Kind, p.UserID, p.KeyID, p.AppID
+}
+
+// MarkWritten records that a transaction carrying the intent committed.
+func (i *AuditIntent) MarkWritten() { i.wrote.Store(true) }
+
+// Written reports whether a transaction carrying the intent committed: the request
+// changed something, and its outbox row exists until the final event is chained.
+func (i *AuditIntent) Written() bool { return i.wrote.Load() }
+
+type auditIntentKey struct{}
+
+// WithAuditIntent returns a context whose store transactions write i's event to the outbox.
+func WithAuditIntent(ctx context.Context, i *AuditIntent) context.Context {
+	return WithAuditIntents(ctx, i)
+}
+
+// WithAuditIntents is WithAuditIntent for a transaction that carries the changes of several
+// requests (group commit): it writes every one's event.
+func WithAuditIntents(ctx context.Context, is ...*AuditIntent) context.Context {
+	return context.WithValue(ctx, auditIntentKey{}, is)
+}
+
+// AuditIntentFrom returns the intent of the request ctx belongs to.
+func AuditIntentFrom(ctx context.Context) (*AuditIntent, bool) {
+	is := AuditIntentsFrom(ctx)
+	if len(is) != 1 {
+		return nil, false
+	}
+	return is[0], true
+}
+
+// AuditIntentsFrom returns every intent ctx carries.
+func AuditIntentsFrom(ctx context.Context) []*AuditIntent {
+	is, _ := ctx.Value(auditIntentKey{}).([]*AuditIntent)
+	return is
 }

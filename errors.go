@@ -64,6 +64,9 @@ const (
 	// CodeRefreshInProgress means another replica is refreshing the OAuth2 token the call
 	// needs and did not finish within the wait bound: retry after Retry-After.
 	CodeRefreshInProgress Code = "refresh_in_progress"
+	// CodeAuditUnavailable: the request's audit event cannot be recorded durably (strict
+	// audit mode, or a change whose event the store refused). Retryable: 503, Retry-After.
+	CodeAuditUnavailable Code = "audit_unavailable"
 )
 
 // CodePrivilegeCeiling refuses a change to what a principal may do that would give or

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -42,6 +43,8 @@ type serveConfig struct {
 	limits         limitFlags
 	oauth          oauthFlags
 	apps           appFlags
+	audit          auditFlags
+	metricsAnon    bool
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -71,7 +74,12 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&c.oauth.leaseWait, "oauth-lease-wait", envDuration(getenv, "SESAME_OAUTH_LEASE_WAIT", 10*time.Second), "how long a call waits for another replica's OAuth2 token refresh before it gets 503 refresh_in_progress (SESAME_OAUTH_LEASE_WAIT)")
 	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
 	c.apps.register(fs, getenv)
+	c.audit.register(fs, getenv)
+	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := c.audit.check(); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -134,7 +142,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 	// The audit trail (cmd/sesame/audit.go): its writer flushes on every return path, after
 	// the HTTP server has stopped and before the store closes.
-	trail, err := newAuditTrail(ctx, v, st, log)
+	trail, err := newAuditTrail(ctx, c, v, st, log)
 	if err != nil {
 		return err
 	}
@@ -190,6 +198,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
+	_, metricsHandler := newMetrics(trail)
+
 	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
 		return err
@@ -213,6 +223,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
+		// --audit strict: a request whose event cannot be made durable is refused.
+		AuditStrict:      c.audit.mode == auditStrict,
+		Metrics:          metricsHandler,
+		MetricsAnonymous: c.metricsAnon,
 	})
 
 	srv := &http.Server{
@@ -228,6 +242,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		var wg sync.WaitGroup
 		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
 		wg.Go(func() { runApps(bgCtx, appSvc, st, log) })
+		wg.Go(func() { logCheckpoints(bgCtx, trail, c.audit.checkpointEvery, log) })
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {
@@ -239,6 +254,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		close(bgDone)
 	}()
 
+	logCheckpoint(ctx, trail, log)
 	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
 	if listening != nil {
 		listening(ln.Addr().String())
@@ -327,6 +343,14 @@ func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
 		}
 		return res, err
 	}
+}
+
+// envBool reads a boolean from the environment, or def when it is unset or invalid.
+func envBool(getenv func(string) string, name string, def bool) bool {
+	if b, err := strconv.ParseBool(getenv(name)); err == nil {
+		return b
+	}
+	return def
 }
 
 // envDuration reads a duration from the environment, or def when it is unset or invalid

@@ -25,8 +25,9 @@ type recordBatcher struct {
 }
 
 type pendingRecord struct {
-	t    sesame.AppToken
-	done chan error // receives the outcome, or errYouWrite
+	t      sesame.AppToken
+	intent *sesame.AuditIntent // the audit event of the request that issues it (nil outside requests)
+	done   chan error          // receives the outcome, or errYouWrite
 }
 
 // maxBatch bounds one transaction.
@@ -38,7 +39,8 @@ var errYouWrite = errors.New("apps: take over writing token records")
 func (b *recordBatcher) record(ctx context.Context, t sesame.AppToken) error {
 	done := make(chan error, 1)
 	b.mu.Lock()
-	b.pending = append(b.pending, pendingRecord{t: t, done: done})
+	intent, _ := sesame.AuditIntentFrom(ctx)
+	b.pending = append(b.pending, pendingRecord{t: t, intent: intent, done: done})
 	if b.writing {
 		b.mu.Unlock()
 		// Waiting does not watch ctx: a caller handed the writer's role must take it, and a
@@ -64,10 +66,16 @@ func (b *recordBatcher) record(ctx context.Context, t sesame.AppToken) error {
 		b.pending = b.pending[n:]
 		b.mu.Unlock()
 		ts := make([]sesame.AppToken, len(batch))
+		var intents []*sesame.AuditIntent
 		for i, p := range batch {
 			ts[i] = p.t
+			if p.intent != nil {
+				intents = append(intents, p.intent)
+			}
 		}
-		err := b.write(wctx, ts)
+		// Every caller's audit event commits with its token (PRODUCT.md §4.8), not only
+		// the writer's.
+		err := b.write(sesame.WithAuditIntents(wctx, intents...), ts)
 		for _, p := range batch {
 			if p.done == done {
 				mine, written = err, true

@@ -546,7 +546,8 @@ func TestRecordDoesNotWaitForTheDatabase(t *testing.T) {
 }
 
 // TestRecordDropsWhenFullAndCounts: with a tiny buffer and the database locked, Record waits
-// BlockFor, then drops and counts; nothing is lost without being counted.
+// BlockFor, then drops and counts; nothing is lost without being counted, and the count is
+// written into the chain as an audit.gap event.
 func TestRecordDropsWhenFullAndCounts(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -561,10 +562,15 @@ func TestRecordDropsWhenFullAndCounts(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := e.trail.Stats()
-			if s.Dropped == 0 || s.Committed+s.Dropped != 20 || int64(e.count()) != s.Committed {
+			if s.Dropped == 0 || s.Committed+s.Dropped != 20 || s.GapEvents != 1 || int64(e.count()) != s.Committed+s.GapEvents {
 				t.Fatalf("stats %+v with %d events stored", s, e.count())
 			}
-			wantOK(t, e.verify(), s.Committed)
+			// The loss is in the chain: verification reports the gap and its size.
+			res := e.verify()
+			wantOK(t, res, s.Committed+1)
+			if res.Lost != s.Dropped || len(res.Gaps) != 1 {
+				t.Fatalf("verify reports lost %d in %v, want %d", res.Lost, res.Gaps, s.Dropped)
+			}
 		})
 	}
 }

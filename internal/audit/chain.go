@@ -36,12 +36,14 @@ const maxField = 1024
 
 // Break reasons: what Verify found at the first broken link.
 const (
-	ReasonMissing      = "missing"            // a gap in seq: events were deleted
-	ReasonPrevMismatch = "prev_hash_mismatch" // the link to the predecessor is wrong: events were reordered or inserted
-	ReasonHashMismatch = "hash_mismatch"      // the event's content does not match its hash: it was edited
-	ReasonMACMismatch  = "mac_mismatch"       // the hash was recomputed without the server's key: a forged event
-	ReasonVersion      = "unknown_version"    // an encoding version this server does not know
-	ReasonHead         = "head_mismatch"      // the head does not match the newest event: the tail was deleted or forged
+	ReasonMissing      = "missing"             // a gap in seq: events were deleted
+	ReasonPrevMismatch = "prev_hash_mismatch"  // the link to the predecessor is wrong: events were reordered or inserted
+	ReasonHashMismatch = "hash_mismatch"       // the event's content does not match its hash: it was edited
+	ReasonMACMismatch  = "mac_mismatch"        // the hash was recomputed without the server's key: a forged event
+	ReasonVersion      = "unknown_version"     // an encoding version this server does not know
+	ReasonHead         = "head_mismatch"       // the head does not match the newest event: the tail was deleted or forged
+	ReasonTruncated    = "truncated"           // the chain ends before a checkpoint's seq: the newest events were deleted
+	ReasonCheckpoint   = "checkpoint_mismatch" // the event at a checkpoint's seq has another hash: the chain was rewritten
 )
 
 // actionHeadInvalid is the event the appender records when it finds the head row
@@ -228,6 +230,23 @@ type VerifyResult struct {
 	Events      int64   `json:"events"` // how many events the chain holds
 	Head        Head    `json:"head"`
 	FirstBroken *Broken `json:"first_broken,omitempty"`
+	// Checkpoint is the checkpoint verified against, if one was given.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+	// Gaps are the audit.gap events: where the trail itself records that events were lost.
+	Gaps []Gap `json:"gaps,omitempty"`
+	// Lost is the sum of the events the gaps record.
+	Lost int64 `json:"lost,omitempty"`
+	// PendingChanges counts change events in the outbox, not chained yet.
+	PendingChanges int64 `json:"pending_changes,omitempty"`
+	// Note says what this verification could not check.
+	Note string `json:"note,omitempty"`
+}
+
+// Gap is an audit.gap event: the trail records that events were lost there.
+type Gap struct {
+	Seq    int64  `json:"seq"`
+	Lost   int64  `json:"lost"`
+	Detail string `json:"detail"`
 }
 
 // Head is the newest link as Verify found it.
@@ -247,6 +266,11 @@ type verifier struct {
 	buf    []byte
 	mac    hash.Hash // HMAC under the chain key, reset for each event
 	sum    []byte
+
+	checkpoint     *Checkpoint
+	checkpointSeen bool
+	gaps           []Gap
+	lost           int64
 }
 
 func newVerifier(k keys) *verifier {
@@ -297,6 +321,19 @@ func (v *verifier) add(e *sesame.AuditEvent) {
 			v.fail(e.Seq, ReasonMACMismatch, "event %d does not carry the server's MAC: it was forged", e.Seq)
 		case e.Action == actionHeadInvalid:
 			v.fail(e.Seq, ReasonHead, "event %d records that the head was found rewritten before it: %s", e.Seq, e.Detail)
+		case e.Action == ActionGap:
+			var n int64
+			_, _ = fmt.Sscanf(e.Detail, "%d", &n)
+			v.lost += n
+			if len(v.gaps) < 100 {
+				v.gaps = append(v.gaps, Gap{Seq: e.Seq, Lost: n, Detail: e.Detail})
+			}
+		}
+	}
+	if cp := v.checkpoint; cp != nil && e.Seq == cp.Seq {
+		v.checkpointSeen = true
+		if e.Hash != cp.Hash {
+			v.fail(e.Seq, ReasonCheckpoint, "event %d does not have the hash the checkpoint records: the chain was rewritten after the checkpoint was taken", e.Seq)
 		}
 	}
 	v.next, v.prev = e.Seq+1, e.Hash
@@ -318,5 +355,13 @@ func (v *verifier) result() VerifyResult {
 			v.fail(last, ReasonHead, "%s", p)
 		}
 	}
-	return VerifyResult{OK: v.broken == nil, Events: v.events, Head: Head{Seq: v.head.Seq, Hash: v.head.Hash}, FirstBroken: v.broken}
+	if cp := v.checkpoint; cp != nil && !v.checkpointSeen && cp.Seq > 0 {
+		if last < cp.Seq {
+			v.fail(last+1, ReasonTruncated, "the chain ends at seq %d but the checkpoint records seq %d: the newest events were deleted and the head put back", last, cp.Seq)
+		} else {
+			v.fail(cp.Seq, ReasonTruncated, "event %d, which the checkpoint records, is missing", cp.Seq)
+		}
+	}
+	return VerifyResult{OK: v.broken == nil, Events: v.events, Head: Head{Seq: v.head.Seq, Hash: v.head.Hash}, FirstBroken: v.broken,
+		Checkpoint: v.checkpoint, Gaps: v.gaps, Lost: v.lost}
 }

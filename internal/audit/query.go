@@ -15,7 +15,15 @@ import (
 // a MAC that does not match (a forged event), or a head that does not match the newest
 // event (deleted or forged newest events).
 func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
+	return l.verify(ctx, nil)
+}
+
+// limitsNote says what a verification without a checkpoint cannot see.
+const limitsNote = "without a checkpoint, verification cannot tell a truncated trail (the newest events deleted and an older head row put back) from a shorter one: pass a checkpoint kept outside the store (sesame audit checkpoint, or the server log's \"audit checkpoint:\" lines)"
+
+func (l *Log) verify(ctx context.Context, cp *Checkpoint) (VerifyResult, error) {
 	v := newVerifier(l.keys)
+	v.checkpoint = cp
 	err := l.store.WalkAudit(ctx, func(h sesame.AuditHead) error {
 		v.setHead(h)
 		return nil
@@ -27,6 +35,12 @@ func (l *Log) Verify(ctx context.Context) (VerifyResult, error) {
 		return VerifyResult{}, err
 	}
 	res := v.result()
+	if cp == nil {
+		res.Note = limitsNote
+	}
+	if n, err := l.store.CountAuditOutbox(ctx); err == nil {
+		res.PendingChanges = n
+	}
 	if !res.OK {
 		l.log.Error("audit chain is broken", "seq", res.FirstBroken.Seq, "reason", res.FirstBroken.Reason, "detail", res.FirstBroken.Detail)
 	}

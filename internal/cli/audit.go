@@ -19,7 +19,9 @@ import (
 const auditUsage = `usage:
   sesame audit list   [FILTERS] [--limit N] [--asc] [--json]   newest first (oldest first with --asc)
   sesame audit tail   [FILTERS] [-n N]                         the last N events, then follow until interrupted
-  sesame audit verify [--json]                                 check the hash chain; exit status 1 if broken
+  sesame audit verify [--checkpoint FILE|CHECKPOINT] [--json]   check the hash chain (and that it still reaches the
+                                                               checkpoint: not truncated); exit status 1 if broken
+  sesame audit checkpoint [--json]                             print a signed checkpoint of the head, to keep outside the store
   sesame audit export [FILTERS] [--out FILE]                   every matching event as JSON lines
 FILTERS: -w WS  --user ID  --key-id ID  --app ID  --principal user|app|anonymous
          --action ACTION (a prefix with *: credential.*)  --result ok|denied|error
@@ -102,6 +104,7 @@ func auditCommand(ctx context.Context, c *client, args []string) error {
 	asc := fs.Bool("asc", false, "list: oldest first")
 	n := fs.Int("n", 10, "tail: how many past events to show first")
 	out := fs.String("out", "", "export: write to FILE (mode 0600) instead of standard output")
+	checkpoint := fs.String("checkpoint", "", "verify: a checkpoint (\"<seq> <hash> <mac>\"), or a FILE holding one (a saved checkpoint or a server log: its last \"audit checkpoint:\" line counts)")
 	pos, err := parse(fs, args[1:])
 	if err != nil {
 		return err
@@ -119,7 +122,9 @@ func auditCommand(ctx context.Context, c *client, args []string) error {
 	case "tail", "follow":
 		return c.auditTail(ctx, q, *n)
 	case "verify":
-		return c.auditVerify(ctx)
+		return c.auditVerify(ctx, *checkpoint)
+	case "checkpoint":
+		return c.auditCheckpoint(ctx)
 	case "export":
 		return c.auditExport(ctx, q, *out)
 	}
@@ -293,14 +298,31 @@ type auditVerifyResult struct {
 		Reason string `json:"reason"`
 		Detail string `json:"detail"`
 	} `json:"first_broken"`
+	Checkpoint *struct {
+		Seq int64 `json:"seq"`
+	} `json:"checkpoint"`
+	Gaps []struct {
+		Seq int64 `json:"seq"`
+	} `json:"gaps"`
+	Lost           int64  `json:"lost"`
+	PendingChanges int64  `json:"pending_changes"`
+	Note           string `json:"note"`
 }
 
 // ErrAuditBroken is returned by `sesame audit verify` when the chain is broken.
 var ErrAuditBroken = errors.New("the audit trail's hash chain is broken")
 
-func (c *client) auditVerify(ctx context.Context) error {
+func (c *client) auditVerify(ctx context.Context, checkpoint string) error {
+	var body any
+	if checkpoint != "" {
+		cp, err := readCheckpoint(checkpoint)
+		if err != nil {
+			return err
+		}
+		body = map[string]string{"checkpoint": cp}
+	}
 	var raw json.RawMessage
-	if err := c.do(ctx, http.MethodPost, "/v1/audit/verify", nil, nil, &raw); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/v1/audit/verify", nil, body, &raw); err != nil {
 		return err
 	}
 	var res auditVerifyResult
@@ -313,6 +335,19 @@ func (c *client) auditVerify(ctx context.Context) error {
 		}
 	} else if res.OK {
 		fmt.Fprintf(c.env.Stdout, "ok: %d events, head seq %d, hash %s\n", res.Events, res.Head.Seq, res.Head.Hash)
+		if res.Checkpoint != nil {
+			fmt.Fprintf(c.env.Stdout, "the chain still reaches the checkpoint at seq %d: not truncated before it\n", res.Checkpoint.Seq)
+		}
+		if res.Lost > 0 {
+			fmt.Fprintf(c.env.Stdout, "warning: %d event(s) were lost, as %d audit.gap event(s) in the chain record (first at seq %d)\n",
+				res.Lost, len(res.Gaps), res.Gaps[0].Seq)
+		}
+		if res.PendingChanges > 0 {
+			fmt.Fprintf(c.env.Stdout, "%d change event(s) wait in the outbox to be chained\n", res.PendingChanges)
+		}
+		if res.Note != "" {
+			fmt.Fprintf(c.env.Stdout, "note: %s\n", res.Note)
+		}
 	}
 	if res.OK {
 		return nil
@@ -321,6 +356,45 @@ func (c *client) auditVerify(ctx context.Context) error {
 		return ErrAuditBroken
 	}
 	return fmt.Errorf("%w: first broken link at seq %d: %s (%s)", ErrAuditBroken, res.FirstBroken.Seq, res.FirstBroken.Reason, res.FirstBroken.Detail)
+}
+
+// readCheckpoint returns the checkpoint text of arg: a file's content if arg names a
+// file (the server parses out its last "audit checkpoint:" line), else arg itself.
+func readCheckpoint(arg string) (string, error) {
+	if fi, err := os.Stat(arg); err == nil && fi.Mode().IsRegular() {
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return "", err
+		}
+		text := string(b)
+		if i := strings.LastIndex(text, "audit checkpoint: "); i >= 0 {
+			text = text[i:]
+			if j := strings.IndexByte(text, '\n'); j >= 0 {
+				text = text[:j]
+			}
+		}
+		return strings.TrimSpace(text), nil
+	}
+	return strings.TrimSpace(arg), nil
+}
+
+// auditCheckpoint prints a signed checkpoint of the chain's head.
+func (c *client) auditCheckpoint(ctx context.Context) error {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/v1/audit/checkpoint", nil, nil, &raw); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printRaw(raw)
+	}
+	var cp struct {
+		Checkpoint string `json:"checkpoint"`
+	}
+	if err := json.Unmarshal(raw, &cp); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.env.Stdout, cp.Checkpoint)
+	return nil
 }
 
 // auditExport streams the JSON-lines export to stdout or a new file. A transfer the server

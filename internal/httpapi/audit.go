@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"io"
 	"mime"
 	"net/http"
@@ -22,6 +24,12 @@ type AuditTrail interface {
 	Verify(ctx context.Context) (audit.VerifyResult, error)
 	Record(ctx context.Context, e audit.Event)
 	RecordSync(ctx context.Context, e audit.Event) error
+	// RecordDurable returns once e is committed or spilled to the local file (strict mode).
+	RecordDurable(ctx context.Context, e audit.Event) error
+	// Degraded reports that events cannot currently be recorded durably at all.
+	Degraded() bool
+	Checkpoint(ctx context.Context) (audit.Checkpoint, error)
+	VerifyCheckpoint(ctx context.Context, cp *audit.Checkpoint) (audit.VerifyResult, error)
 	HMAC(value string) string
 }
 
@@ -195,11 +203,29 @@ func (l *lazyWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// verifyAudit verifies the chain; with {"checkpoint": "<seq> <hash> <mac>"} also that the
+// chain still reaches that checkpoint (truncation).
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Audit == nil {
 		return sesame.Errorf(sesame.CodeUnavailable, "the audit trail is not enabled on this server")
 	}
-	res, err := s.cfg.Audit.Verify(r.Context())
+	var req struct {
+		Checkpoint string `json:"checkpoint"`
+	}
+	if r.ContentLength != 0 {
+		if err := s.decodeJSON(w, r, &req); err != nil {
+			return err
+		}
+	}
+	var cp *audit.Checkpoint
+	if req.Checkpoint != "" {
+		c, err := audit.ParseCheckpoint(req.Checkpoint)
+		if err != nil {
+			return err
+		}
+		cp = &c
+	}
+	res, err := s.cfg.Audit.VerifyCheckpoint(r.Context(), cp)
 	if err != nil {
 		return err
 	}
@@ -207,35 +233,81 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// auditCheckpoint returns the current head, signed, to keep outside the store.
+func (s *Server) auditCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Audit == nil {
+		return sesame.Errorf(sesame.CodeUnavailable, "the audit trail is not enabled on this server")
+	}
+	cp, err := s.cfg.Audit.Checkpoint(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"seq": cp.Seq, "hash": cp.Hash, "mac": cp.MAC, "checkpoint": cp.String()})
+	return nil
+}
+
+// metrics serves the Prometheus registry.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.Metrics == nil {
+		return sesame.Errorf(sesame.CodeRouteNotFound, "metrics are not enabled on this server")
+	}
+	s.cfg.Metrics.ServeHTTP(w, r)
+	return nil
+}
+
 // --- recording requests ---
 
 // auditRequest records every request to rt in the audit trail, one event each. It wraps
 // the route outside guard, so that refused requests are recorded too. Reads, calls and the
-// proxy are recorded with Record (no database round trip on the request's path). Changes
-// (any other method) are recorded with RecordSync when the handler sends its status, before
-// anything reaches the client: a change is never acknowledged without its event. If that
-// fails, the client gets 503 unavailable instead of the handler's answer.
+// proxy are recorded with Record (no database round trip on the request's path), or, in
+// strict mode (Config.AuditStrict), durably before the answer is sent. Changes (any other
+// method) carry an audit intent (sesame.AuditIntent): every store transaction they commit
+// writes their event to the outbox in the same transaction, so a change never commits
+// without its event; when the handler sends its status, the final event is chained with
+// RecordSync (removing the outbox row) before anything reaches the client. If a change's
+// event cannot be made durable at all, the client gets 503 audit_unavailable instead of
+// the handler's answer.
 //
 // It also puts the request's ID and source address in the context (audit.WithRequest), so
 // the gateway's events for the outbound calls name the request they belong to.
 func (s *Server) auditRequest(rt route, next http.Handler) http.Handler {
 	// Probes are not events, and neither are reads of the trail itself: a follower polling
 	// the trail (sesame audit tail) would otherwise fill it with its own reads.
-	if s.cfg.Audit == nil || rt.pattern == "/healthz" || rt.pattern == "/readyz" || strings.HasPrefix(rt.pattern, "/v1/audit") {
+	if s.cfg.Audit == nil || rt.pattern == "/healthz" || rt.pattern == "/readyz" || rt.pattern == "/metrics" ||
+		strings.HasPrefix(rt.pattern, "/v1/audit") {
 		return next
 	}
 	action := auditAction(rt)
-	change := rt.method != http.MethodGet && rt.method != http.MethodHead && rt.method != anyMethod
+	change := rt.method != http.MethodGet && rt.method != http.MethodHead && rt.method != anyMethod ||
+		auditChangingGETs[rt.method+" "+rt.pattern]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		ctx := audit.WithRequest(r.Context(), audit.Request{ID: requestIDFrom(r.Context()), Source: sourceOf(r), Call: &audit.Call{}})
+		var intent *sesame.AuditIntent
+		if change {
+			id := make([]byte, 16)
+			_, _ = rand.Read(id)
+			intent = &sesame.AuditIntent{ID: hex.EncodeToString(id), Event: sesame.AuditEvent{
+				Time: start, Action: action, Target: auditTarget(r), Workspace: r.PathValue("ws"),
+				RequestID: requestIDFrom(r.Context()), Source: sourceOf(r)}}
+			ctx = sesame.WithAuditIntent(ctx, intent)
+		}
 		r = r.WithContext(ctx)
-		aw := &auditWriter{ResponseWriter: w, s: s, r: r, action: action, change: change, start: time.Now()}
+		if s.cfg.AuditStrict && s.cfg.Audit.Degraded() {
+			// Strict mode: nothing runs that could not be audited.
+			s.renderError(w, r, errAuditUnavailable)
+			return
+		}
+		aw := &auditWriter{ResponseWriter: w, s: s, r: r, action: action, change: change, intent: intent, start: start}
 		next.ServeHTTP(aw, r)
 		if !aw.recorded { // the handler wrote nothing: net/http sends 200
-			aw.record(http.StatusOK)
+			aw.WriteHeader(http.StatusOK)
 		}
 	})
 }
+
+var errAuditUnavailable = &sesame.Error{Code: sesame.CodeAuditUnavailable, RetryAfter: 5 * time.Second,
+	Message: "the audit trail cannot record this request right now, and this server does not act unaudited; retry later"}
 
 // auditWriter records the request when the handler sends the status line.
 type auditWriter struct {
@@ -244,6 +316,7 @@ type auditWriter struct {
 	r        *http.Request
 	action   string
 	change   bool
+	intent   *sesame.AuditIntent // change requests
 	start    time.Time
 	recorded bool
 	swallow  bool // the event could not be committed: the handler's answer is replaced
@@ -258,14 +331,22 @@ func (a *auditWriter) WriteHeader(code int) {
 	}
 	if err := a.record(code); err != nil {
 		a.swallow = true
-		a.s.log.ErrorContext(a.r.Context(), "audit event not recorded; refusing to acknowledge the change",
+		a.s.log.ErrorContext(a.r.Context(), "audit event not recorded; refusing to answer",
 			logRequestID, requestIDFrom(a.r.Context()), "err", err)
 		for k := range a.Header() {
 			a.Header().Del(k)
 		}
-		// Retryable (PRODUCT.md §4.9): the store went away between the change and its event.
-		a.s.renderError(a.ResponseWriter, a.r, &sesame.Error{Code: sesame.CodeUnavailable, RetryAfter: sesame.ErrStoreUnavailable.RetryAfter,
-			Message: "the change could not be recorded in the audit trail, so it is not confirmed; it may have been applied: check before retrying"})
+		msg := errAuditUnavailable.Message
+		if a.change {
+			msg = "the change could not be recorded in the audit trail, so it is not confirmed; it may have been applied: check before retrying"
+		}
+		// The trail is in the store: when the store itself is down or full, say that (the
+		// same retryable 503 every other store-backed call gives).
+		code := sesame.CodeAuditUnavailable
+		if c := sesame.ErrorCode(err); c == sesame.CodeStoreUnavailable || c == sesame.CodeStorageFull {
+			code = c
+		}
+		a.s.renderError(a.ResponseWriter, a.r, &sesame.Error{Code: code, Message: msg, RetryAfter: errAuditUnavailable.RetryAfter})
 		return
 	}
 	a.ResponseWriter.WriteHeader(code)
@@ -283,7 +364,8 @@ func (a *auditWriter) Write(b []byte) (int, error) {
 
 func (a *auditWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
-// record builds the event and records it; for a successful change it waits for the commit.
+// record builds the event and records it; for a change (and in strict mode, for every
+// request) it waits until the event is durable.
 func (a *auditWriter) record(status int) error {
 	a.recorded = true
 	r := a.r
@@ -316,10 +398,25 @@ func (a *auditWriter) record(status int) error {
 			e.Detail = "credential " + a.s.cfg.Audit.HMAC(presented)
 		}
 	}
-	if a.change && status < 400 {
-		return a.s.cfg.Audit.RecordSync(r.Context(), e)
+	ctx := r.Context()
+	if a.intent != nil && a.intent.Written() {
+		// The request changed something, and its event already committed with the change
+		// (in the outbox). The final event replaces it; if that fails now, the outbox row
+		// is chained later, so the answer stands.
+		e.Outbox = a.intent.ID
+		if err := a.s.cfg.Audit.RecordSync(ctx, e); err != nil {
+			a.s.log.WarnContext(ctx, "audit: the change's final event is not chained yet; its outbox event will be",
+				logRequestID, requestIDFrom(ctx), "err", err)
+		}
+		return nil
 	}
-	a.s.cfg.Audit.Record(r.Context(), e)
+	if a.change && status < 400 {
+		return a.s.cfg.Audit.RecordSync(ctx, e)
+	}
+	if a.s.cfg.AuditStrict {
+		return a.s.cfg.Audit.RecordDurable(ctx, e)
+	}
+	a.s.cfg.Audit.Record(ctx, e)
 	return nil
 }
 
@@ -333,6 +430,10 @@ func auditTarget(r *http.Request) string {
 	}
 	return strings.Join(parts, "/")
 }
+
+// auditChangingGETs are the GET routes that change something (the browser's redirect back
+// from an OAuth2 provider stores the grant): they are audited as changes.
+var auditChangingGETs = map[string]bool{"GET /v1/oauth/callback": true}
 
 // auditActionOverrides names the routes the rule in auditAction names badly.
 var auditActionOverrides = map[string]string{

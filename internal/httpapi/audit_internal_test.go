@@ -191,7 +191,10 @@ func TestAuditChangeIsCommittedBeforeItIsAcknowledged(t *testing.T) {
 	}
 }
 
-func TestAuditChangeNotAcknowledgedWithoutItsEvent(t *testing.T) {
+// TestAuditChangeKeepsItsEventInTheOutbox: when the final event cannot be chained (the
+// trail is closed), the change is still acknowledged only because its event committed
+// with it, in the outbox, to be chained later.
+func TestAuditChangeKeepsItsEventInTheOutbox(t *testing.T) {
 	e := newRecordingEnv(t)
 	rt := route{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/credentials/{key}", h: e.s.putCredential, privileges: credentials}
 	h := e.mount(rt)
@@ -199,8 +202,34 @@ func TestAuditChangeNotAcknowledgedWithoutItsEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := httptest.NewRecorder()
-	e.serve(h, w, e.admin, http.MethodPut, "/v1/workspaces/default/credentials/svc.key", `{"type":"secret","fields":{"value":"v"}}`)
-	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"unavailable"`) || strings.Contains(w.Body.String(), "svc.key") {
+	e.serve(h, w, e.admin, http.MethodPut, "/v1/workspaces/default/credentials/svc.key", `{"type":"secret","fields":{"value":"CANARY-outbox"}}`)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", w.Code, w.Body)
+	}
+	var body string
+	if err := e.db.QueryRow(`SELECT event FROM audit_outbox`).Scan(&body); err != nil {
+		t.Fatalf("the change's event is not in the outbox: %v", err)
+	}
+	if !strings.Contains(body, `"credential.put"`) || !strings.Contains(body, `"svc.key"`) || !strings.Contains(body, `"principal":"user"`) ||
+		!strings.Contains(body, `"key_id":"`) || strings.Contains(body, "CANARY") {
+		t.Fatalf("outbox event %s", body)
+	}
+}
+
+// TestAuditChangeNotAcknowledgedWithoutItsEvent: a change request that wrote nothing the
+// outbox could carry (here: the trail is closed and the handler fails to store nothing)
+// is answered 503 audit_unavailable when its event cannot be committed.
+func TestAuditChangeNotAcknowledgedWithoutItsEvent(t *testing.T) {
+	e := newRecordingEnv(t)
+	rt := route{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/noop", privileges: credentials,
+		h: func(w http.ResponseWriter, r *http.Request) error { w.WriteHeader(http.StatusNoContent); return nil }}
+	h := e.mount(rt)
+	if err := e.trail.Close(context.Background()); err != nil { // RecordSync now fails
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	e.serve(h, w, e.admin, http.MethodPost, "/v1/workspaces/default/noop", "")
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"audit_unavailable"`) || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("a change without its event was answered %d %s", w.Code, w.Body)
 	}
 }

@@ -238,6 +238,9 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			// Authenticated: its body may take as long as it needs (the proxy streams uploads).
 			liftBodyDeadline(w)
 		}
+		if in, ok := sesame.AuditIntentFrom(ctx); ok {
+			in.SetPrincipal(p) // the outbox event names who made the change
+		}
 		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})
 }

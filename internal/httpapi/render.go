@@ -42,6 +42,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodePayloadTooLarge:      http.StatusRequestEntityTooLarge,
 	sesame.CodeUnsupportedMediaType: http.StatusUnsupportedMediaType,
 	sesame.CodeUnavailable:          http.StatusServiceUnavailable,
+	sesame.CodeAuditUnavailable:     http.StatusServiceUnavailable,
 	sesame.CodeRateLimited:          http.StatusTooManyRequests,
 	sesame.CodeForbiddenAddress:     http.StatusForbidden,
 	sesame.CodeUpstreamError:        http.StatusBadGateway,

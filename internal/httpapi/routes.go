@@ -40,6 +40,8 @@ func (s *Server) routes() []route {
 	return []route{
 		{method: http.MethodGet, pattern: "/healthz", anonymous: true, uncapped: true, h: s.healthz},
 		{method: http.MethodGet, pattern: "/readyz", anonymous: true, uncapped: true, h: s.readyz},
+		// Scrapers usually have no key: anonymous unless --metrics-anonymous=false, then read_audit.
+		{method: http.MethodGet, pattern: "/metrics", anonymous: s.cfg.MetricsAnonymous, uncapped: true, h: s.metrics, privileges: readAudit},
 		{method: http.MethodGet, pattern: "/v1/openapi.json", h: s.openapi},
 		{method: http.MethodGet, pattern: "/v1/me", h: s.me},
 
@@ -120,5 +122,6 @@ func (s *Server) routes() []route {
 		// The audit trail (audit.go).
 		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit},
 		{method: http.MethodPost, pattern: "/v1/audit/verify", h: s.verifyAudit, privileges: readAudit},
+		{method: http.MethodGet, pattern: "/v1/audit/checkpoint", h: s.auditCheckpoint, privileges: readAudit},
 	}
 }

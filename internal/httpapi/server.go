@@ -75,6 +75,14 @@ type Config struct {
 	AnonymousBodyTimeout time.Duration
 	// MaxAnonymous caps unauthenticated requests in progress (limits.go); 0 means no cap.
 	MaxAnonymous int
+	// AuditStrict refuses (503 audit_unavailable) every request whose event cannot be
+	// recorded durably, instead of recording reads and calls in the background.
+	AuditStrict bool
+	// Metrics serves GET /metrics (Prometheus text format); nil: 404.
+	Metrics http.Handler
+	// MetricsAnonymous lets GET /metrics be scraped without a key; otherwise it needs
+	// read_audit (the metrics hold no secret, but say how busy and how healthy the server is).
+	MetricsAnonymous bool
 }
 
 // Server serves the API.

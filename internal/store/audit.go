@@ -3,10 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sesamehq/sesame"
 )
@@ -65,6 +67,13 @@ func (s *Store) AppendAudit(ctx context.Context, events []sesame.AuditEvent,
 		linked, newHead, err := link(head, events)
 		if err != nil {
 			return err
+		}
+		for _, e := range linked {
+			if e.Outbox != "" {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id = $1`, e.Outbox); err != nil {
+					return fmt.Errorf("store: audit outbox: %w", err)
+				}
+			}
 		}
 		if err := s.insertAudit(ctx, tx, linked); err != nil {
 			return fmt.Errorf("store: insert audit events: %w", err)
@@ -264,4 +273,92 @@ func (s *Store) snapshotIsolation() sql.IsolationLevel {
 		return sql.LevelRepeatableRead
 	}
 	return sql.LevelDefault
+}
+
+// --- the outbox ---
+
+// writeOutbox inserts the pending event of a change request, once per request however many
+// transactions it commits.
+func writeOutbox(ctx context.Context, tx *sql.Tx, id string, e sesame.AuditEvent) error {
+	body, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO audit_outbox (id, at, event) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING`,
+		id, nanos(e.Time), string(body))
+	return err
+}
+
+// CountAuditOutbox returns how many change events wait in the outbox to be chained.
+func (s *Store) CountAuditOutbox(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.reads.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_outbox`).Scan(&n)
+	return n, s.wrap(err)
+}
+
+// DrainAuditOutbox chains, in one transaction with the head locked as AppendAudit does, up
+// to limit outbox rows written before before, oldest first, and removes them. fix adjusts
+// each event before it is linked (it says the request's end was not seen). It returns how
+// many events it chained. Rows that the requests' final events remove concurrently are
+// not chained twice: the head lock serializes both.
+func (s *Store) DrainAuditOutbox(ctx context.Context, before time.Time, limit int, fix func(*sesame.AuditEvent),
+	link func(head sesame.AuditHead, events []sesame.AuditEvent) ([]sesame.AuditEvent, sesame.AuditHead, error)) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var head sesame.AuditHead
+		err := tx.QueryRowContext(ctx, `UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash, mac`).
+			Scan(&head.Seq, &head.Hash, &head.MAC)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: the audit head row is missing; the audit trail was tampered with")
+		}
+		if err != nil {
+			return fmt.Errorf("store: lock audit head: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, event FROM audit_outbox WHERE at < $1 ORDER BY at, id LIMIT $2`, nanos(before), limit)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		var events []sesame.AuditEvent
+		for rows.Next() {
+			var id, body string
+			if err := rows.Scan(&id, &body); err != nil {
+				rows.Close()
+				return err
+			}
+			var e sesame.AuditEvent
+			if err := json.Unmarshal([]byte(body), &e); err != nil {
+				// Still chained: an unreadable row is evidence, not something to lose.
+				e = sesame.AuditEvent{Action: "audit.outbox_unreadable", Result: sesame.AuditError, Detail: "outbox row " + id}
+			}
+			e.Seq, e.PrevHash, e.Hash, e.MAC, e.Outbox = 0, "", "", "", ""
+			fix(&e)
+			ids = append(ids, id)
+			events = append(events, e)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(events) == 0 {
+			return nil
+		}
+		linked, newHead, err := link(head, events)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM audit_outbox WHERE id = $1`, id); err != nil {
+				return err
+			}
+		}
+		if err := s.insertAudit(ctx, tx, linked); err != nil {
+			return fmt.Errorf("store: insert audit events: %w", err)
+		}
+		n = len(linked)
+		_, err = tx.ExecContext(ctx, `UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1`,
+			newHead.Seq, newHead.Hash, newHead.MAC)
+		return err
+	})
+	return n, err
 }

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -31,6 +32,9 @@ var auditCases = []storeCase{
 	{"List/Pagination", testAuditListPagination},
 	{"Walk/HeadThenEventsInOrder", testAuditWalk},
 	{"Walk/StopsAtCallbackError", testAuditWalkStops},
+	{"Outbox/WrittenWithTheChange", testAuditOutboxWithChange},
+	{"Outbox/DrainedOnceAndRemoved", testAuditOutboxDrain},
+	{"Outbox/GroupCommitWritesEveryEvent", testAuditOutboxGroupCommit},
 }
 
 func TestAuditStore(t *testing.T) {
@@ -381,4 +385,69 @@ func testAuditWalkStops(t *testing.T, e *env) {
 		return nil
 	})
 	wantIs(t, err, stop)
+}
+
+func outboxCount(t *testing.T, e *env) int64 {
+	t.Helper()
+	n, err := e.s.CountAuditOutbox(e.ctx)
+	must(t, err)
+	return n
+}
+
+// testAuditOutboxWithChange: a write carrying an audit intent commits the intent's event
+// in the outbox with it, once however many transactions it takes; a failed write leaves
+// neither; an append of the final event removes the row.
+func testAuditOutboxWithChange(t *testing.T, e *env) {
+	in := &sesame.AuditIntent{ID: "req-1", Event: sesame.AuditEvent{Time: at(1), Action: "workspace.create", Target: "ws1"}}
+	ctx := sesame.WithAuditIntent(e.ctx, in)
+	must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: "ws1", CreatedAt: at(1)}))
+	must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: "ws2", CreatedAt: at(1)}))
+	if !in.Written() || outboxCount(t, e) != 1 {
+		t.Fatalf("written %v, %d outbox rows, want 1", in.Written(), outboxCount(t, e))
+	}
+	failed := &sesame.AuditIntent{ID: "req-2", Event: sesame.AuditEvent{Time: at(2), Action: "workspace.create"}}
+	err := e.s.CreateWorkspace(sesame.WithAuditIntent(e.ctx, failed), sesame.Workspace{Name: "ws1", CreatedAt: at(2)})
+	if err == nil || failed.Written() || outboxCount(t, e) != 1 {
+		t.Fatalf("a failed write: err %v, written %v, %d outbox rows", err, failed.Written(), outboxCount(t, e))
+	}
+	final := auditEvent(1)
+	final.Outbox = in.ID
+	appendAudit(t, e, final)
+	if n := outboxCount(t, e); n != 0 {
+		t.Fatalf("%d outbox rows after the final event", n)
+	}
+}
+
+// testAuditOutboxGroupCommit: one transaction carrying several requests' changes writes
+// every request's event.
+func testAuditOutboxGroupCommit(t *testing.T, e *env) {
+	a := &sesame.AuditIntent{ID: "a", Event: sesame.AuditEvent{Time: at(1), Action: "x"}}
+	b := &sesame.AuditIntent{ID: "b", Event: sesame.AuditEvent{Time: at(1), Action: "x"}}
+	must(t, e.s.CreateWorkspace(sesame.WithAuditIntents(e.ctx, a, b), sesame.Workspace{Name: "ws1", CreatedAt: at(1)}))
+	if !a.Written() || !b.Written() || outboxCount(t, e) != 2 {
+		t.Fatalf("written %v %v, %d outbox rows, want 2", a.Written(), b.Written(), outboxCount(t, e))
+	}
+}
+
+// testAuditOutboxDrain: rows older than the cut-off are chained (principal and all) and
+// removed; newer ones wait.
+func testAuditOutboxDrain(t *testing.T, e *env) {
+	for i, name := range []string{"old", "new"} {
+		in := &sesame.AuditIntent{ID: name, Event: sesame.AuditEvent{Time: at(i * 10), Action: "workspace.create", Target: name}}
+		in.SetPrincipal(sesame.Principal{Kind: sesame.PrincipalUser, UserID: "u7"})
+		ctx := sesame.WithAuditIntent(e.ctx, in)
+		must(t, e.s.CreateWorkspace(ctx, sesame.Workspace{Name: name, CreatedAt: at(i)}))
+	}
+	fix := func(ev *sesame.AuditEvent) { ev.Detail = "unfinished" }
+	n, err := e.s.DrainAuditOutbox(e.ctx, at(5), 100, fix, chainLink)
+	must(t, err)
+	got := listAudit(t, e, sesame.AuditFilter{})
+	if n != 1 || len(got) != 1 || got[0].Target != "old" || got[0].UserID != "u7" || got[0].Detail != "unfinished" || outboxCount(t, e) != 1 {
+		t.Fatalf("drained %d: %+v, %d left", n, got, outboxCount(t, e))
+	}
+	n, err = e.s.DrainAuditOutbox(context.WithoutCancel(e.ctx), at(100), 100, fix, chainLink)
+	must(t, err)
+	if n != 1 || outboxCount(t, e) != 0 || len(listAudit(t, e, sesame.AuditFilter{})) != 2 {
+		t.Fatalf("second drain: %d", n)
+	}
 }

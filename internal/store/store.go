@@ -76,10 +76,26 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		_ = tx.Rollback()
 		return s.wrap(err)
 	}
+	// The changes' audit events commit with the changes, or nothing does (§4.8).
+	intents := sesame.AuditIntentsFrom(ctx)
+	for _, in := range intents {
+		if in == nil {
+			continue
+		}
+		if err := writeOutbox(ctx, tx, in.ID, in.Event); err != nil {
+			_ = tx.Rollback()
+			return s.wrap(fmt.Errorf("store: audit outbox: %w", err))
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return s.wrap(fmt.Errorf("store: commit: %w", err))
 	}
 	s.full.Store(false)
+	for _, in := range intents {
+		if in != nil {
+			in.MarkWritten()
+		}
+	}
 	return nil
 }
 
