@@ -48,6 +48,13 @@ const (
 	// Details["authorize_url"] says where to start.
 	CodeReauthorizationRequired Code = "reauthorization_required"
 	CodeInternal                Code = "internal"
+	// CodeMasterKeyUnavailable means this replica does not hold the master key a value is
+	// sealed under, or the store's primary master key (it changed to one this replica's key
+	// file lacks): retry on another replica, or add the key to this one's key file.
+	CodeMasterKeyUnavailable Code = "master_key_unavailable"
+	// CodeRotationRefused means a master-key rotation would strand a live replica (one that
+	// does not hold the new key) or another rotation is unfinished. Details name the replicas.
+	CodeRotationRefused Code = "rotation_refused"
 )
 
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so

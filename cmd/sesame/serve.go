@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -36,6 +38,8 @@ type serveConfig struct {
 	functions     string
 	maxBody       int64
 	authFailures  int
+	replicaID     string
+	heartbeat     time.Duration
 	oauth         oauthFlags
 	apps          appFlags
 }
@@ -62,12 +66,17 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
 	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
+	fs.StringVar(&c.replicaID, "replica-id", env("SESAME_REPLICA_ID", ""), "this replica's name in the master-key heartbeat (SESAME_REPLICA_ID); default <hostname>/<listen address>")
+	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration(getenv, "SESAME_HEARTBEAT", 5*time.Second), "how often a replica re-reads its key file, picks up the store's primary master key and records which keys it holds; a replica silent for 3 heartbeats is not live (SESAME_HEARTBEAT)")
 	c.apps.register(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.heartbeat <= 0 {
+		return c, fmt.Errorf("--heartbeat must be positive")
 	}
 	return c, nil
 }
@@ -103,7 +112,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer st.Close()
 
-	keys, save, err := loadMasterKeys(ctx, c, getenv, st, log)
+	keys, save, keyFile, err := loadMasterKeys(ctx, c, getenv, st, log)
 	if err != nil {
 		return err
 	}
@@ -112,7 +121,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := v.Unlock(ctx); err != nil {
 		return err
 	}
-	if n, err := v.FinishRotation(ctx, save); err != nil {
+	if n, err := v.FinishRotation(ctx, save); sesame.ErrorCode(err) == sesame.CodeRotationRefused {
+		log.Warn("an interrupted master key rotation is left for a replica that holds its keys", "err", err)
+	} else if err != nil {
 		return fmt.Errorf("finish interrupted master key rotation: %w", err)
 	} else if n > 0 {
 		log.Warn("finished an interrupted master key rotation", "rewrapped", n)
@@ -151,6 +162,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer ln.Close()
+	replicaID := c.replicaID
+	if replicaID == "" {
+		host, _ := os.Hostname()
+		replicaID = host + "/" + ln.Addr().String()
+	}
+	v.SetReplica(vault.Replica{ID: replicaID, Live: 3 * c.heartbeat})
+	if err := v.Heartbeat(ctx); err != nil {
+		return fmt.Errorf("replica heartbeat: %w", err)
+	}
+	defer func() {
+		if err := v.Leave(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("remove replica heartbeat", "err", err)
+		}
+	}()
 	om, err := newOAuth(c.oauth, getenv, v, st, kr, ln.Addr().String(), log)
 	if err != nil {
 		return err
@@ -182,10 +207,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Auth:   authn,
 		Access: acc,
 		// 20 failed authentications per source address per minute, then 429 until the minute ends.
-		Failures:   auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
-		Gateway:    gw,
-		Ready:      st.Ping,
+		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Gateway:  gw,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return err
+			}
+			return v.Ready()
+		},
 		Rotate:     rotator(v, save),
+		KeyStatus:  v.KeyStatus,
 		OAuth:      om,
 		Apps:       appSvc, // accepts app tokens wherever API keys are
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
@@ -200,12 +231,26 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bgDone := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup
 		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
 		wg.Go(func() { runApps(bgCtx, appSvc, st, log) })
+		wg.Go(func() { keyRingLoop(bgCtx, v, keyFile, c.heartbeat, hup, log) })
+		// A rotation on another replica announces the new primary key (PostgreSQL).
+		wg.Go(func() {
+			if err := st.Listen(bgCtx, vault.KeysChannel, func(string) {
+				if err := v.SyncKeys(bgCtx); err != nil && bgCtx.Err() == nil {
+					log.Warn("sync master key ring", "err", err)
+				}
+			}); err != nil {
+				log.Warn("listen for master key changes", "err", err)
+			}
+		})
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {

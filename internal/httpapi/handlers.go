@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/vault"
@@ -16,7 +17,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
-			return sesame.Errorf(sesame.CodeUnavailable, "store is not reachable")
+			if code := sesame.ErrorCode(err); code != sesame.CodeInternal {
+				return err // a reason the replica can name, such as a missing master key
+			}
+			return &sesame.Error{Code: sesame.CodeUnavailable, Message: "store is not reachable", RetryAfter: time.Second}
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
@@ -196,5 +200,17 @@ func (s *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) masterKeyStatus(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.KeyStatus == nil {
+		return sesame.Errorf(sesame.CodeUnavailable, "master-key status is not available on this server")
+	}
+	st, err := s.cfg.KeyStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -51,6 +51,8 @@ var statusOf = map[sesame.Code]int{
 	// would tell the caller its own Sesame key was refused.
 	sesame.CodeReauthorizationRequired: http.StatusConflict,
 	sesame.CodeInternal:                http.StatusInternalServerError,
+	sesame.CodeMasterKeyUnavailable:    http.StatusServiceUnavailable,
+	sesame.CodeRotationRefused:         http.StatusConflict,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).
 	sesame.CodeBadRequest:          http.StatusBadRequest,

@@ -46,8 +46,11 @@ type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error
 type Config struct {
 	Vault   Vault
 	Auth    Authenticator
-	Ready   func(ctx context.Context) error // reports whether the store is reachable
+	Ready   func(ctx context.Context) error // reports whether the store is reachable and the replica can serve
 	Rotate  Rotator
+	// KeyStatus reports the master-key ring and the replicas' heartbeats; nil: the route
+	// answers unavailable.
+	KeyStatus func(ctx context.Context) (vault.KeyStatus, error)
 	Gateway Gateway
 	Access  *access.Service
 	Apps    AppTokens // nil: app tokens are not accepted

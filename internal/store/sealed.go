@@ -115,6 +115,9 @@ func (s *Store) rewrapColumn(ctx context.Context, c sealedColumn, fn Rewrapper) 
 		}
 		n := 0
 		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if err := s.checkSealed(ctx, tx, outs...); err != nil {
+				return err
+			}
 			for i, it := range batch {
 				out := outs[i]
 				if out == nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/store"
 )
 
 // SecretState is what a read shows of a secret field: whether it is set, and when it
@@ -65,6 +66,19 @@ func checkNames(ws, key string) error {
 // {"type": ..., "fields": {...}}. On update every secret field that is stored must be sent
 // again or marked {"keep": true}. It reports whether the credential was created.
 func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte) (CredentialView, bool, error) {
+	view, created, err := v.putCredential(ctx, ws, key, body)
+	if errors.Is(err, store.ErrPrimaryChanged) {
+		// A rotation changed the primary master key after this replica sealed: nothing was
+		// written. Pick up the new primary and seal again; a replica that lacks it refuses.
+		if serr := v.SyncKeys(ctx); serr != nil {
+			return CredentialView{}, false, errors.Join(err, serr)
+		}
+		view, created, err = v.putCredential(ctx, ws, key, body)
+	}
+	return view, created, err
+}
+
+func (v *Vault) putCredential(ctx context.Context, ws, key string, body []byte) (CredentialView, bool, error) {
 	if err := checkNames(ws, key); err != nil {
 		return CredentialView{}, false, err
 	}
