@@ -44,16 +44,16 @@ type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error
 
 // Config holds the server's dependencies.
 type Config struct {
-	Vault   Vault
-	Auth    Authenticator
-	Ready   func(ctx context.Context) error // reports whether the store is reachable and the replica can serve
-	Rotate  Rotator
+	Vault  Vault
+	Auth   Authenticator
+	Ready  func(ctx context.Context) error // reports whether the store is reachable and the replica can serve
+	Rotate Rotator
 	// KeyStatus reports the master-key ring and the replicas' heartbeats; nil: the route
 	// answers unavailable.
 	KeyStatus func(ctx context.Context) (vault.KeyStatus, error)
-	Gateway Gateway
-	Access  *access.Service
-	Apps    AppTokens // nil: app tokens are not accepted
+	Gateway   Gateway
+	Access    *access.Service
+	Apps      AppTokens // nil: app tokens are not accepted
 	// AppService serves POST /api/v2/auth and /v1/apps/… (see apps.go); nil: those routes
 	// answer unavailable. It is usually the same service as Apps.
 	AppService AppService
