@@ -40,7 +40,9 @@ type cluster struct {
 	up       *httptest.Server
 }
 
-func newCluster(t *testing.T, firstKey *crypt.MasterKey, names ...string) *cluster {
+// newCluster starts one replica per name, each with a key file holding firstKey. With
+// named set each gets --replica-id NAME and a 200ms heartbeat; otherwise the defaults.
+func newCluster(t *testing.T, firstKey *crypt.MasterKey, named bool, names ...string) *cluster {
 	t.Helper()
 	pg := testpg.URL(t)
 	admin, err := auth.GenerateKey()
@@ -60,9 +62,12 @@ func newCluster(t *testing.T, firstKey *crypt.MasterKey, names ...string) *clust
 	for _, name := range names {
 		r := &replica{name: name, keyFile: filepath.Join(dir, name+".key")}
 		writeKeys(t, r.keyFile, firstKey)
+		args := []string{"--postgres", pg, "--master-key-file", r.keyFile, "--data", filepath.Join(dir, name)}
+		if named {
+			args = append(args, "--replica-id", name, "--heartbeat", "200ms")
+		}
 		r.Server = proctest.Start(t, proctest.Options{
-			Args: []string{"--postgres", pg, "--master-key-file", r.keyFile, "--replica-id", name,
-				"--heartbeat", "200ms", "--data", filepath.Join(dir, name)},
+			Args: args,
 			Env: map[string]string{"SESAME_ADMIN_KEY": c.admin},
 		})
 		// SIGCONT first, so that a test failing while a replica is stopped still ends it.
@@ -231,11 +236,43 @@ func (c *cluster) waitHolds(r *replica, id string, names ...string) {
 	})
 }
 
+// rotateCLI runs `sesame keys rotate` against r, with --new-key-file when keyFile is set.
 func (c *cluster) rotateCLI(r *replica, keyFile string) (string, error) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return proctest.Run(ctx, c.t, map[string]string{"SESAME_SERVER": r.URL, "SESAME_KEY": c.admin}, "keys", "rotate", "--new-key-file", keyFile)
+	args := []string{"keys", "rotate"}
+	if keyFile != "" {
+		args = append(args, "--new-key-file", keyFile)
+	}
+	return proctest.Run(ctx, c.t, map[string]string{"SESAME_SERVER": r.URL, "SESAME_KEY": c.admin}, args...)
+}
+
+// TestRotationNeverStrandsAReplica is the reported failure: three replicas with the same
+// key file, `sesame keys rotate` on one of them. Before, the others answered 500 on every
+// call that needed a secret, and acknowledged writes sealed under the retired key. Now the
+// rotation is refused, naming the replicas that lack the new key, and everything works.
+func TestRotationNeverStrandsAReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	c := newCluster(t, genKey(t), false, "A", "B", "C")
+	A, B, C := c.replicas[0], c.replicas[1], c.replicas[2]
+	mustStatus(t, c.putCred(A, "a1"), 201)
+	c.mustUse(c.replicas, "a1")
+
+	out, err := c.rotateCLI(A, "") // A generates a key only it holds
+	c.mustUse([]*replica{B, C}, "a1")
+	mustStatus(t, c.putCred(B, "b1"), 201)
+	c.mustUse(c.replicas, "a1", "b1")
+	if err == nil || !strings.Contains(out, "rotation_refused") || !strings.Contains(out, B.Addr) || !strings.Contains(out, C.Addr) {
+		t.Fatalf("rotation that strands B and C: err %v, output:\n%s", err, out)
+	}
+	for _, r := range c.replicas {
+		r.Stop()
+		r.Restart()
+	}
+	c.mustUse(c.replicas, "a1", "b1")
 }
 
 func wantCode(t *testing.T, res response, status int, code string) {
@@ -255,7 +292,7 @@ func TestMasterKeyRotationWithThreeReplicas(t *testing.T) {
 		t.Skip("starts server processes")
 	}
 	k1, k2, k3 := genKey(t), genKey(t), genKey(t)
-	c := newCluster(t, k1, "A", "B", "C")
+	c := newCluster(t, k1, true, "A", "B", "C")
 	A, B, C := c.replicas[0], c.replicas[1], c.replicas[2]
 	all := c.replicas
 	dir := t.TempDir()
