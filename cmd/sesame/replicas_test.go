@@ -68,7 +68,7 @@ func newCluster(t *testing.T, firstKey *crypt.MasterKey, named bool, names ...st
 		}
 		r.Server = proctest.Start(t, proctest.Options{
 			Args: args,
-			Env: map[string]string{"SESAME_ADMIN_KEY": c.admin},
+			Env:  map[string]string{"SESAME_ADMIN_KEY": c.admin},
 		})
 		// SIGCONT first, so that a test failing while a replica is stopped still ends it.
 		t.Cleanup(func() { _ = syscall.Kill(r.PID(), syscall.SIGCONT) })
