@@ -20,8 +20,9 @@ const keysUsage = `usage:
                                              must already hold)
   sesame keys status                         the store's primary key ID, each key's state, and
                                              the key IDs every replica holds
-  sesame keys generate [--api-key]           print a new random master key (base64), or a new
-                                             well-formed API key (for SESAME_ADMIN_KEY)`
+  sesame keys generate [--api-key]           print a new random master key (base64; its ID on
+                                             stderr), or a new well-formed API key (for
+                                             SESAME_ADMIN_KEY)`
 
 func keysCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
@@ -51,6 +52,9 @@ func keysCommand(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The ID (what `sesame keys status` shows) goes to stderr, so that stdout is the key
+		// alone, ready for a key file or SESAME_MASTER_KEY.
+		fmt.Fprintf(c.env.Stderr, "master key id: %s\n", k.ID())
 		_, err = fmt.Fprintln(c.env.Stdout, k.Encode())
 		return err
 	case "status":
