@@ -181,11 +181,16 @@ func (s *Store) PromoteKey(ctx context.Context, newID string, liveSince, now tim
 	return stranded, err
 }
 
-// RetireDraining marks the draining keys retired. Call it only when a pass of RewrapSealed
-// changed nothing: every blob is then under the primary, and checkSealed keeps it so.
+// RetireDraining marks the draining keys retired. It refuses (CodeRotationRefused) while
+// any blob is still sealed under one of them; once a pass of RewrapSealed changed nothing,
+// every blob is under the primary, and checkSealed keeps it so.
 func (s *Store) RetireDraining(ctx context.Context, now time.Time) ([]string, error) {
 	var out []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		counts, err := countSealedByKey(ctx, tx)
+		if err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, `SELECT key_id FROM master_keys WHERE state = $1`, KeyDraining)
 		if err != nil {
 			return err
@@ -201,6 +206,12 @@ func (s *Store) RetireDraining(ctx context.Context, now time.Time) ([]string, er
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
+		}
+		for _, id := range out {
+			if n := counts[id]; n > 0 {
+				return &sesame.Error{Code: sesame.CodeRotationRefused,
+					Message: fmt.Sprintf("master key %s still seals %d values; it stays draining: run the rotation again", id, n)}
+			}
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE master_keys SET state = $1, updated_at = $2 WHERE state = $3`, KeyRetired, nanos(now), KeyDraining)
 		return err

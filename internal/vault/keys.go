@@ -50,19 +50,35 @@ func parseKeyID(s string) (crypt.KeyID, error) {
 }
 
 // initKeyRing records the key ring on a store that has none (the first start, or a store
-// from before key rings were recorded): the primary of this keyring is the primary, and
-// its other keys (an interrupted rotation's old keys) are draining. Then it applies what
-// the store records.
+// from before key rings were recorded). The primary is the key the store's key check is
+// sealed under (the first key of the file on a new store); other keys that still seal
+// values (a rotation interrupted before key rings were recorded) are draining, and
+// FinishRotation moves their values to the primary. Then it applies what the store records.
 func (v *Vault) initKeyRing(ctx context.Context) error {
 	_, err := v.store.GetKeyRing(ctx)
 	if errors.Is(err, sesame.ErrNotFound) {
-		var draining []string
-		for _, id := range v.keyring.IDs()[1:] {
-			draining = append(draining, id.String())
+		check, err := v.store.GetMeta(ctx, metaKeyCheck)
+		if err != nil {
+			return err
 		}
-		err = v.store.InitKeyRing(ctx, v.keyring.Primary().String(), draining, v.now())
-	}
-	if err != nil {
+		primary, err := crypt.KeyIDOf(check)
+		if err != nil {
+			return fmt.Errorf("vault: key check: %w", err)
+		}
+		counts, err := v.store.CountSealedByKey(ctx)
+		if err != nil {
+			return err
+		}
+		var draining []string
+		for id, n := range counts {
+			if id != primary.String() && id != "malformed" && n > 0 {
+				draining = append(draining, id)
+			}
+		}
+		if err := v.store.InitKeyRing(ctx, primary.String(), draining, v.now()); err != nil {
+			return err
+		}
+	} else if err != nil {
 		return err
 	}
 	return v.SyncKeys(ctx)

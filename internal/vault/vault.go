@@ -24,6 +24,7 @@ type Store interface {
 	PutMeta(ctx context.Context, name string, value []byte, sealed bool) error
 	CountSealed(ctx context.Context) (int, error)
 	RewrapSealed(ctx context.Context, fn store.Rewrapper) (int, error)
+	CountSealedByKey(ctx context.Context) (map[string]int, error)
 
 	GetKeyRing(ctx context.Context) (store.KeyRing, error)
 	InitKeyRing(ctx context.Context, primary string, draining []string, now time.Time) error
