@@ -189,6 +189,15 @@ func (v *Vault) finishRotation(ctx context.Context, save KeySaver, target crypt.
 	v.keyring.Retire()
 	v.records.Clear()
 	v.heartbeat(ctx)
+	// A replica that started between the check and the change of primary without the new
+	// key is refusing (503) now: say which, so that its key file gets the key.
+	if rs, err := v.store.ListReplicas(ctx, v.liveSince(v.now())); err == nil {
+		for _, r := range rs {
+			if !r.Holds(target.String()) {
+				v.log.Warn("a live replica does not hold the new primary master key; add it to its key file", "replica", r.ID, "key_id", target.String())
+			}
+		}
+	}
 	v.log.Info("master key rotation complete", "key_id", target.String(), "retired_key_ids", retired, "rewrapped", total)
 	return total, nil
 }
