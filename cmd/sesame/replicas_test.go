@@ -138,6 +138,46 @@ func (c *cluster) putCred(r *replica, name string) response {
 	return res
 }
 
+// putConn adds the connection that putCred adds, for a credential written otherwise.
+func (c *cluster) putConn(r *replica, name string) {
+	c.t.Helper()
+	mustStatus(c.t, c.call(r, "PUT", "/v1/workspaces/default/connections/"+name+"?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"credential":%q,"allow_private_networks":true}`, c.up.URL, name)), 201)
+}
+
+// writeUntil writes bearer credentials on the given replicas in turn until stop closes,
+// and returns the names of those acknowledged with 201. A 503 (retryable) is allowed; any
+// other answer is returned as "FAILED ...". It runs outside the test goroutine.
+func (c *cluster) writeUntil(stop <-chan struct{}, rs ...*replica) []string {
+	var acked []string
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return acked
+		default:
+		}
+		r := rs[i%len(rs)]
+		name := fmt.Sprintf("w%s%d", strings.ToLower(r.name), i)
+		req, _ := http.NewRequest("PUT", r.URL+"/v1/workspaces/default/credentials/"+name,
+			strings.NewReader(fmt.Sprintf(`{"type":"bearer","fields":{"token":"tok-%s"}}`, name)))
+		req.Header.Set("Authorization", "Bearer "+c.admin)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return append(acked, "FAILED "+err.Error())
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case 201:
+			acked = append(acked, name)
+		case 503:
+		default:
+			return append(acked, fmt.Sprintf("FAILED write %s on %s: %d %s", name, r.name, resp.StatusCode, b))
+		}
+	}
+}
+
 // use calls the upstream through r with credential name; it returns the response and
 // what the upstream received.
 func (c *cluster) use(r *replica, name string) (response, string) {
@@ -400,10 +440,27 @@ func TestMasterKeyRotationWithThreeReplicas(t *testing.T) {
 		writeKeys(t, r.keyFile, k1, k2, k3)
 	}
 	c.waitHolds(B, id3, "A", "B", "C")
+	for i := range 250 { // more than one re-wrap batch, so the rotation takes a while
+		mustStatus(t, c.call(A, "PUT", fmt.Sprintf("/v1/workspaces/default/credentials/bulk%03d", i), `{"type":"secret","fields":{"value":"v"}}`), 201)
+	}
+	// A and C keep writing secrets while B rotates: whatever they acknowledge must be
+	// usable everywhere once the old keys are gone.
+	stop := make(chan struct{})
+	writes := make(chan []string, 1)
+	go func() { writes <- c.writeUntil(stop, A, C) }()
 	out, err = c.rotateCLI(B, k3File)
+	close(stop)
+	concurrent := <-writes
 	if err != nil || !strings.Contains(out, "-> "+id3) {
 		t.Fatalf("rotation to k3: %v\n%s", err, out)
 	}
+	for _, name := range concurrent {
+		if strings.HasPrefix(name, "FAILED ") {
+			t.Fatal(name)
+		}
+		c.putConn(A, name)
+	}
+	t.Logf("%d writes on A and C acknowledged during the rotation", len(concurrent))
 	st := c.status(C)
 	if st.Primary != id3 || st.state(id2) != "retired" || st.state(id1) != "retired" {
 		t.Fatalf("after the second rotation: %+v", st)
@@ -419,7 +476,7 @@ func TestMasterKeyRotationWithThreeReplicas(t *testing.T) {
 	mustStatus(t, c.putCred(A, "a2"), 201)
 	mustStatus(t, c.putCred(B, "b2"), 201)
 	mustStatus(t, c.putCred(C, "c2"), 201)
-	names := []string{"a0", "a1", "b1", "c0", "c1", "a2", "b2", "c2"}
+	names := append([]string{"a0", "a1", "b1", "c0", "c1", "a2", "b2", "c2"}, concurrent...)
 	c.mustUse(all, names...)
 
 	// Restarts: each replica starts with only k3 and opens everything.
