@@ -67,6 +67,13 @@ const (
 	// CodeAuditUnavailable: the request's audit event cannot be recorded durably (strict
 	// audit mode, or a change whose event the store refused). Retryable: 503, Retry-After.
 	CodeAuditUnavailable Code = "audit_unavailable"
+	// CodeMasterKeyUnavailable means this replica does not hold the master key a value is
+	// sealed under, or the store's primary master key (it changed to one this replica's key
+	// file lacks): retry on another replica, or add the key to this one's key file.
+	CodeMasterKeyUnavailable Code = "master_key_unavailable"
+	// CodeRotationRefused means a master-key rotation would strand a live replica (one that
+	// does not hold the new key) or another rotation is unfinished. Details name the replicas.
+	CodeRotationRefused Code = "rotation_refused"
 )
 
 // CodePrivilegeCeiling refuses a change to what a principal may do that would give or

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/crypt"
@@ -20,56 +21,58 @@ import (
 // loadMasterKeys finds the master keys: --master-key-file, else SESAME_MASTER_KEY, else
 // <data>/master.key, which is created only on a store that has never sealed anything.
 // Several keys (one per line in a file, comma-separated in the environment) mean a
-// rotation was interrupted; the first is the primary. It returns a saver for file keys.
-func loadMasterKeys(ctx context.Context, c serveConfig, getenv func(string) string, st *store.Store, log *slog.Logger) ([]*crypt.MasterKey, vault.KeySaver, error) {
+// rotation was interrupted or a key was added for one; which key is primary is recorded in
+// the store once it holds secrets. It returns a saver and the path of file keys (for
+// reloading; empty when the keys come from the environment).
+func loadMasterKeys(ctx context.Context, c serveConfig, getenv func(string) string, st *store.Store, log *slog.Logger) ([]*crypt.MasterKey, vault.KeySaver, string, error) {
 	if c.masterKeyFile != "" {
 		keys, err := readKeyFile(c.masterKeyFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
-		return keys, keySaver(c.masterKeyFile), nil
+		return keys, keySaver(c.masterKeyFile), c.masterKeyFile, nil
 	}
 	if env := getenv("SESAME_MASTER_KEY"); env != "" {
 		var keys []*crypt.MasterKey
 		for i, part := range strings.Split(env, ",") {
 			k, err := crypt.ParseMasterKey(part)
 			if err != nil {
-				return nil, nil, fmt.Errorf("SESAME_MASTER_KEY (key %d): %w", i+1, err)
+				return nil, nil, "", fmt.Errorf("SESAME_MASTER_KEY (key %d): %w", i+1, err)
 			}
 			keys = append(keys, k)
 		}
-		return keys, nil, nil
+		return keys, nil, "", nil
 	}
 	path := filepath.Join(c.data, "master.key")
 	keys, err := readKeyFile(path)
 	if err == nil {
-		return keys, keySaver(path), nil
+		return keys, keySaver(path), path, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	// No key anywhere. Only an empty store may get a new one.
 	if _, err := st.GetMeta(ctx, "keycheck"); !errors.Is(err, sesame.ErrNotFound) {
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
-		return nil, nil, fmt.Errorf("no master key: this store holds secrets sealed under a master key; give it with --master-key-file or SESAME_MASTER_KEY (looked for %s)", path)
+		return nil, nil, "", fmt.Errorf("no master key: this store holds secrets sealed under a master key; give it with --master-key-file or SESAME_MASTER_KEY (looked for %s)", path)
 	}
 	k, err := crypt.GenerateMasterKey()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create master key file: %w", err)
+		return nil, nil, "", fmt.Errorf("create master key file: %w", err)
 	}
 	_, werr := fmt.Fprintln(f, k.Encode())
 	if err := errors.Join(werr, f.Sync(), f.Close()); err != nil {
-		return nil, nil, fmt.Errorf("write master key file: %w", err)
+		return nil, nil, "", fmt.Errorf("write master key file: %w", err)
 	}
 	log.Warn("NO MASTER KEY GIVEN: created a new one in a file next to the data. Fine for development; in production keep the key apart from the data (SESAME_MASTER_KEY or --master-key-file) and back it up: without it the secrets cannot be read.",
 		"file", path, "key_id", k.ID().String())
-	return []*crypt.MasterKey{k}, keySaver(path), nil
+	return []*crypt.MasterKey{k}, keySaver(path), path, nil
 }
 
 func readKeyFile(path string) ([]*crypt.MasterKey, error) {
@@ -129,5 +132,37 @@ func keySaver(path string) vault.KeySaver {
 		}
 		defer dir.Close()
 		return dir.Sync()
+	}
+}
+
+// keyRingLoop keeps this replica's keyring in step: every interval, and at once on SIGHUP,
+// it re-reads the key file (so a key added to it needs no restart), picks up the store's
+// primary key, and records a heartbeat with the key IDs it holds. A rotation elsewhere is
+// also announced on PostgreSQL (vault.KeysChannel); the caller listens for it.
+func keyRingLoop(ctx context.Context, v *vault.Vault, keyFile string, interval time.Duration, hup <-chan os.Signal, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-hup:
+			log.Info("SIGHUP: reloading the master key file", "file", keyFile)
+		}
+		if keyFile != "" {
+			keys, err := readKeyFile(keyFile)
+			if err != nil {
+				log.Warn("reload master key file (keeping the keys loaded)", "err", err)
+			} else {
+				v.ReloadKeys(keys)
+			}
+		}
+		if err := v.SyncKeys(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("sync master key ring", "err", err)
+		}
+		if err := v.Heartbeat(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("replica heartbeat", "err", err)
+		}
 	}
 }

@@ -59,7 +59,7 @@ func newOAuth(f oauthFlags, getenv func(string) string, v *vault.Vault, st *stor
 		log.Warn("SESAME_ALLOW_PRIVATE_TOKEN_URLS is set: OAuth2 token endpoints may be on private addresses (tests and development only)")
 	}
 	return oauth.New(oauth.Config{
-		Store: st, Vault: v, Keyring: kr, Secrets: v,
+		Store: st, Vault: v, Keyring: kr, Secrets: v, SyncKeys: v.SyncKeys,
 		Transport: outbound.NewTransport(allowPrivate),
 		PublicURL: public, ReturnURLs: returns,
 		Clock: time.Now, Logger: log.With("component", "oauth"),

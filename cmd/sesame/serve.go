@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -41,6 +43,8 @@ type serveConfig struct {
 	// asking the store (a missed notification heals within it).
 	decisionMaxAge time.Duration
 	limits         limitFlags
+	replicaID      string
+	heartbeat      time.Duration
 	oauth          oauthFlags
 	apps           appFlags
 	audit          auditFlags
@@ -73,6 +77,8 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
 	fs.DurationVar(&c.oauth.leaseWait, "oauth-lease-wait", envDuration(getenv, "SESAME_OAUTH_LEASE_WAIT", 10*time.Second), "how long a call waits for another replica's OAuth2 token refresh before it gets 503 refresh_in_progress (SESAME_OAUTH_LEASE_WAIT)")
 	fs.DurationVar(&c.oauth.refreshMargin, "oauth-refresh-margin", envDuration(getenv, "SESAME_OAUTH_REFRESH_MARGIN", time.Minute), "refresh OAuth2 access tokens this long before they expire, at most half their lifetime (SESAME_OAUTH_REFRESH_MARGIN)")
+	fs.StringVar(&c.replicaID, "replica-id", env("SESAME_REPLICA_ID", ""), "this replica's name in the master-key heartbeat (SESAME_REPLICA_ID); default <hostname>/<listen address>")
+	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration(getenv, "SESAME_HEARTBEAT", 5*time.Second), "how often a replica re-reads its key file, picks up the store's primary master key and records which keys it holds; a replica silent for 3 heartbeats is not live (SESAME_HEARTBEAT)")
 	c.apps.register(fs, getenv)
 	c.audit.register(fs, getenv)
 	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
@@ -90,6 +96,9 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	}
 	if err := c.limits.check(); err != nil {
 		return c, err
+	}
+	if c.heartbeat <= 0 {
+		return c, fmt.Errorf("--heartbeat must be positive")
 	}
 	return c, nil
 }
@@ -125,7 +134,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer st.Close()
 
-	keys, save, err := loadMasterKeys(ctx, c, getenv, st, log)
+	keys, save, keyFile, err := loadMasterKeys(ctx, c, getenv, st, log)
 	if err != nil {
 		return err
 	}
@@ -134,7 +143,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := v.Unlock(ctx); err != nil {
 		return err
 	}
-	if n, err := v.FinishRotation(ctx, save); err != nil {
+	if n, err := v.FinishRotation(ctx, save); sesame.ErrorCode(err) == sesame.CodeRotationRefused {
+		log.Warn("an interrupted master key rotation is left for a replica that holds its keys", "err", err)
+	} else if err != nil {
 		return fmt.Errorf("finish interrupted master key rotation: %w", err)
 	} else if n > 0 {
 		log.Warn("finished an interrupted master key rotation", "rewrapped", n)
@@ -177,6 +188,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer ln.Close()
+	replicaID := c.replicaID
+	if replicaID == "" {
+		host, _ := os.Hostname()
+		replicaID = host + "/" + ln.Addr().String()
+	}
+	v.SetReplica(vault.Replica{ID: replicaID, Live: 3 * c.heartbeat})
+	if err := v.Heartbeat(ctx); err != nil {
+		return fmt.Errorf("replica heartbeat: %w", err)
+	}
+	defer func() {
+		if err := v.Leave(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("remove replica heartbeat", "err", err)
+		}
+	}()
 	om, err := newOAuth(c.oauth, getenv, v, st, kr, ln.Addr().String(), log)
 	if err != nil {
 		return err
@@ -210,11 +235,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Auth:   authn,
 		Access: acc,
 		// 20 failed authentications per source address per minute, then 429 until the minute ends.
-		Failures:   auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
-		Gateway:    gw,
-		Ready:      st.Ping,
+		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Gateway:  gw,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return err
+			}
+			return v.Ready()
+		},
 		Classify:   store.Classify,
 		Rotate:     rotator(v, save),
+		KeyStatus:  v.KeyStatus,
 		OAuth:      om,
 		Apps:       appSvc, // accepts app tokens wherever API keys are
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
@@ -236,6 +267,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	bgDone := make(chan struct{})
 	go func() {
@@ -243,6 +277,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		wg.Go(func() { authn.Run(bgCtx, 10*time.Second) })
 		wg.Go(func() { runApps(bgCtx, appSvc, st, log) })
 		wg.Go(func() { logCheckpoints(bgCtx, trail, c.audit.checkpointEvery, log) })
+		wg.Go(func() { keyRingLoop(bgCtx, v, keyFile, c.heartbeat, hup, log) })
+		// A rotation on another replica announces the new primary key (PostgreSQL).
+		wg.Go(func() {
+			if err := st.Listen(bgCtx, vault.KeysChannel, func(string) {
+				if err := v.SyncKeys(bgCtx); err != nil && bgCtx.Err() == nil {
+					log.Warn("sync master key ring", "err", err)
+				}
+			}); err != nil {
+				log.Warn("listen for master key changes", "err", err)
+			}
+		})
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/crypt"
@@ -14,9 +15,14 @@ import (
 const keysUsage = `usage:
   sesame keys rotate [--new-key-file FILE]   re-wrap every stored secret under a new master key
                                              (the server generates and saves it when its key is in
-                                             a file; with SESAME_MASTER_KEY pass the new key)
-  sesame keys generate [--api-key]           print a new random master key (base64), or a new
-                                             well-formed API key (for SESAME_ADMIN_KEY)`
+                                             a file; with SESAME_MASTER_KEY, or with several
+                                             replicas, pass the new key, which every live replica
+                                             must already hold)
+  sesame keys status                         the store's primary key ID, each key's state, and
+                                             the key IDs every replica holds
+  sesame keys generate [--api-key]           print a new random master key (base64; its ID on
+                                             stderr), or a new well-formed API key (for
+                                             SESAME_ADMIN_KEY)`
 
 func keysCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
@@ -46,8 +52,43 @@ func keysCommand(ctx context.Context, c *client, args []string) error {
 		if err != nil {
 			return err
 		}
+		// The ID (what `sesame keys status` shows) goes to stderr, so that stdout is the key
+		// alone, ready for a key file or SESAME_MASTER_KEY.
+		fmt.Fprintf(c.env.Stderr, "master key id: %s\n", k.ID())
 		_, err = fmt.Fprintln(c.env.Stdout, k.Encode())
 		return err
+	case "status":
+		var st struct {
+			Primary string `json:"primary"`
+			Version int64  `json:"version"`
+			This    string `json:"this_replica"`
+			Keys    []struct {
+				ID    string `json:"key_id"`
+				State string `json:"state"`
+			} `json:"keys"`
+			Replicas []struct {
+				ID           string    `json:"id"`
+				KeyIDs       []string  `json:"key_ids"`
+				HoldsPrimary bool      `json:"holds_primary"`
+				Live         bool      `json:"live"`
+				SeenAt       time.Time `json:"seen_at"`
+			} `json:"replicas"`
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/system/master-keys", nil, nil, &st); err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(st)
+		}
+		fmt.Fprintf(c.env.Stdout, "primary master key: %s (version %d)\n", st.Primary, st.Version)
+		for _, k := range st.Keys {
+			fmt.Fprintf(c.env.Stdout, "  %s  %s\n", k.ID, k.State)
+		}
+		rows := make([][]string, 0, len(st.Replicas))
+		for _, r := range st.Replicas {
+			rows = append(rows, []string{r.ID, strings.Join(r.KeyIDs, ","), fmt.Sprint(r.HoldsPrimary), fmt.Sprint(r.Live), r.SeenAt.Format(time.RFC3339)})
+		}
+		return c.table([]string{"REPLICA", "KEY IDS", "HOLDS PRIMARY", "LIVE", "SEEN"}, rows)
 	case "rotate":
 		body := map[string]string{}
 		if *newKeyFile != "" {

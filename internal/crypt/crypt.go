@@ -28,6 +28,9 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/sesamehq/sesame"
 )
 
 // KeySize is the size of a master key and of a data key.
@@ -132,49 +135,161 @@ func newAEAD(key []byte) (cipher.AEAD, error) {
 	return cipher.NewGCM(block)
 }
 
-// Keyring holds the primary master key, which seals, and older keys that still open
-// blobs while a rotation is in progress. It is safe for concurrent use.
+// Keyring holds the master keys this process has, and the ID of the primary: the key new
+// blobs are sealed under. The primary is decided by the store (all replicas seal under the
+// same key); when it names a key this keyring does not hold, Seal and Rewrap refuse with a
+// KeyUnavailableError instead of sealing under another key. It is safe for concurrent use.
 type Keyring struct {
 	mu      sync.RWMutex
-	primary *MasterKey
+	primary KeyID
 	keys    map[KeyID]*MasterKey
 }
 
 // NewKeyring returns a keyring whose first key is primary; the others only open.
 func NewKeyring(primary *MasterKey, others ...*MasterKey) *Keyring {
-	kr := &Keyring{primary: primary, keys: map[KeyID]*MasterKey{primary.id: primary}}
+	kr := &Keyring{primary: primary.id, keys: map[KeyID]*MasterKey{primary.id: primary}}
 	for _, k := range others {
 		kr.keys[k.id] = k
 	}
 	return kr
 }
 
-// Primary returns the ID of the key new blobs are sealed under.
+// KeyUnavailableError means a master key that is needed is not on this keyring: a blob is
+// sealed under it (Open), or it is the primary (Seal). It is a client error with code
+// master_key_unavailable (HTTP 503, retryable) and matches ErrUnknownKey.
+type KeyUnavailableError struct {
+	ID      KeyID
+	Primary bool // the missing key is the primary (sealing is refused)
+}
+
+func (e *KeyUnavailableError) Error() string {
+	if e.Primary {
+		return fmt.Sprintf("this replica does not hold the primary master key %s; add it to the key file", e.ID)
+	}
+	return fmt.Sprintf("this replica does not hold master key %s, which the value is sealed under", e.ID)
+}
+
+// Is makes errors.Is(err, ErrUnknownKey) true.
+func (e *KeyUnavailableError) Is(target error) bool { return target == ErrUnknownKey }
+
+// As lets errors.As find the client error behind it.
+func (e *KeyUnavailableError) As(target any) bool {
+	t, ok := target.(**sesame.Error)
+	if !ok {
+		return false
+	}
+	*t = &sesame.Error{Code: sesame.CodeMasterKeyUnavailable, Message: e.Error(), RetryAfter: time.Second,
+		Details: map[string]string{"key_id": e.ID.String()}}
+	return true
+}
+
+// Primary returns the ID of the key new blobs are sealed under (which may be missing:
+// see Missing).
 func (kr *Keyring) Primary() KeyID {
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	return kr.primary.id
+	return kr.primary
 }
 
-// Keys returns the keys on the ring, primary first.
+// Missing reports the primary key's ID when this keyring does not hold it.
+func (kr *Keyring) Missing() (KeyID, bool) {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	_, ok := kr.keys[kr.primary]
+	return kr.primary, !ok
+}
+
+// Keys returns the keys on the ring, primary first (when held).
 func (kr *Keyring) Keys() []*MasterKey {
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	out := []*MasterKey{kr.primary}
+	var out []*MasterKey
+	if k, ok := kr.keys[kr.primary]; ok {
+		out = append(out, k)
+	}
 	for id, k := range kr.keys {
-		if id != kr.primary.id {
+		if id != kr.primary {
 			out = append(out, k)
 		}
 	}
 	return out
 }
 
+// Has reports whether the keyring holds the key id.
+func (kr *Keyring) Has(id KeyID) bool {
+	_, ok := kr.key(id)
+	return ok
+}
+
+// IDs returns the IDs of the keys held, primary first.
+func (kr *Keyring) IDs() []KeyID {
+	keys := kr.Keys()
+	out := make([]KeyID, len(keys))
+	for i, k := range keys {
+		out[i] = k.id
+	}
+	return out
+}
+
+// Add puts k on the ring without making it primary.
+func (kr *Keyring) Add(k *MasterKey) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if _, ok := kr.keys[k.id]; !ok {
+		kr.keys[k.id] = k
+	}
+}
+
+// Remove drops the key id from the ring (and wipes it).
+func (kr *Keyring) Remove(id KeyID) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if k, ok := kr.keys[id]; ok {
+		k.Wipe()
+		delete(kr.keys, id)
+	}
+}
+
+// Replace makes keys the only keys on the ring (a reloaded key file); the primary ID is
+// kept, held or not.
+func (kr *Keyring) Replace(keys []*MasterKey) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	next := make(map[KeyID]*MasterKey, len(keys))
+	for _, k := range keys {
+		if old, ok := kr.keys[k.id]; ok {
+			next[k.id] = old
+			k.Wipe()
+		} else {
+			next[k.id] = k
+		}
+	}
+	for id, k := range kr.keys {
+		if _, ok := next[id]; !ok {
+			k.Wipe()
+		}
+	}
+	kr.keys = next
+}
+
+// SetPrimary makes id the primary. It reports whether the ring holds that key; if not,
+// sealing is refused until it does.
+func (kr *Keyring) SetPrimary(id KeyID) bool {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	kr.primary = id
+	_, ok := kr.keys[id]
+	return ok
+}
+
 // Promote makes k the primary key; the previous keys keep opening blobs until Retire.
 func (kr *Keyring) Promote(k *MasterKey) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	kr.keys[k.id] = k
-	kr.primary = k
+	if _, ok := kr.keys[k.id]; !ok {
+		kr.keys[k.id] = k
+	}
+	kr.primary = k.id
 }
 
 // Retire drops every key but the primary and wipes them.
@@ -182,7 +297,7 @@ func (kr *Keyring) Retire() {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	for id, k := range kr.keys {
-		if id != kr.primary.id {
+		if id != kr.primary {
 			k.Wipe()
 			delete(kr.keys, id)
 		}
@@ -194,6 +309,16 @@ func (kr *Keyring) key(id KeyID) (*MasterKey, bool) {
 	defer kr.mu.RUnlock()
 	k, ok := kr.keys[id]
 	return k, ok
+}
+
+func (kr *Keyring) primaryKey() (*MasterKey, error) {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	k, ok := kr.keys[kr.primary]
+	if !ok {
+		return nil, &KeyUnavailableError{ID: kr.primary, Primary: true}
+	}
+	return k, nil
 }
 
 func wrapAAD(id KeyID) []byte {
@@ -214,9 +339,10 @@ func dataAAD(identity []string) []byte {
 // Seal encrypts plaintext under a fresh data key wrapped by the primary master key,
 // bound to identity.
 func (kr *Keyring) Seal(plaintext []byte, identity ...string) ([]byte, error) {
-	kr.mu.RLock()
-	mk := kr.primary
-	kr.mu.RUnlock()
+	mk, err := kr.primaryKey()
+	if err != nil {
+		return nil, err
+	}
 
 	dek := make([]byte, KeySize)
 	defer clear(dek)
@@ -247,7 +373,7 @@ func (kr *Keyring) unwrap(blob []byte) (dek []byte, id KeyID, err error) {
 	id = KeyID(binary.BigEndian.Uint32(blob[1:5]))
 	mk, ok := kr.key(id)
 	if !ok {
-		return nil, id, fmt.Errorf("%w (key id %s)", ErrUnknownKey, id)
+		return nil, id, &KeyUnavailableError{ID: id}
 	}
 	dek, err = mk.aead.Open(nil, blob[5:5+nonceSize], blob[5+nonceSize:5+nonceSize+wrappedSize], wrapAAD(id))
 	if err != nil {
@@ -285,23 +411,32 @@ func KeyIDOf(blob []byte) (KeyID, error) {
 // Rewrap returns blob with its data key re-wrapped under the primary master key. The data
 // ciphertext is copied unchanged. changed is false if the blob already uses the primary.
 func (kr *Keyring) Rewrap(blob []byte) (out []byte, changed bool, err error) {
-	kr.mu.RLock()
-	mk := kr.primary
-	kr.mu.RUnlock()
-	dek, id, err := kr.unwrap(blob)
-	if err != nil {
-		return nil, false, err
+	return kr.RewrapTo(kr.Primary())(blob)
+}
+
+// RewrapTo returns a function that re-wraps blobs under the key target, whatever the
+// primary is by the time it runs (a rotation names its target once).
+func (kr *Keyring) RewrapTo(target KeyID) func(blob []byte) ([]byte, bool, error) {
+	return func(blob []byte) ([]byte, bool, error) {
+		mk, ok := kr.key(target)
+		if !ok {
+			return nil, false, &KeyUnavailableError{ID: target, Primary: true}
+		}
+		if id, err := KeyIDOf(blob); err == nil && id == target {
+			return blob, false, nil
+		}
+		dek, _, err := kr.unwrap(blob)
+		if err != nil {
+			return nil, false, err
+		}
+		defer clear(dek)
+		out := make([]byte, len(blob))
+		copy(out, blob)
+		binary.BigEndian.PutUint32(out[1:5], uint32(mk.id))
+		if _, err := rand.Read(out[5 : 5+nonceSize]); err != nil {
+			return nil, false, err
+		}
+		mk.aead.Seal(out[5+nonceSize:5+nonceSize], out[5:5+nonceSize], dek, wrapAAD(mk.id))
+		return out, true, nil
 	}
-	defer clear(dek)
-	if id == mk.id {
-		return blob, false, nil
-	}
-	out = make([]byte, len(blob))
-	copy(out, blob)
-	binary.BigEndian.PutUint32(out[1:5], uint32(mk.id))
-	if _, err := rand.Read(out[5 : 5+nonceSize]); err != nil {
-		return nil, false, err
-	}
-	mk.aead.Seal(out[5+nonceSize:5+nonceSize], out[5:5+nonceSize], dek, wrapAAD(mk.id))
-	return out, true, nil
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/crypt"
 )
 
@@ -585,4 +586,56 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestKeyringWithoutItsPrimaryRefuses: when the primary (decided by the store) is a key the
+// keyring lacks, sealing is refused with a retryable master_key_unavailable client error
+// naming the key, never done under another key; adding the key lifts it.
+func TestKeyringWithoutItsPrimaryRefuses(t *testing.T) {
+	oldK, newK := mustKey(t), mustKey(t)
+	kr := crypt.NewKeyring(oldK)
+	blob, err := kr.Seal([]byte("v"), "id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kr.SetPrimary(newK.ID()) {
+		t.Fatal("SetPrimary reported a key the ring lacks as held")
+	}
+	if id, missing := kr.Missing(); !missing || id != newK.ID() {
+		t.Fatalf("Missing = %s, %v", id, missing)
+	}
+	_, err = kr.Seal([]byte("v"), "id")
+	var se *sesame.Error
+	if !errors.Is(err, crypt.ErrUnknownKey) || !errors.As(err, &se) || se.Code != sesame.CodeMasterKeyUnavailable ||
+		se.RetryAfter == 0 || !strings.Contains(se.Message, newK.ID().String()) {
+		t.Fatalf("Seal without the primary: %v", err)
+	}
+	if _, _, err := kr.Rewrap(blob); !errors.Is(err, crypt.ErrUnknownKey) {
+		t.Fatalf("Rewrap without the primary: %v", err)
+	}
+	if _, err := kr.Open(blob, "id"); err != nil {
+		t.Fatalf("values under a held key still open: %v", err)
+	}
+	kr.Replace([]*crypt.MasterKey{mustKey(t)}) // a reloaded key file without either key
+	_, err = kr.Open(blob, "id")
+	if !errors.As(err, &se) || se.Code != sesame.CodeMasterKeyUnavailable || !strings.Contains(se.Message, oldK.ID().String()) {
+		t.Fatalf("Open under a dropped key: %v", err)
+	}
+	kr.Add(newK)
+	if _, missing := kr.Missing(); missing {
+		t.Fatal("still missing after Add")
+	}
+	b2, err := kr.Seal([]byte("v"), "id")
+	if id, _ := crypt.KeyIDOf(b2); err != nil || id != newK.ID() {
+		t.Fatalf("Seal after Add: %s, %v", id, err)
+	}
+}
+
+func mustKey(t *testing.T) *crypt.MasterKey {
+	t.Helper()
+	k, err := crypt.GenerateMasterKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -21,6 +21,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 				return &sesame.Error{Code: sesame.CodeStorageFull, RetryAfter: sesame.ErrStorageFull.RetryAfter,
 					Message: "the store's disk is full: writes fail, reads still work"}
 			}
+			if sesame.ErrorCode(err) == sesame.CodeMasterKeyUnavailable {
+				return err // this replica lacks the primary master key: say which
+			}
 			return &sesame.Error{Code: sesame.CodeUnavailable, Message: "store is not reachable", RetryAfter: sesame.ErrStoreUnavailable.RetryAfter}
 		}
 	}
@@ -217,5 +220,17 @@ func (s *Server) rotateMasterKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+func (s *Server) masterKeyStatus(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.KeyStatus == nil {
+		return sesame.Errorf(sesame.CodeUnavailable, "master-key status is not available on this server")
+	}
+	st, err := s.cfg.KeyStatus(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
 	return nil
 }

@@ -56,9 +56,11 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeInternal:                http.StatusInternalServerError,
 	sesame.CodeEndUserNotAllowed:       http.StatusForbidden,
 	// Retryable conditions (PRODUCT.md §4.9): never 500, always with Retry-After.
-	sesame.CodeStoreUnavailable:  http.StatusServiceUnavailable,
-	sesame.CodeStorageFull:       http.StatusServiceUnavailable,
-	sesame.CodeRefreshInProgress: http.StatusServiceUnavailable,
+	sesame.CodeStoreUnavailable:     http.StatusServiceUnavailable,
+	sesame.CodeStorageFull:          http.StatusServiceUnavailable,
+	sesame.CodeRefreshInProgress:    http.StatusServiceUnavailable,
+	sesame.CodeMasterKeyUnavailable: http.StatusServiceUnavailable,
+	sesame.CodeRotationRefused:      http.StatusConflict,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).
 	sesame.CodeBadRequest:          http.StatusBadRequest,

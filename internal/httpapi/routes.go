@@ -118,6 +118,7 @@ func (s *Server) routes() []route {
 		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/oauth/grants/{key}", h: s.deleteOAuthGrant, privileges: credentials},
 
 		{method: http.MethodPost, pattern: "/v1/system/master-key/rotate", h: s.rotateMasterKey, privileges: admin},
+		{method: http.MethodGet, pattern: "/v1/system/master-keys", h: s.masterKeyStatus, privileges: admin},
 
 		// The audit trail (audit.go).
 		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit},

@@ -47,15 +47,18 @@ type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error
 type Config struct {
 	Vault Vault
 	Auth  Authenticator
-	Ready func(ctx context.Context) error // reports whether the store is reachable (and writable)
+	Ready func(ctx context.Context) error // reports whether the store is reachable (and writable) and the replica can serve
 	// Classify, when set, recognises a store fault (outage, full disk) in an error that
 	// reached the renderer without a client code, so it is answered 503, not 500
 	// (store.Classify).
 	Classify func(error) error
 	Rotate   Rotator
-	Gateway  Gateway
-	Access   *access.Service
-	Apps     AppTokens // nil: app tokens are not accepted
+	// KeyStatus reports the master-key ring and the replicas' heartbeats; nil: the route
+	// answers unavailable.
+	KeyStatus func(ctx context.Context) (vault.KeyStatus, error)
+	Gateway   Gateway
+	Access    *access.Service
+	Apps      AppTokens // nil: app tokens are not accepted
 	// AppService serves POST /api/v2/auth and /v1/apps/… (see apps.go); nil: those routes
 	// answer unavailable. It is usually the same service as Apps.
 	AppService AppService

@@ -217,6 +217,10 @@ func (m *Manager) storeExchanged(ctx context.Context, k grantKey, tok *oauth2.To
 		e := tok.Expiry.UTC()
 		g.ExpiresAt = &e
 	}
+	return m.sealAndWrite(ctx, func() error { return m.writeExchanged(ctx, k, tok, g) })
+}
+
+func (m *Manager) writeExchanged(ctx context.Context, k grantKey, tok *oauth2.Token, g sesame.OAuthGrant) error {
 	var err error
 	if g.Access, err = m.cfg.Keyring.Seal([]byte(tok.AccessToken), k.identity("access")...); err != nil {
 		return err

@@ -77,6 +77,10 @@ type Config struct {
 	Store   Store
 	Vault   Vault
 	Keyring *crypt.Keyring
+	// SyncKeys, when set, picks up the store's primary master key after a write was refused
+	// because a rotation changed it (master_key_unavailable); the write is sealed again and
+	// retried once, so a token just received from a provider is not lost.
+	SyncKeys func(ctx context.Context) error
 	// Secrets gives the server secret under which state values are HMACed; it is
 	// created on the first authorization, not before.
 	Secrets ServerSecrets
@@ -437,20 +441,25 @@ func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesa
 		e := tok.Expiry.UTC()
 		ng.ExpiresAt = &e
 	}
-	if ng.Access, err = m.cfg.Keyring.Seal([]byte(tok.AccessToken), k.identity("access")...); err != nil {
-		return Token{}, err
-	}
-	switch {
-	case c.grant == grantClientCredentials:
-		ng.Refresh = nil
-	case tok.RefreshToken != "" && tok.RefreshToken != string(refresh.Reveal()):
-		// Rotated: the new refresh token replaces the old in the same write.
-		if ng.Refresh, err = m.cfg.Keyring.Seal([]byte(tok.RefreshToken), k.identity("refresh")...); err != nil {
-			return Token{}, err
+	var v int64
+	err = m.sealAndWrite(ctx, func() error {
+		var err error
+		if ng.Access, err = m.cfg.Keyring.Seal([]byte(tok.AccessToken), k.identity("access")...); err != nil {
+			return err
 		}
-	}
-	// A response without a refresh token keeps the old one (ng.Refresh = g.Refresh).
-	v, err := m.cfg.Store.UpdateOAuthGrant(ctx, ng, g.Version)
+		switch {
+		case c.grant == grantClientCredentials:
+			ng.Refresh = nil
+		case tok.RefreshToken != "" && tok.RefreshToken != string(refresh.Reveal()):
+			// Rotated: the new refresh token replaces the old in the same write.
+			if ng.Refresh, err = m.cfg.Keyring.Seal([]byte(tok.RefreshToken), k.identity("refresh")...); err != nil {
+				return err
+			}
+		}
+		// A response without a refresh token keeps the old one (ng.Refresh = g.Refresh).
+		v, err = m.cfg.Store.UpdateOAuthGrant(ctx, ng, g.Version)
+		return err
+	})
 	written = err == nil
 	switch {
 	case errors.Is(err, sesame.ErrConflict):
@@ -598,4 +607,17 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// sealAndWrite runs write (which seals and stores); if the store refused it because the
+// primary master key changed meanwhile, it picks up the new key and runs it once more.
+func (m *Manager) sealAndWrite(ctx context.Context, write func() error) error {
+	err := write()
+	if sesame.ErrorCode(err) == sesame.CodeMasterKeyUnavailable && m.cfg.SyncKeys != nil {
+		if serr := m.cfg.SyncKeys(ctx); serr != nil {
+			return errors.Join(err, serr)
+		}
+		err = write()
+	}
+	return err
 }

@@ -63,6 +63,9 @@ func (s *Store) ListOAuthGrants(ctx context.Context, ws, cred, afterCred, afterU
 // exists, and ErrNotFound if its credential does not.
 func (s *Store) CreateOAuthGrant(ctx context.Context, g sesame.OAuthGrant) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkSealed(ctx, tx, g.Access, g.Refresh); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_grants (workspace, cred_key, end_user, access_blob, refresh_blob,
 			token_type, scope, expires_at, status, reason, version, created_at, updated_at, refreshed_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $13)`,
@@ -79,6 +82,9 @@ func (s *Store) CreateOAuthGrant(ctx context.Context, g sesame.OAuthGrant) error
 func (s *Store) UpdateOAuthGrant(ctx context.Context, g sesame.OAuthGrant, expectVersion int64) (int64, error) {
 	newVersion := expectVersion + 1
 	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkSealed(ctx, tx, g.Access, g.Refresh); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE oauth_grants SET access_blob = $1, refresh_blob = $2, token_type = $3, scope = $4,
 			expires_at = $5, status = $6, reason = $7, version = $8, updated_at = $9, refreshed_at = $10, lease_owner = '', lease_until = 0
 			WHERE workspace = $11 AND cred_key = $12 AND end_user = $13 AND version = $14`,
@@ -167,6 +173,9 @@ func (s *Store) DeleteOAuthGrant(ctx context.Context, ws, cred, user string) err
 // exist; ErrAlreadyExists if the ID is taken.
 func (s *Store) CreateOAuthState(ctx context.Context, st sesame.OAuthState) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkSealed(ctx, tx, st.Verifier); err != nil {
+			return err
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_states (state_id, workspace, cred_key, end_user, return_url, redirect_uri,
 			verifier, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			st.ID, st.Workspace, st.Credential, st.EndUser, st.ReturnURL, st.RedirectURI, st.Verifier, nanos(st.CreatedAt), nanos(st.ExpiresAt))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/sesamehq/sesame/internal/crypt"
 )
 
 // Rewrapper turns a sealed blob into one sealed under the current master key. changed is
@@ -115,6 +117,9 @@ func (s *Store) rewrapColumn(ctx context.Context, c sealedColumn, fn Rewrapper) 
 		}
 		n := 0
 		err = s.tx(ctx, func(tx *sql.Tx) error {
+			if err := s.checkSealed(ctx, tx, outs...); err != nil {
+				return err
+			}
 			for i, it := range batch {
 				out := outs[i]
 				if out == nil {
@@ -169,4 +174,43 @@ func placeholders(from, n int) string {
 		out += fmt.Sprintf("$%d", from+i)
 	}
 	return out
+}
+
+// querier is what both *sql.DB and *sql.Tx offer for reads.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// CountSealedByKey counts the sealed blobs in the store by the ID of the master key each
+// is sealed under (crypt.KeyID's text form). It reads every blob.
+func (s *Store) CountSealedByKey(ctx context.Context) (map[string]int, error) {
+	return countSealedByKey(ctx, s.read)
+}
+
+func countSealedByKey(ctx context.Context, q querier) (map[string]int, error) {
+	out := map[string]int{}
+	for _, c := range sealedColumns {
+		rows, err := q.QueryContext(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s`, c.col, c.table, c.where))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var blob []byte
+			if err := rows.Scan(&blob); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			id, err := crypt.KeyIDOf(blob)
+			if err != nil {
+				out["malformed"]++
+				continue
+			}
+			out[id.String()]++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

@@ -153,6 +153,11 @@ func (s *Store) GetMeta(ctx context.Context, name string) ([]byte, error) {
 // ErrAlreadyExists when another writer got there first, so replicas agree on one value.
 func (s *Store) PutMeta(ctx context.Context, name string, value []byte, sealed bool) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if sealed {
+			if err := s.checkSealed(ctx, tx, value); err != nil {
+				return err
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO meta (name, value, sealed) VALUES ($1, $2, $3)`, name, value, sealed)
 		return err
 	})
@@ -349,7 +354,14 @@ func (s *Store) PutCredential(ctx context.Context, rec sesame.CredentialRecord, 
 		return 0, fmt.Errorf("store: marshal public fields: %w", err)
 	}
 	newVersion := expectVersion + 1
+	blobs := make([][]byte, len(rec.Secrets))
+	for i, f := range rec.Secrets {
+		blobs[i] = f.Blob
+	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.checkSealed(ctx, tx, blobs...); err != nil {
+			return err
+		}
 		var one int
 		if err := tx.QueryRowContext(ctx, `SELECT 1 FROM workspaces WHERE name = $1`, rec.Workspace).Scan(&one); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {

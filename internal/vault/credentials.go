@@ -10,6 +10,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/store"
 )
 
 // SecretState is what a read shows of a secret field: whether it is set, and when it
@@ -77,6 +78,19 @@ type Actor struct {
 // and an oauth2 credential with stored grants may not change them at all. An update that
 // omits "hosts" keeps the stored ones. It reports whether the credential was created.
 func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
+	view, created, err := v.putCredential(ctx, ws, key, body, by)
+	if errors.Is(err, store.ErrPrimaryChanged) {
+		// A rotation changed the primary master key after this replica sealed: nothing was
+		// written. Pick up the new primary and seal again; a replica that lacks it refuses.
+		if serr := v.SyncKeys(ctx); serr != nil {
+			return CredentialView{}, false, errors.Join(err, serr)
+		}
+		view, created, err = v.putCredential(ctx, ws, key, body, by)
+	}
+	return view, created, err
+}
+
+func (v *Vault) putCredential(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
 	if err := checkNames(ws, key); err != nil {
 		return CredentialView{}, false, err
 	}

@@ -24,6 +24,16 @@ type Store interface {
 	PutMeta(ctx context.Context, name string, value []byte, sealed bool) error
 	CountSealed(ctx context.Context) (int, error)
 	RewrapSealed(ctx context.Context, fn store.Rewrapper) (int, error)
+	CountSealedByKey(ctx context.Context) (map[string]int, error)
+
+	GetKeyRing(ctx context.Context) (store.KeyRing, error)
+	InitKeyRing(ctx context.Context, primary string, draining []string, now time.Time) error
+	PromoteKey(ctx context.Context, newID string, liveSince, now time.Time) ([]store.Replica, error)
+	RetireDraining(ctx context.Context, now time.Time) ([]string, error)
+	Heartbeat(ctx context.Context, r store.Replica) error
+	ListReplicas(ctx context.Context, since time.Time) ([]store.Replica, error)
+	DeleteReplica(ctx context.Context, id string) error
+	Notify(ctx context.Context, channel, payload string) error
 
 	CreateWorkspace(ctx context.Context, ws sesame.Workspace) error
 	GetWorkspace(ctx context.Context, name string) (sesame.Workspace, error)
@@ -47,6 +57,11 @@ type Vault struct {
 	log     *slog.Logger
 
 	rotateMu sync.Mutex
+	// keyMu orders changes of the keyring's primary (a sync from the store, a rotation).
+	keyMu         sync.Mutex
+	missingLogged crypt.KeyID
+	replica       Replica
+	started       time.Time
 	// records caches sealed credential records for Resolve, the per-call path. This
 	// process's writes drop entries at once; another replica's show within the TTL.
 	records *ttlcache.Cache[string, sesame.CredentialRecord]
@@ -118,6 +133,9 @@ func (v *Vault) Unlock(ctx context.Context) error {
 			return fmt.Errorf("%w: the store is sealed under master key %s, and the key given (%s) cannot open it",
 				ErrWrongMasterKey, id, v.keyring.Primary())
 		}
+	}
+	if err := v.initKeyRing(ctx); err != nil {
+		return err
 	}
 	err = v.store.CreateWorkspace(ctx, sesame.Workspace{Name: sesame.DefaultWorkspace, CreatedAt: v.now()})
 	if err != nil && !errors.Is(err, sesame.ErrAlreadyExists) {

@@ -161,8 +161,17 @@ func TestFinishInterruptedRotation(t *testing.T) {
 	for i := range 10 {
 		putSecret(t, v, fmt.Sprintf("c%d", i), "v")
 	}
-	// A crash right after the key file was written with [new, old]: the store is still
-	// entirely under the old key. The next start loads both and finishes.
+	// A key file with the new key first is not a rotation: the store decides the primary,
+	// so a replica restarted with a key added to its file re-wraps nothing.
+	added := newVault(t, st, newK, oldKey)
+	if n, err := added.FinishRotation(ctx, nil); n != 0 || err != nil {
+		t.Fatalf("FinishRotation with no rotation recorded = %d, %v; want a no-op", n, err)
+	}
+	// A crash right after the store recorded the new primary: the store is still entirely
+	// under the old key. The next start loads both and finishes.
+	if stranded, err := st.PromoteKey(ctx, newK.ID().String(), time.Now().Add(-time.Minute), time.Now()); err != nil || len(stranded) > 0 {
+		t.Fatalf("PromoteKey = %v, %v", stranded, err)
+	}
 	resumed := newVault(t, st, newK, oldKey)
 	var saved []*crypt.MasterKey
 	n, err := resumed.FinishRotation(ctx, func(keys []*crypt.MasterKey) error { saved = keys; return nil })
