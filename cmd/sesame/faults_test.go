@@ -92,11 +92,11 @@ func wantRetryable(t *testing.T, what string, r response, code string) {
 func sharedKeys(t *testing.T) (master, admin string) {
 	t.Helper()
 	ctx := context.Background()
-	m, err := proctest.Run(ctx, t, nil, "keys", "generate")
+	m, err := proctest.Output(ctx, t, nil, "keys", "generate")
 	if err != nil {
 		t.Fatalf("keys generate: %v %s", err, m)
 	}
-	a, err := proctest.Run(ctx, t, nil, "keys", "generate", "--api-key")
+	a, err := proctest.Output(ctx, t, nil, "keys", "generate", "--api-key")
 	if err != nil {
 		t.Fatalf("keys generate --api-key: %v %s", err, a)
 	}

@@ -271,11 +271,30 @@ func (s *Server) Wait(d time.Duration) (exited bool, err error) {
 // environment and returns its combined output and error.
 func Run(ctx context.Context, t testing.TB, env map[string]string, args ...string) (string, error) {
 	t.Helper()
+	out, err := command(ctx, t, env, args).CombinedOutput()
+	return string(out), err
+}
+
+// Output runs a sesame client command like Run but returns only its standard output
+// (for commands such as `keys generate` that print the result there and notes on
+// standard error); standard error is in the error.
+func Output(ctx context.Context, t testing.TB, env map[string]string, args ...string) (string, error) {
+	t.Helper()
+	cmd := command(ctx, t, env, args)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	return string(out), err
+}
+
+func command(ctx context.Context, t testing.TB, env map[string]string, args []string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, Binary(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd
 }
