@@ -1,0 +1,262 @@
+// Package redact removes injected credential values from what comes back to a caller: an
+// upstream that echoes request headers, a redirect whose Location carries a query secret,
+// an error page quoting the bad key. A Set holds the forms a value can take on the wire
+// (raw, URL-escaped, JSON-escaped, base64, the whole Authorization value); Reader
+// replaces them in a stream, holding back at most the longest form less one byte across
+// reads, so the output is the same however the input is chunked.
+package redact
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Marker replaces every redacted value.
+const Marker = "[redacted]"
+
+// Set is the set of byte strings to redact. The zero Set and a nil *Set redact nothing.
+type Set struct {
+	pats    [][]byte        // longest first, no duplicates
+	byFirst [256][][]byte // pats by first byte, longest first
+	maxLen  int
+}
+
+// New returns the Set of the given injected values and their encoded forms. Empty values
+// are ignored; every other value is redacted whatever its length.
+func New(values ...string) *Set {
+	s := &Set{}
+	seen := map[string]bool{}
+	add := func(p string) {
+		if p == "" || seen[p] {
+			return
+		}
+		seen[p] = true
+		s.pats = append(s.pats, []byte(p))
+	}
+	for _, v := range values {
+		for _, f := range Forms(v) {
+			add(f)
+		}
+	}
+	slices.SortFunc(s.pats, func(a, b []byte) int { return len(b) - len(a) })
+	for _, p := range s.pats {
+		s.byFirst[p[0]] = append(s.byFirst[p[0]], p)
+		s.maxLen = max(s.maxLen, len(p))
+	}
+	return s
+}
+
+// Forms returns the forms value can take in a response: itself, URL query- and
+// path-escaped (upper- and lower-case hex), JSON-escaped (with and without HTML escaping),
+// standard and URL-safe base64; for an Authorization-style value "<scheme> <token>" also
+// the token's forms, and for Basic the decoded "user:password" and the password.
+func Forms(value string) []string {
+	if value == "" {
+		return nil
+	}
+	out := encodings(value)
+	if scheme, token, ok := strings.Cut(value, " "); ok && token != "" && !strings.ContainsAny(scheme, "\t\"") {
+		out = append(out, encodings(token)...)
+		if strings.EqualFold(scheme, "Basic") {
+			if dec, err := base64.StdEncoding.DecodeString(token); err == nil {
+				out = append(out, encodings(string(dec))...)
+				if _, pass, ok := strings.Cut(string(dec), ":"); ok && pass != "" {
+					out = append(out, encodings(pass)...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func encodings(v string) []string {
+	q, p := url.QueryEscape(v), url.PathEscape(v)
+	out := []string{v, q, p, lowerHex(q), lowerHex(p),
+		base64.StdEncoding.EncodeToString([]byte(v)), base64.RawURLEncoding.EncodeToString([]byte(v))}
+	if b, err := json.Marshal(v); err == nil {
+		out = append(out, string(b[1:len(b)-1]))
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(v) == nil {
+		b := bytes.TrimSpace(buf.Bytes())
+		out = append(out, string(b[1:len(b)-1]))
+	}
+	return out
+}
+
+// lowerHex lower-cases the hex digits of percent escapes.
+func lowerHex(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = lower(b[i+1]), lower(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+func lower(c byte) byte {
+	if c >= 'A' && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// Empty reports whether s redacts nothing.
+func (s *Set) Empty() bool { return s == nil || len(s.pats) == 0 }
+
+// MaxLen is the length of the longest form.
+func (s *Set) MaxLen() int {
+	if s == nil {
+		return 0
+	}
+	return s.maxLen
+}
+
+// match returns the length of the longest form at the start of b, or 0.
+func (s *Set) match(b []byte) int {
+	for _, p := range s.byFirst[b[0]] {
+		if bytes.HasPrefix(b, p) {
+			return len(p)
+		}
+	}
+	return 0
+}
+
+// appendRedacted appends b to dst with every form replaced, scanning from the left and
+// taking the longest form at each position. Positions from which a form might still
+// begin (fewer than MaxLen bytes before the end, unless final) are left unscanned: it
+// returns how many bytes of b it consumed.
+func (s *Set) appendRedacted(dst, b []byte, final bool) ([]byte, int) {
+	i, done := 0, 0
+	limit := len(b) - s.maxLen + 1 // positions < limit have a full window
+	if final {
+		limit = len(b)
+	}
+	for i < limit {
+		if s.byFirst[b[i]] == nil {
+			i++
+			continue
+		}
+		if n := s.match(b[i:]); n > 0 {
+			dst = append(append(dst, b[done:i]...), Marker...)
+			i += n
+			done = i
+			continue
+		}
+		i++
+	}
+	// Bytes before i were scanned; those from done on are plain.
+	dst = append(dst, b[done:i]...)
+	return dst, i
+}
+
+// Bytes returns b with every form replaced.
+func (s *Set) Bytes(b []byte) []byte {
+	if s.Empty() {
+		return b
+	}
+	out, _ := s.appendRedacted(make([]byte, 0, len(b)), b, true)
+	return out
+}
+
+// String returns v with every form replaced.
+func (s *Set) String(v string) string {
+	if s.Empty() {
+		return v
+	}
+	return string(s.Bytes([]byte(v)))
+}
+
+// Contains reports whether any form occurs in b.
+func (s *Set) Contains(b []byte) bool {
+	if s.Empty() {
+		return false
+	}
+	for i := range b {
+		if s.byFirst[b[i]] != nil && s.match(b[i:]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Header redacts every value of h in place, and drops the fields whose name holds a form
+// (compared without case: names arrive canonicalized).
+func (s *Set) Header(h http.Header) {
+	if s.Empty() {
+		return
+	}
+	for k, vs := range h {
+		if s.inName(k) {
+			delete(h, k)
+			continue
+		}
+		for i, v := range vs {
+			vs[i] = s.String(v)
+		}
+	}
+}
+
+func (s *Set) inName(name string) bool {
+	name = strings.ToLower(name)
+	for _, p := range s.pats {
+		if len(p) <= len(name) && strings.Contains(name, strings.ToLower(string(p))) {
+			return true
+		}
+	}
+	return false
+}
+
+// Reader returns a reader of r with every form replaced. It holds back at most
+// MaxLen-1 bytes of r between reads.
+func (s *Set) Reader(r io.Reader) io.Reader {
+	if s.Empty() {
+		return r
+	}
+	return &reader{s: s, r: r, in: make([]byte, 0, 32<<10+s.maxLen)}
+}
+
+type reader struct {
+	s   *Set
+	r   io.Reader
+	in  []byte // read from r, not yet scanned
+	out []byte // scanned, not yet returned
+	off int    // of out
+	err error  // of r, once seen
+}
+
+func (rd *reader) Read(p []byte) (int, error) {
+	for rd.off == len(rd.out) {
+		if rd.err != nil {
+			return 0, rd.err
+		}
+		rd.out, rd.off = rd.out[:0], 0
+		if len(rd.in) == cap(rd.in) {
+			rd.in = slices.Grow(rd.in, len(rd.in))
+		}
+		n, err := rd.r.Read(rd.in[len(rd.in):cap(rd.in)])
+		rd.in = rd.in[:len(rd.in)+n]
+		if err != nil {
+			rd.err = err
+		}
+		var used int
+		rd.out, used = rd.s.appendRedacted(rd.out, rd.in, err != nil)
+		rd.in = rd.in[:copy(rd.in, rd.in[used:])]
+	}
+	n := copy(p, rd.out[rd.off:])
+	rd.off += n
+	return n, nil
+}
