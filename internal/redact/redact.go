@@ -22,7 +22,7 @@ const Marker = "[redacted]"
 
 // Set is the set of byte strings to redact. The zero Set and a nil *Set redact nothing.
 type Set struct {
-	pats    [][]byte        // longest first, no duplicates
+	pats    [][]byte      // longest first, no duplicates
 	byFirst [256][][]byte // pats by first byte, longest first
 	maxLen  int
 }
