@@ -53,7 +53,8 @@ func New(values ...string) *Set {
 }
 
 // Forms returns the forms value can take in a response: itself, URL query- and
-// path-escaped (upper- and lower-case hex), JSON-escaped (with and without HTML escaping),
+// path-escaped (upper- and lower-case hex), JSON-escaped (with and without HTML escaping,
+// and with "/" escaped as PHP does),
 // standard and URL-safe base64; for an Authorization-style value "<scheme> <token>" also
 // the token's forms, and for Basic the decoded "user:password" and the password.
 func Forms(value string) []string {
@@ -80,7 +81,8 @@ func encodings(v string) []string {
 	out := []string{v, q, p, lowerHex(q), lowerHex(p),
 		base64.StdEncoding.EncodeToString([]byte(v)), base64.RawURLEncoding.EncodeToString([]byte(v))}
 	if b, err := json.Marshal(v); err == nil {
-		out = append(out, string(b[1:len(b)-1]))
+		j := string(b[1 : len(b)-1])
+		out = append(out, j, strings.ReplaceAll(j, "/", `\/`)) // PHP escapes "/"
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
