@@ -569,7 +569,8 @@ func (p *parser) validate(f *Function) error {
 		if err != nil {
 			return p.fail(sesame.CodeInvalidField, "outputTransform", "is not a valid jq expression: %s", truncate(err.Error(), 200))
 		}
-		code, err := gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
+		guardQuery(q)
+		code, err := gojq.Compile(q, append(guardOptions(), gojq.WithEnvironLoader(func() []string { return nil }))...)
 		if err != nil {
 			return p.fail(sesame.CodeInvalidField, "outputTransform", "is not a valid jq expression: %s", truncate(err.Error(), 200))
 		}
