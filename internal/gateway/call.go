@@ -167,7 +167,7 @@ func appMatches(pattern, appID string) bool {
 func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response, rs *redact.Set) (CallResult, error) {
 	limit := g.MaxBody(c)
 	buffer := min(f.ResponseBuffer(), limit)
-	data, err := io.ReadAll(io.LimitReader(resp.Body, buffer+1))
+	data, err := readAtMost(resp, buffer+1)
 	if err != nil {
 		return CallResult{}, outboundError(err)
 	}
@@ -227,6 +227,38 @@ func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection
 	return out, nil
 }
 
+// readAtMost reads up to n bytes of resp's body, in a buffer sized by Content-Length
+// when the upstream gives one, and otherwise grown in steps that never allocate much more
+// than what was read.
+func readAtMost(resp *http.Response, n int64) ([]byte, error) {
+	if resp.ContentLength > 0 {
+		b := bytes.NewBuffer(make([]byte, 0, min(resp.ContentLength+1, n)))
+		_, err := b.ReadFrom(io.LimitReader(resp.Body, n))
+		return b.Bytes(), err
+	}
+	var pieces [][]byte
+	total := 0
+	r := io.LimitReader(resp.Body, n)
+	for {
+		p := make([]byte, 64<<10)
+		m, err := io.ReadFull(r, p)
+		if m > 0 {
+			pieces = append(pieces, p[:m])
+			total += m
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(pieces) == 1 {
+		return pieces[0], nil
+	}
+	return bytes.Join(pieces, nil)[:total:total], nil
+}
+
 // BodyStream is a function's response body that is streamed to the caller instead of
 // buffered: already read head, then rest, at most limit bytes in all.
 type BodyStream struct {
@@ -259,27 +291,35 @@ func (s *BodyStream) WriteResult(w io.Writer, res CallResult, flush func()) erro
 			return err
 		}
 	}
-	var pending []byte // an incomplete UTF-8 sequence at the end of the last piece
+	var pending, scratch []byte // an incomplete UTF-8 sequence at the end of the last piece; escaped text
 	write := func(p []byte, final bool) error {
 		if s.json {
 			_, err := w.Write(p)
 			return err
 		}
-		p = append(pending, p...)
+		if len(pending) > 0 {
+			p = append(pending, p...)
+		}
 		cut := len(p)
 		if !final {
 			cut = completeUTF8(p)
 		}
-		b, _ := json.Marshal(string(p[:cut]))
-		pending = append([]byte(nil), p[cut:]...)
-		_, err := w.Write(b[1 : len(b)-1])
+		scratch = appendJSONText(scratch[:0], p[:cut])
+		pending = append(pending[:0:0], p[cut:]...)
+		_, err := w.Write(scratch)
 		return err
 	}
+	const piece = 32 << 10
 	total := int64(len(s.head))
-	if err := write(s.head, false); err != nil {
-		return err
+	for head := s.head; len(head) > 0; {
+		n := min(len(head), piece)
+		if err := write(head[:n], false); err != nil {
+			return err
+		}
+		head = head[n:]
 	}
-	buf := make([]byte, 32<<10)
+	s.head = nil
+	buf := make([]byte, piece)
 	for {
 		n, rerr := s.rest.Read(buf)
 		if n > 0 {
@@ -310,6 +350,44 @@ func (s *BodyStream) WriteResult(w io.Writer, res CallResult, flush func()) erro
 	}
 	_, err = io.WriteString(w, "}\n")
 	return err
+}
+
+// appendJSONText appends p escaped for the inside of a JSON string, as encoding/json
+// escapes it (invalid UTF-8 becomes U+FFFD).
+func appendJSONText(dst, p []byte) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, p[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
 }
 
 // completeUTF8 returns the length of p without a trailing incomplete UTF-8 sequence.
