@@ -22,9 +22,9 @@ const Marker = "[redacted]"
 
 // Set is the set of byte strings to redact. The zero Set and a nil *Set redact nothing.
 type Set struct {
-	pats    [][]byte      // longest first, no duplicates
-	byFirst [256][][]byte // pats by first byte, longest first
-	maxLen  int
+	pats   [][]byte    // by first byte, then longest first; no duplicates
+	lo, hi [256]uint16 // pats[lo[c]:hi[c]] start with byte c
+	maxLen int
 }
 
 // New returns the Set of the given injected values and their encoded forms. Empty values
@@ -44,9 +44,17 @@ func New(values ...string) *Set {
 			add(f)
 		}
 	}
-	slices.SortFunc(s.pats, func(a, b []byte) int { return len(b) - len(a) })
-	for _, p := range s.pats {
-		s.byFirst[p[0]] = append(s.byFirst[p[0]], p)
+	slices.SortFunc(s.pats, func(a, b []byte) int {
+		if a[0] != b[0] {
+			return int(a[0]) - int(b[0])
+		}
+		return len(b) - len(a)
+	})
+	for i, p := range s.pats {
+		if s.hi[p[0]] == 0 {
+			s.lo[p[0]] = uint16(i)
+		}
+		s.hi[p[0]] = uint16(i + 1)
 		s.maxLen = max(s.maxLen, len(p))
 	}
 	return s
@@ -129,7 +137,7 @@ func (s *Set) MaxLen() int {
 
 // match returns the length of the longest form at the start of b, or 0.
 func (s *Set) match(b []byte) int {
-	for _, p := range s.byFirst[b[0]] {
+	for _, p := range s.pats[s.lo[b[0]]:s.hi[b[0]]] {
 		if bytes.HasPrefix(b, p) {
 			return len(p)
 		}
@@ -148,7 +156,7 @@ func (s *Set) appendRedacted(dst, b []byte, final bool) ([]byte, int) {
 		limit = len(b)
 	}
 	for i < limit {
-		if s.byFirst[b[i]] == nil {
+		if s.hi[b[i]] == 0 {
 			i++
 			continue
 		}
@@ -188,7 +196,7 @@ func (s *Set) Contains(b []byte) bool {
 		return false
 	}
 	for i := range b {
-		if s.byFirst[b[i]] != nil && s.match(b[i:]) > 0 {
+		if s.hi[b[i]] != 0 && s.match(b[i:]) > 0 {
 			return true
 		}
 	}
@@ -228,16 +236,23 @@ func (s *Set) Reader(r io.Reader) io.Reader {
 	if s.Empty() {
 		return r
 	}
-	return &reader{s: s, r: r, in: make([]byte, 0, 32<<10+s.maxLen)}
+	return &reader{s: s, r: r}
 }
 
+// Reads start small, so that short bodies cost little, and grow while they fill the buffer.
+const (
+	minRead = 2 << 10
+	maxRead = 32 << 10
+)
+
 type reader struct {
-	s   *Set
-	r   io.Reader
-	in  []byte // read from r, not yet scanned
-	out []byte // scanned, not yet returned
-	off int    // of out
-	err error  // of r, once seen
+	s    *Set
+	r    io.Reader
+	in   []byte // read from r, not yet scanned
+	out  []byte // scanned, not yet returned
+	off  int    // of out
+	full bool   // the last read filled in
+	err  error  // of r, once seen
 }
 
 func (rd *reader) Read(p []byte) (int, error) {
@@ -246,10 +261,13 @@ func (rd *reader) Read(p []byte) (int, error) {
 			return 0, rd.err
 		}
 		rd.out, rd.off = rd.out[:0], 0
-		if len(rd.in) == cap(rd.in) {
-			rd.in = slices.Grow(rd.in, len(rd.in))
+		if rd.in == nil {
+			rd.in = make([]byte, 0, minRead+rd.s.maxLen)
+		} else if free := cap(rd.in) - len(rd.in); free < minRead || (rd.full && cap(rd.in) < maxRead) {
+			rd.in = slices.Grow(rd.in, max(len(rd.in), minRead)+rd.s.maxLen)
 		}
 		n, err := rd.r.Read(rd.in[len(rd.in):cap(rd.in)])
+		rd.full = len(rd.in)+n == cap(rd.in)
 		rd.in = rd.in[:len(rd.in)+n]
 		if err != nil {
 			rd.err = err
