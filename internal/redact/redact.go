@@ -24,6 +24,7 @@ const Marker = "[redacted]"
 type Set struct {
 	pats   [][]byte    // by first byte, then longest first; no duplicates
 	lo, hi [256]uint16 // pats[lo[c]:hi[c]] start with byte c
+	firsts []byte      // the distinct first bytes
 	maxLen int
 }
 
@@ -53,6 +54,7 @@ func New(values ...string) *Set {
 	for i, p := range s.pats {
 		if s.hi[p[0]] == 0 {
 			s.lo[p[0]] = uint16(i)
+			s.firsts = append(s.firsts, p[0])
 		}
 		s.hi[p[0]] = uint16(i + 1)
 		s.maxLen = max(s.maxLen, len(p))
@@ -155,8 +157,33 @@ func (s *Set) appendRedacted(dst, b []byte, final bool) ([]byte, int) {
 	if final {
 		limit = len(b)
 	}
+	// Candidates are found with bytes.IndexByte per distinct first byte (vectorized),
+	// remembering each one's next position; with many first bytes, byte by byte.
+	var next [maxFirsts]int
+	for j := range next {
+		next[j] = -2 // not looked for yet
+	}
 	for i < limit {
-		if s.hi[b[i]] == 0 {
+		if len(s.firsts) <= maxFirsts {
+			c := -1
+			for j, f := range s.firsts {
+				if next[j] != -1 && next[j] < i {
+					if k := bytes.IndexByte(b[i:limit], f); k < 0 {
+						next[j] = -1 // none before limit
+					} else {
+						next[j] = i + k
+					}
+				}
+				if next[j] >= 0 && (c < 0 || next[j] < c) {
+					c = next[j]
+				}
+			}
+			if c < 0 {
+				i = limit
+				break
+			}
+			i = c
+		} else if s.hi[b[i]] == 0 {
 			i++
 			continue
 		}
@@ -172,6 +199,9 @@ func (s *Set) appendRedacted(dst, b []byte, final bool) ([]byte, int) {
 	dst = append(dst, b[done:i]...)
 	return dst, i
 }
+
+// maxFirsts is how many distinct first bytes are searched for with bytes.IndexByte.
+const maxFirsts = 12
 
 // Bytes returns b with every form replaced.
 func (s *Set) Bytes(b []byte) []byte {

@@ -145,3 +145,27 @@ func BenchmarkReader(b *testing.B) {
 		})
 	}
 }
+
+// TestManyFirstBytes covers sets with more distinct first bytes than are searched for
+// with bytes.IndexByte.
+func TestManyFirstBytes(t *testing.T) {
+	var values []string
+	var data []byte
+	for c := byte('a'); c <= 'z'; c++ {
+		v := string([]byte{c, c + 1 - 'a' + 'A', '9', c})
+		values = append(values, v)
+		data = append(data, "..."+v+"."+v[:2]...)
+	}
+	s := redact.New(values...)
+	whole := s.Bytes(data)
+	for _, v := range values {
+		if bytes.Contains(whole, []byte(v)) {
+			t.Fatalf("%q kept in %q", v, whole)
+		}
+	}
+	for _, sizes := range [][]byte{nil, {3}, {1, 6}} {
+		if got := chunked(s, data, sizes); !bytes.Equal(got, whole) {
+			t.Errorf("sizes %v: got %q, want %q", sizes, got, whole)
+		}
+	}
+}
