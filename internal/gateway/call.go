@@ -304,7 +304,7 @@ func (s *BodyStream) WriteResult(w io.Writer, res CallResult, flush func()) erro
 		if !final {
 			cut = completeUTF8(p)
 		}
-		scratch = appendJSONText(scratch[:0], p[:cut])
+		scratch = redact.AppendJSON(scratch[:0], p[:cut], true)
 		pending = append(pending[:0:0], p[cut:]...)
 		_, err := w.Write(scratch)
 		return err
@@ -350,44 +350,6 @@ func (s *BodyStream) WriteResult(w io.Writer, res CallResult, flush func()) erro
 	}
 	_, err = io.WriteString(w, "}\n")
 	return err
-}
-
-// appendJSONText appends p escaped for the inside of a JSON string, as encoding/json
-// escapes it (invalid UTF-8 becomes U+FFFD).
-func appendJSONText(dst, p []byte) []byte {
-	const hex = "0123456789abcdef"
-	for i := 0; i < len(p); {
-		c := p[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == '<' || c == '>' || c == '&':
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(p[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			dst = append(dst, p[i:i+size]...)
-		}
-		i += size
-	}
-	return dst
 }
 
 // completeUTF8 returns the length of p without a trailing incomplete UTF-8 sequence.

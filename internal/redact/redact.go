@@ -9,12 +9,12 @@ package redact
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Marker replaces every redacted value.
@@ -32,17 +32,14 @@ type Set struct {
 // are ignored; every other value is redacted whatever its length.
 func New(values ...string) *Set {
 	s := &Set{}
-	seen := map[string]bool{}
-	add := func(p string) {
-		if p == "" || seen[p] {
-			return
-		}
-		seen[p] = true
-		s.pats = append(s.pats, []byte(p))
-	}
+	var forms []string
 	for _, v := range values {
-		for _, f := range Forms(v) {
-			add(f)
+		forms = append(forms, Forms(v)...)
+	}
+	slices.Sort(forms)
+	for _, f := range slices.Compact(forms) {
+		if f != "" {
+			s.pats = append(s.pats, []byte(f))
 		}
 	}
 	slices.SortFunc(s.pats, func(a, b []byte) int {
@@ -90,17 +87,8 @@ func encodings(v string) []string {
 	q, p := url.QueryEscape(v), url.PathEscape(v)
 	out := []string{v, q, p, lowerHex(q), lowerHex(p),
 		base64.StdEncoding.EncodeToString([]byte(v)), base64.RawURLEncoding.EncodeToString([]byte(v))}
-	if b, err := json.Marshal(v); err == nil {
-		j := string(b[1 : len(b)-1])
-		out = append(out, j, strings.ReplaceAll(j, "/", `\/`)) // PHP escapes "/"
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if enc.Encode(v) == nil {
-		b := bytes.TrimSpace(buf.Bytes())
-		out = append(out, string(b[1:len(b)-1]))
-	}
+	j := string(AppendJSON(nil, []byte(v), true))
+	out = append(out, j, string(AppendJSON(nil, []byte(v), false)), strings.ReplaceAll(j, "/", `\/`)) // PHP escapes "/"
 	return out
 }
 
@@ -309,4 +297,46 @@ func (rd *reader) Read(p []byte) (int, error) {
 	n := copy(p, rd.out[rd.off:])
 	rd.off += n
 	return n, nil
+}
+
+// AppendJSON appends p escaped for the inside of a JSON string as encoding/json escapes
+// it: invalid UTF-8 becomes U+FFFD, and with html "<", ">" and "&" are escaped too.
+func AppendJSON(dst, p []byte, html bool) []byte {
+	const hex = "0123456789abcdef"
+	for i := 0; i < len(p); {
+		c := p[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c == '\b':
+				dst = append(dst, '\\', 'b')
+			case c == '\f':
+				dst = append(dst, '\\', 'f')
+			case c < 0x20 || html && (c == '<' || c == '>' || c == '&'):
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(p[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, p[i:i+size]...)
+		}
+		i += size
+	}
+	return dst
 }

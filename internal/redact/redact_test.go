@@ -3,6 +3,7 @@ package redact_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -168,4 +169,22 @@ func TestManyFirstBytes(t *testing.T) {
 			t.Errorf("sizes %v: got %q, want %q", sizes, got, whole)
 		}
 	}
+}
+
+func FuzzAppendJSONMatchesEncodingJSON(f *testing.F) {
+	f.Add([]byte("żółw € <a&b> \"q\" \\ \n\t\x00\x7f \u2028 \xff\xfe/"))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		b, _ := json.Marshal(string(p))
+		if got := redact.AppendJSON(nil, p, true); string(got) != string(b[1:len(b)-1]) {
+			t.Fatalf("html: got %q, want %s", got, b)
+		}
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(string(p))
+		want := bytes.TrimSpace(buf.Bytes())
+		if got := redact.AppendJSON(nil, p, false); string(got) != string(want[1:len(want)-1]) {
+			t.Fatalf("plain: got %q, want %s", got, want)
+		}
+	})
 }
