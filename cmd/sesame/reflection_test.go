@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/elliptic"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
 	"github.com/sesamehq/sesame/internal/oauthtest"
 )
 
@@ -97,6 +99,10 @@ func newReflectionSetup(t *testing.T) *reflectionSetup {
 	up := newUpstream(t)
 	up.setHandler(echo)
 	const hmacSecret = "hs256-secret-CANARY-0123456789abcdef"
+	ecKey := jwttest.EC(t, elliptic.P256())
+	te := newTokenEndpoint(t, ecKey.Public(), "ES256")
+	jwtx, _ := json.Marshal(map[string]any{"type": "jwt_bearer", "fields": map[string]any{"alg": "ES256", "private_key": jwttest.PKCS8(t, ecKey),
+		"token_url": te.URL + "/token", "payload": map[string]any{"iss": "svc@example.iam", "aud": te.URL + "/token"}}})
 	creds := map[string]string{
 		"w.basic":  `{"type":"basic","fields":{"username":"bob","password":"pw-basic/CANARY+&"}}`,
 		"w.bearer": `{"type":"bearer","fields":{"token":"tok-bearer/CANARY"}}`,
@@ -105,13 +111,14 @@ func newReflectionSetup(t *testing.T) *reflectionSetup {
 		"w.secret": `{"type":"secret","fields":{"value":"s3cr3t/with space CANARY"}}`,
 		"w.oauth": fmt.Sprintf(`{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"cc-app","client_secret":"cc-client-secret-CANARY","token_url":%q}}`,
 			p.TokenURL()),
-		"w.jwt": fmt.Sprintf(`{"type":"jwt_bearer","fields":{"alg":"HS256","secret":%q,"payload":{"iss":"me"}}}`, hmacSecret),
+		"w.jwtx": string(jwtx),
+		"w.jwt":  fmt.Sprintf(`{"type":"jwt_bearer","fields":{"alg":"HS256","secret":%q,"payload":{"iss":"me"}}}`, hmacSecret),
 	}
 	for k, b := range creds {
 		mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/"+k, b), 201)
 	}
 	for name, cred := range map[string]string{"basic": "w.basic", "bearer": "w.bearer", "keyhdr": "w.keyHdr", "keyqry": "w.keyQry",
-		"oauth": "w.oauth", "jwt": "w.jwt", "secret": "w.secret"} {
+		"oauth": "w.oauth", "jwt": "w.jwt", "jwtx": "w.jwtx", "secret": "w.secret"} {
 		extra := ""
 		if name == "secret" {
 			extra = `,"auth":{"in":"header","name":"X-Secret"}`
@@ -174,7 +181,7 @@ func (rs *reflectionSetup) assertNothingReflected(t *testing.T, what string, r r
 func TestNothingInjectedComesBack(t *testing.T) {
 	rs := newReflectionSetup(t)
 	caller := withKey(rs.callerKey)
-	for _, conn := range []string{"basic", "bearer", "keyhdr", "keyqry", "oauth", "jwt", "secret"} {
+	for _, conn := range []string{"basic", "bearer", "keyhdr", "keyqry", "oauth", "jwt", "jwtx", "secret"} {
 		t.Run(conn, func(t *testing.T) {
 			for _, mode := range []string{"plain", "redirect", "gzip", "json"} {
 				h := caller.Clone()
@@ -240,6 +247,20 @@ outputTransform: '.'
 				t.Fatalf("not injected: %v %v", seen.Query, seen.Header)
 			}
 			rs.assertNothingReflected(t, "function params "+mode, r, injectedValues(seen))
+		}
+	})
+
+	t.Run("connection test quoting the upstream's error", func(t *testing.T) {
+		// A failed test request reports the upstream's answer; an echo must not carry the credential.
+		for conn, cred := range map[string]string{"basic": "w.basic", "keyqry": "w.keyQry", "oauth": "w.oauth"} {
+			body := fmt.Sprintf(`{"base_uri":%q,"credential":%q,"allow_private_networks":true,"test":{"method":"GET","path":"/echo","expect_status":299}}`,
+				rs.up.URL+"/base", cred)
+			mustStatus(t, rs.s.do("PUT", "/v1/workspaces/default/connections/"+conn+"?test=false", body), 200)
+			r := rs.s.do("POST", "/v1/workspaces/default/connections/"+conn+"/test", "")
+			if !strings.Contains(string(r.Body), "[redacted]") {
+				t.Errorf("%s: the test result shows no redaction: %s", conn, r.Body)
+			}
+			rs.assertNothingReflected(t, "connection test "+conn, r, injectedValues(rs.up.last(t)))
 		}
 	})
 
