@@ -15,6 +15,7 @@ import (
 
 	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
 	"github.com/sesamehq/sesame/internal/oauthtest"
+	"github.com/sesamehq/sesame/internal/testpg"
 )
 
 // echo answers with everything it received, the way debug endpoints and error pages do:
@@ -91,10 +92,10 @@ type reflectionSetup struct {
 	secrets []string
 }
 
-func newReflectionSetup(t *testing.T) *reflectionSetup {
+func newReflectionSetup(t *testing.T, args ...string) *reflectionSetup {
 	t.Helper()
 	p := oauthtest.New(t, oauthtest.Options{})
-	s := startServer(t, map[string]string{"SESAME_ALLOW_PRIVATE_TOKEN_URLS": "true"}, "--data", t.TempDir())
+	s := startServer(t, map[string]string{"SESAME_ALLOW_PRIVATE_TOKEN_URLS": "true"}, append([]string{"--data", t.TempDir()}, args...)...)
 	p.AddClient("cc-app", "cc-client-secret-CANARY", s.URL+"/")
 	up := newUpstream(t)
 	up.setHandler(echo)
@@ -179,7 +180,12 @@ func (rs *reflectionSetup) assertNothingReflected(t *testing.T, what string, r r
 // request back (headers, body split across chunks, a cross-origin Location, gzip) returns
 // nothing injected to a caller who holds only run_functions; TRACE and CONNECT are refused.
 func TestNothingInjectedComesBack(t *testing.T) {
-	rs := newReflectionSetup(t)
+	t.Run("sqlite", func(t *testing.T) { testNothingInjectedComesBack(t) })
+	t.Run("postgres", func(t *testing.T) { testNothingInjectedComesBack(t, "--postgres", testpg.URL(t)) })
+}
+
+func testNothingInjectedComesBack(t *testing.T, args ...string) {
+	rs := newReflectionSetup(t, args...)
 	caller := withKey(rs.callerKey)
 	for _, conn := range []string{"basic", "bearer", "keyhdr", "keyqry", "oauth", "jwt", "jwtx", "secret"} {
 		t.Run(conn, func(t *testing.T) {
