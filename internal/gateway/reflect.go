@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"compress/zlib"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -31,14 +32,16 @@ func (in *injected) add(vs ...string) {
 	}
 }
 
-// snapshot is what a request carried before an injector ran.
+// snapshot is what a request carried before an injector ran. The header map is a shallow
+// copy: http.Header's Set and Del replace or drop a value slice, never write into one, and
+// Add appends past the copy's length.
 type snapshot struct {
-	header http.Header
-	query  url.Values
+	header   http.Header
+	rawQuery string
 }
 
 func snapshotOf(req *http.Request) snapshot {
-	return snapshot{header: req.Header.Clone(), query: req.URL.Query()}
+	return snapshot{header: maps.Clone(req.Header), rawQuery: req.URL.RawQuery}
 }
 
 // diff adds every header and query value of req that was not there at snapshot s.
@@ -50,9 +53,13 @@ func (in *injected) diff(s snapshot, req *http.Request) {
 			}
 		}
 	}
+	if req.URL.RawQuery == s.rawQuery {
+		return
+	}
+	before, _ := url.ParseQuery(s.rawQuery)
 	for k, vs := range req.URL.Query() {
 		for _, v := range vs {
-			if !slices.Contains(s.query[k], v) {
+			if !slices.Contains(before[k], v) {
 				in.add(v)
 			}
 		}

@@ -259,7 +259,7 @@ func (s *Set) Reader(r io.Reader) io.Reader {
 
 // Reads start small, so that short bodies cost little, and grow while they fill the buffer.
 const (
-	minRead = 2 << 10
+	minRead = 512
 	maxRead = 32 << 10
 )
 
