@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+
+	"github.com/sesamehq/sesame/internal/redact"
 )
 
 // BenchmarkResponseRedaction is the work the redaction of injected values adds to one
@@ -16,6 +18,7 @@ func BenchmarkResponseRedaction(b *testing.B) {
 	small := []byte(`{"id":42,"name":"bench","ok":true,"items":[1,2,3],"message":"hello from the loopback upstream"}` + "\n")
 	large := append(bytes.Repeat([]byte(`{"id":42,"name":"bench","ok":true,"items":[1,2,3]},`), 1300),
 		[]byte(`{"echo":{"X-Api-Key":"bench-secret"}}`+"\n")...)
+	bufs := redact.NewBuffers()
 	for _, tc := range []struct {
 		name string
 		on   bool
@@ -43,12 +46,13 @@ func BenchmarkResponseRedaction(b *testing.B) {
 				resp := &http.Response{StatusCode: 200, ContentLength: int64(len(tc.body)),
 					Header: http.Header{"Content-Type": {"application/json"}, "Content-Length": {strconv.Itoa(len(tc.body))}, "Date": {"Sun, 29 Nov 2026 04:00:00 GMT"}},
 					Body:   io.NopCloser(bytes.NewReader(tc.body))}
-				if err := redactResponse(resp, seen.redactor()); err != nil {
+				if err := redactResponse(resp, seen.redactor(), bufs); err != nil {
 					b.Fatal(err)
 				}
 				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 					b.Fatal(err)
 				}
+				resp.Body.Close()
 			}
 		})
 	}

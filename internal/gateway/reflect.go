@@ -88,7 +88,7 @@ func askIdentity(req *http.Request) {
 // decoded first (still streaming; the caller's body limit counts decoded bytes); any other
 // content encoding cannot be scanned and is refused. Content-Length goes, since redaction
 // can change the length.
-func redactResponse(resp *http.Response, s *redact.Set) error {
+func redactResponse(resp *http.Response, s *redact.Set, bufs *redact.Buffers) error {
 	if s.Empty() {
 		return nil
 	}
@@ -99,7 +99,8 @@ func redactResponse(resp *http.Response, s *redact.Set) error {
 	s.Header(resp.Trailer)
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1
-	resp.Body = readCloser{s.Reader(resp.Body), resp.Body}
+	rr := s.Reader(resp.Body, bufs)
+	resp.Body = readCloser{rr, closers{rr, resp.Body}}
 	return nil
 }
 
@@ -165,6 +166,19 @@ func (l *lazyDeflate) Read(p []byte) (int, error) {
 		l.r = newDeflateReader(l.src)
 	}
 	return l.r.Read(p)
+}
+
+// closers closes each in turn and returns the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 type readCloser struct {

@@ -40,7 +40,7 @@ func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req 
 	}
 	resp, err := g.sendInner(ctx, ws, cl, req, c, t, seen, extra)
 	if err == nil {
-		if err = redactResponse(resp, seen.redactor()); err != nil {
+		if err = redactResponse(resp, seen.redactor(), g.buffers); err != nil {
 			resp = nil
 		}
 	}

@@ -9,11 +9,13 @@ package redact
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -249,28 +251,52 @@ func (s *Set) inName(name string) bool {
 }
 
 // Reader returns a reader of r with every form replaced. It holds back at most
-// MaxLen-1 bytes of r between reads.
-func (s *Set) Reader(r io.Reader) io.Reader {
+// MaxLen-1 bytes of r between reads, and reads r in pieces of up to 32 KiB. Its buffers
+// come from bufs (nil: allocated) and go back there when the reader is closed; Close
+// does not close r.
+func (s *Set) Reader(r io.Reader, bufs *Buffers) io.ReadCloser {
 	if s.Empty() {
-		return r
+		return io.NopCloser(r)
 	}
-	return &reader{s: s, r: r}
+	return &reader{s: s, r: r, bufs: bufs}
 }
 
-// Reads start small, so that short bodies cost little, and grow while they fill the buffer.
 const (
-	minRead = 512
-	maxRead = 32 << 10
+	readSize = 32 << 10 // of one read of the source
+	slack    = 4 << 10  // room in a pooled buffer for held-back bytes and markers
 )
 
+// Buffers is a pool of the readers' buffers, shared by all of them.
+type Buffers struct{ p sync.Pool }
+
+// NewBuffers returns an empty pool.
+func NewBuffers() *Buffers {
+	return &Buffers{p: sync.Pool{New: func() any { b := make([]byte, 0, readSize+slack); return &b }}}
+}
+
+func (b *Buffers) get(n int) []byte {
+	if b == nil || n > readSize+slack {
+		return make([]byte, 0, n)
+	}
+	return (*b.p.Get().(*[]byte))[:0]
+}
+
+func (b *Buffers) put(buf []byte) {
+	if b == nil || cap(buf) != readSize+slack {
+		return
+	}
+	b.p.Put(&buf)
+}
+
 type reader struct {
-	s    *Set
-	r    io.Reader
-	in   []byte // read from r, not yet scanned
-	out  []byte // scanned, not yet returned
-	off  int    // of out
-	full bool   // the last read filled in
-	err  error  // of r, once seen
+	s       *Set
+	r       io.Reader
+	bufs    *Buffers
+	in      []byte // read from r, not yet scanned
+	out     []byte // scanned, not yet returned
+	off     int    // of out
+	err     error  // of r, once seen
+	started bool
 }
 
 func (rd *reader) Read(p []byte) (int, error) {
@@ -278,14 +304,13 @@ func (rd *reader) Read(p []byte) (int, error) {
 		if rd.err != nil {
 			return 0, rd.err
 		}
-		rd.out, rd.off = rd.out[:0], 0
-		if rd.in == nil {
-			rd.in = make([]byte, 0, minRead+rd.s.maxLen)
-		} else if free := cap(rd.in) - len(rd.in); free < minRead || (rd.full && cap(rd.in) < maxRead) {
-			rd.in = slices.Grow(rd.in, max(len(rd.in), minRead)+rd.s.maxLen)
+		if !rd.started {
+			rd.started = true
+			rd.in = rd.bufs.get(readSize + rd.s.maxLen)
+			rd.out = rd.bufs.get(readSize + slack)
 		}
-		n, err := rd.r.Read(rd.in[len(rd.in):cap(rd.in)])
-		rd.full = len(rd.in)+n == cap(rd.in)
+		rd.out, rd.off = rd.out[:0], 0
+		n, err := rd.r.Read(rd.in[len(rd.in) : len(rd.in)+readSize])
 		rd.in = rd.in[:len(rd.in)+n]
 		if err != nil {
 			rd.err = err
@@ -298,6 +323,22 @@ func (rd *reader) Read(p []byte) (int, error) {
 	rd.off += n
 	return n, nil
 }
+
+// Close returns the reader's buffers to its pool. Reading after Close is an error.
+func (rd *reader) Close() error {
+	if rd.started {
+		rd.bufs.put(rd.in)
+		rd.bufs.put(rd.out)
+		rd.in, rd.out, rd.off = nil, nil, 0
+	}
+	if rd.err == nil {
+		rd.err = errClosed
+	}
+	rd.started = true
+	return nil
+}
+
+var errClosed = errors.New("redact: read after Close")
 
 // AppendJSON appends p escaped for the inside of a JSON string as encoding/json escapes
 // it: invalid UTF-8 becomes U+FFFD, and with html "<", ">" and "&" are escaped too.

@@ -60,6 +60,9 @@ func TestHeaderRedactsValuesAndNames(t *testing.T) {
 	}
 }
 
+// pool is shared by every chunked read, so that reuse of pooled buffers is exercised.
+var pool = redact.NewBuffers()
+
 // chunked reads data through the redacting reader in pieces of the given sizes.
 func chunked(s *redact.Set, data []byte, sizes []byte) []byte {
 	var parts [][]byte
@@ -73,10 +76,15 @@ func chunked(s *redact.Set, data []byte, sizes []byte) []byte {
 		parts = append(parts, rest[:n])
 		rest = rest[n:]
 	}
-	r := s.Reader(&piecesReader{parts: parts})
+	r := s.Reader(&piecesReader{parts: parts}, pool)
 	out, err := io.ReadAll(iotest.OneByteReader(r))
 	if err != nil {
 		panic(err)
+	}
+	r.Close()
+	r.Close() // twice: the buffers go back once
+	if _, err := r.Read(make([]byte, 1)); err == nil {
+		panic("read after Close succeeded")
 	}
 	return out
 }
@@ -141,7 +149,7 @@ func BenchmarkReader(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			for b.Loop() {
-				_, _ = io.Copy(io.Discard, tc.s.Reader(bytes.NewReader(body)))
+				_, _ = io.Copy(io.Discard, tc.s.Reader(bytes.NewReader(body), nil))
 			}
 		})
 	}
