@@ -38,7 +38,7 @@ func (e *limitError) Error() string { return "outputTransform " + e.what }
 // expanding are the builtins whose result can be several times larger than their input.
 var expanding = map[string]bool{
 	"tojson": true, "tostring": true, "explode": true, "implode": true, "split": true, "splits": true,
-	"join": true, "add": true, "tostream": true, "to_entries": true, "paths": true, "leaf_paths": true,
+	"tostream": true, "to_entries": true, "paths": true, "leaf_paths": true,
 	"combinations": true, "flatten": true, "ascii": true, "indices": true, "_nwise": true,
 }
 
@@ -49,6 +49,8 @@ const (
 	fnCheck   = "_sesame_check"
 	fnIndex   = "_sesame_index"
 	fnSetpath = "_sesame_setpath"
+	fnJoin    = "_sesame_join"
+	fnAddAll  = "_sesame_addall"
 	varRHS    = "$__sesame_rhs"
 )
 
@@ -69,6 +71,19 @@ func guardOptions() []gojq.CompilerOption {
 			}
 			return a[0]
 		}),
+		gojq.WithFunction(fnJoin, 1, 1, func(v any, a []any) any {
+			sep, _ := a[0].(string)
+			if err := checkJoined(v, len(sep)); err != nil {
+				return err
+			}
+			return runOne(joinCode, v, a[0])
+		}),
+		gojq.WithFunction(fnAddAll, 0, 0, func(v any, _ []any) any {
+			if err := checkJoined(v, 0); err != nil {
+				return err
+			}
+			return runOne(addAllCode, v)
+		}),
 		gojq.WithFunction(fnSetpath, 2, 2, func(v any, a []any) any {
 			if p, ok := a[0].([]any); ok {
 				for _, e := range p {
@@ -87,6 +102,8 @@ var (
 	mulCode     = mustCompile(".[0] * .[1]")
 	addCode     = mustCompile(".[0] + .[1]")
 	setpathCode = mustCompile("setpath($__p; $__v)", "$__p", "$__v")
+	joinCode    = mustCompile("join($__s)", "$__s")
+	addAllCode  = mustCompile("add")
 )
 
 func mustCompile(src string, vars ...string) *gojq.Code {
@@ -196,6 +213,37 @@ func bigs(l, r any) (*big.Int, *big.Int, bool) {
 	return a, b, ok1 && ok2 && (bigL || bigR)
 }
 
+// checkJoined refuses to add up or join the elements (or object values) of v when the
+// strings or arrays that would make would pass TransformMaxValue, sep bytes between each.
+func checkJoined(v any, sep int) error {
+	var vs []any
+	switch v := v.(type) {
+	case []any:
+		vs = v
+	case map[string]any:
+		for _, e := range v {
+			vs = append(vs, e)
+		}
+	default:
+		return nil // not a list: the real operation reports it
+	}
+	n := sep * max(len(vs)-1, 0)
+	for _, e := range vs {
+		switch e := e.(type) {
+		case string:
+			n += len(e)
+		case []any:
+			n += len(e)
+		default:
+			n += 24
+		}
+	}
+	if n > TransformMaxValue {
+		return &limitError{fmt.Sprintf("would make a string or array longer than %d", TransformMaxValue)}
+	}
+	return nil
+}
+
 func checkIndex(v any) error {
 	if n, ok := number(v); ok && (n > TransformMaxIndex || n < -TransformMaxIndex) {
 		return &limitError{fmt.Sprintf("uses an array index beyond %d", TransformMaxIndex)}
@@ -257,31 +305,9 @@ func sizeOf(v any, limit int) (int, bool) {
 	return n, !ok
 }
 
-// guardDefs replace builtins that gojq defines in jq with "+" inside (which the rewrite
-// cannot reach there): the same definitions, so that their "+" is checked as well.
-var guardDefs = mustParseDefs(`
-def add: reduce .[] as $x (null; . + $x);
-def join($x): reduce .[] as $i (null; (if . == null then "" else . + $x end) +
-  ($i | if . == null then "" elif type == "string" then . else tojson end)) // "";
-`)
-
-func mustParseDefs(src string) []*gojq.FuncDef {
-	q, err := gojq.Parse(src + " .")
-	if err != nil {
-		panic(err)
-	}
-	return q.FuncDefs
-}
-
 // guardQuery rewrites q in place so that every operation that can build a large value in
 // one instruction is checked first (see the Limits).
 func guardQuery(q *gojq.Query) {
-	for _, d := range guardDefs {
-		c := *d // the shared definitions stay unrewritten; each query rewrites its own copy
-		b := *d.Body
-		c.Body = &b
-		q.FuncDefs = append([]*gojq.FuncDef{&c}, q.FuncDefs...)
-	}
 	walkQueries(reflect.ValueOf(q), func(q *gojq.Query) {
 		switch q.Op {
 		case gojq.OpMul, gojq.OpAdd:
@@ -304,8 +330,22 @@ func guardQuery(q *gojq.Query) {
 				Right: &gojq.Query{Left: q.Left, Op: gojq.OpModify, Right: call}}
 		}
 		if t := q.Term; t != nil {
-			if t.Type == gojq.TermTypeFunc && t.Func.Name == "setpath" && len(t.Func.Args) == 2 {
-				t.Func.Name = fnSetpath
+			if t.Type == gojq.TermTypeFunc {
+				switch f := t.Func; {
+				case f.Name == "setpath" && len(f.Args) == 2:
+					f.Name = fnSetpath
+				case f.Name == "join" && len(f.Args) == 1:
+					f.Name = fnJoin
+				case f.Name == "add" && len(f.Args) == 0:
+					f.Name = fnAddAll
+				case f.Name == "add" && len(f.Args) == 1:
+					// add(f) is [f] | add
+					*t = gojq.Term{Type: gojq.TermTypeQuery, SuffixList: t.SuffixList, Query: &gojq.Query{
+						Left:  &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeArray, Array: &gojq.Array{Query: f.Args[0]}}},
+						Op:    gojq.OpPipe,
+						Right: &gojq.Query{Term: &gojq.Term{Type: gojq.TermTypeFunc, Func: &gojq.Func{Name: fnAddAll}}},
+					}}
+				}
 			}
 			if (t.Type == gojq.TermTypeFunc && expanding[t.Func.Name]) || t.Type == gojq.TermTypeFormat {
 				inner := *t

@@ -148,7 +148,9 @@ func TestTransformGuardsKeepMeaning(t *testing.T) {
 		`[.s, "c"] | join("-")`, `[.s, 1, null] | join(",")`, `.s | split("") | length`, `.a | tostring | .[0:1]`,
 		`def f: . * 2; .a | f | f`, `reduce .l[] as $x (0; . + $x)`, `"\(.a + 1)"`, `[paths]`, `to_entries | length`,
 		`.l | map(. * 10)`, `[.l[] | . + 1]`, `try (.s * {}) catch "err"`, `try ([] + {}) catch "err"`, `[.[] | numbers] | add`,
-		`path(.l[0])`, `del(.l[0]) | .l`, `.l | first`, `[limit(3; repeat(1))]`,
+		`path(.l[0])`, `del(.l[0]) | .l`, `.l | first`, `[limit(3; repeat(1))]`, `add(.l[])`, `[add(.l[], .l[])]`,
+		`.o | add`, `{"a": "x", "b": "y"} | add`, `[[1], [2, 3]] | add`, `[] | add`, `[.l[] | tostring] | join(", ")`,
+		`add(.l[]) + 1`, `try (1 | add) catch "err"`, `try ({} | join(",")) catch "err"`, `[range(10000) | tostring] | join(",") | length`,
 	} {
 		t.Run(jq, func(t *testing.T) {
 			got, err := withTransform(t, jq).Transform(context.Background(), decodeAny(t, in))
@@ -200,6 +202,9 @@ func TestTransformBombsFailFastAndSmall(t *testing.T) {
 		`reduce range(40) as $i (2; . * .)`,
 		`[limit(1e8; repeat("xxxxxxxxxxxxxxxx"))] | add`,
 		`"x" * 4000000 | [., ., ., ., ., ., ., ., ., ., ., ., ., ., ., ., .] | add`,
+		`"x" * 4000000 | [., ., ., ., .] | join("")`,
+		`[range(1000)] | join("y" * 1000000)`,
+		`"x" * 4000000 | add(., ., .)`,
 		`[range(3000000)] | tojson`,
 	} {
 		t.Run(jq, func(t *testing.T) {
