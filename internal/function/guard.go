@@ -2,10 +2,13 @@ package function
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"reflect"
 	"runtime/metrics"
+	"strings"
 
 	"github.com/itchyny/gojq"
 )
@@ -149,21 +152,72 @@ func checkedOp(c *gojq.Code, l, r any, mul bool) any {
 			}
 		}
 	}
-	// The common cases without a nested run.
-	switch l := l.(type) {
-	case float64:
-		if r, ok := r.(float64); ok {
-			if mul {
-				return l * r
+	// Numbers and strings without a nested run.
+	if a, ok := plainNumber(l); ok {
+		if b, ok := plainNumber(r); ok {
+			if v, ok := arith(a, b, mul); ok {
+				return v
 			}
-			return l + r
 		}
-	case string:
-		if r, ok := r.(string); ok && !mul {
-			return l + r
+	}
+	if a, ok := l.(string); ok && !mul {
+		if b, ok := r.(string); ok {
+			return a + b
 		}
 	}
 	return runOne(c, []any{l, r})
+}
+
+// plainNumber returns v as an int or float64 as gojq would see it, if it is one of those.
+func plainNumber(v any) (any, bool) {
+	switch v := v.(type) {
+	case int, float64:
+		return v, true
+	case json.Number:
+		if i, err := v.Int64(); err == nil && i >= math.MinInt && i <= math.MaxInt {
+			return int(i), true
+		}
+		if strings.ContainsAny(string(v), ".eE") {
+			if f, err := v.Float64(); err == nil {
+				return f, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// arith adds or multiplies two plain numbers as gojq does, unless an int result would
+// overflow (then gojq makes a big integer).
+func arith(a, b any, mul bool) (any, bool) {
+	ai, aInt := a.(int)
+	bi, bInt := b.(int)
+	if aInt && bInt {
+		if mul {
+			if ai == 0 || bi == 0 {
+				return 0, true
+			}
+			if p := ai * bi; p/bi == ai && !(ai == -1 && bi == math.MinInt) && !(bi == -1 && ai == math.MinInt) {
+				return p, true
+			}
+			return nil, false
+		}
+		if sum := ai + bi; (sum > ai) == (bi > 0) {
+			return sum, true
+		}
+		return nil, false
+	}
+	af, bf := toFloat(a), toFloat(b)
+	if mul {
+		return af * bf, true
+	}
+	return af + bf, true
+}
+
+func toFloat(v any) float64 {
+	if i, ok := v.(int); ok {
+		return float64(i)
+	}
+	return v.(float64)
 }
 
 func stringTimes(l, r any) (string, float64, bool) {

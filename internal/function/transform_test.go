@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"runtime"
 	"strings"
@@ -139,9 +140,11 @@ func TestTransformBoundsResults(t *testing.T) {
 
 // TestTransformGuardsKeepMeaning: the checked operators and builtins give what plain gojq gives.
 func TestTransformGuardsKeepMeaning(t *testing.T) {
-	const in = `{"a": 1, "s": "ab", "l": [1, 2], "o": {"x": {"y": 1}}, "n": 12345678901234567890}`
+	const in = `{"a": 1, "s": "ab", "l": [1, 2], "o": {"x": {"y": 1}}, "n": 12345678901234567890, "f": 1.25, "e": 1e3,
+		"big": 4611686018427387904, "neg": -2}`
 	for _, jq := range []string{
-		`.a + 1`, `.a * 2.5`, `.s * 3`, `3 * .s`, `.s * 0`, `.s * -1`, `.s + "c"`, `.l + [3]`, `null + .a`, `.a + null`,
+		`.a + 1`, `.a + -1`, `.a * -1`, `.a * 0`, `.n * 0`, `.n + .n`, `.f * 3`, `.f + .a`, `.big * .big`, `.neg * .big`, `.e + 1`,
+		`[.a, .f, .e] | map(. * 7, . + 0.5)`, `.a + 0`, `9223372036854775807 + .a`, `-9223372036854775807 - 2 + .a`, `.a * 2.5`, `.s * 3`, `3 * .s`, `.s * 0`, `.s * -1`, `.s + "c"`, `.l + [3]`, `null + .a`, `.a + null`,
 		`.o * {"x": {"z": 2}}`, `{"b": 2} + {"c": 3}`, `.n * 2`, `.n + 1`, `.a * .a`, `.a += 10 | .a`, `.l[] *= 2 | .l`,
 		`[(.a, .a) += (1, 2) | .a]`, `.a += .a`, `.l[1]`, `.l[-1]`, `.l[0:1]`, `.l[1:]`, `.o["x"].y`, `.["s"]`,
 		`setpath(["l", 3]; 9) | .l`, `.l[3] = 9 | .l`, `.l | tojson`, `.s | @base64`, `@json "v=\(.l)"`, `.l | add`,
@@ -221,6 +224,41 @@ func TestTransformBombsFailFastAndSmall(t *testing.T) {
 				t.Errorf("allocated %d MiB", grew>>20)
 			}
 			t.Log(err)
+		})
+	}
+}
+
+// BenchmarkTransformGuards compares a transform with the checked operators against
+// plain gojq on the same input (10,000 items).
+func BenchmarkTransformGuards(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"items":[`)
+	for i := range 10000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"id":%d,"name":"item %d","price":%d.5}`, i, i, i)
+	}
+	sb.WriteString(`]}`)
+	const jq = `[.items[] | {id: (.id + 1), label: (.name + "!"), total: (.price * 2)}] | length`
+	f := mustParse(b, "fn", "connection: c\nmethod: GET\noutputTransform: '"+jq+"'\n")
+	q, _ := gojq.Parse(jq)
+	plain, _ := gojq.Compile(q)
+	for _, tc := range []struct {
+		name string
+		run  func(v any)
+	}{
+		{"guarded", func(v any) { _, _ = f.Transform(context.Background(), v) }},
+		{"plain", func(v any) { plain.Run(v).Next() }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dec := json.NewDecoder(strings.NewReader(sb.String()))
+			dec.UseNumber()
+			var v any
+			_ = dec.Decode(&v)
+			for b.Loop() {
+				tc.run(v)
+			}
 		})
 	}
 }
