@@ -81,6 +81,14 @@ const (
 // actor lacks (PRODUCT.md §4.6). Details name the privilege, the workspace ("*": all)
 // and, when a principal is acted on, the subject.
 const CodePrivilegeCeiling Code = "privilege_ceiling"
+// The codes of what comes back from an upstream.
+const (
+	// CodeUpstreamEncoding is an upstream response in a content encoding Sesame cannot
+	// decode, so cannot check for injected credential values (anything but gzip and deflate).
+	CodeUpstreamEncoding Code = "upstream_encoding_unsupported"
+	// CodeResponseTooLarge is an upstream response larger than a function may buffer.
+	CodeResponseTooLarge Code = "upstream_response_too_large"
+)
 
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
 // that clients written for it understand them.

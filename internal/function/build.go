@@ -268,22 +268,40 @@ func checkValue(name, t string, v any) (any, error) {
 	return v, nil
 }
 
-// safePathValue reports whether s may go into a path: it is not empty, and no part of it
-// between slashes or backslashes is "." or ".." (nor "..;x", which some servers read as
-// ".."). url.PathEscape escapes every slash, so such parts could not change the path
-// for a server that follows RFC 3986; refusing them also protects against servers that
-// decode "%2F" before they resolve dot segments.
+// safePathValue reports whether s may go into a path: it is not empty and does not hide
+// a dot segment (HidesDotSegment). url.PathEscape escapes every slash and percent sign, so
+// such parts could not change the path for a server that follows RFC 3986; refusing them
+// also protects against servers that decode "%2F" or decode twice before they resolve
+// dot segments.
 func safePathValue(s string) bool {
-	if s == "" {
-		return false
+	return s != "" && !HidesDotSegment(s)
+}
+
+// HidesDotSegment reports whether s, as it is or percent-decoded again and again (as a
+// chain of servers may), holds a "." or ".." segment between slashes or backslashes, also
+// with a ";..." suffix that some servers drop ("..;" is ".." to Tomcat).
+func HidesDotSegment(s string) bool {
+	for range 4 {
+		if hasDotPart(s) {
+			return true
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == s {
+			return false
+		}
+		s = d
 	}
+	return true // still decoding after four rounds: nobody means that
+}
+
+func hasDotPart(s string) bool {
 	for _, seg := range strings.FieldsFunc(s, func(r rune) bool { return r == '/' || r == '\\' }) {
 		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {
-			return false
+			return true
 		}
 	}
-	return s != "." && s != ".."
+	return false
 }
 
 // stringForm is the text of a value placed in a path, query or header, or interpolated

@@ -42,6 +42,11 @@ const (
 	MaxBodyDepth       = 32 // nesting of the body template
 )
 
+// DefaultMaxResponseBytes is how much of an upstream response a function call buffers
+// when the function does not set maxResponseBytes. A response with an outputTransform
+// must fit; one without is streamed to the caller once it is larger.
+const DefaultMaxResponseBytes = 16 << 20
+
 // Parameter locations.
 const (
 	LocationPath   = "path"
@@ -111,6 +116,9 @@ type Function struct {
 	// whoever the caller claims. It needs AllowAnonymous.
 	AllowAnonymousEndUser bool     `yaml:"allowAnonymousEndUser" json:"allowAnonymousEndUser,omitempty"`
 	AllowedApps           []string `yaml:"allowedApps" json:"allowedApps,omitempty"`
+	// MaxResponseBytes bounds what a call buffers of the upstream response (see
+	// ResponseBuffer); 0 means DefaultMaxResponseBytes.
+	MaxResponseBytes int64 `yaml:"maxResponseBytes" json:"maxResponseBytes,omitempty"`
 
 	base      string         // for a url function: scheme://host[:port]; "" for a connection
 	baseQuery url.Values     // for a url function: the url's query
@@ -124,6 +132,14 @@ type Function struct {
 type part struct {
 	lit   string
 	param string
+}
+
+// ResponseBuffer is the most a call buffers of the upstream response.
+func (f *Function) ResponseBuffer() int64 {
+	if f.MaxResponseBytes > 0 {
+		return f.MaxResponseBytes
+	}
+	return DefaultMaxResponseBytes
 }
 
 // AuthParams returns the names of the credential-reference parameters, sorted.

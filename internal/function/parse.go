@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -261,7 +262,7 @@ func checkFloat(p *parser, n *yaml.Node, field string, v float64) (any, error) {
 
 var topLevelFields = []string{
 	"name", "connection", "url", "method", "path", "parameters", "body",
-	"outputTransform", "responseHeaders", "allowAnonymous", "allowAnonymousEndUser", "allowedApps",
+	"outputTransform", "responseHeaders", "allowAnonymous", "allowAnonymousEndUser", "allowedApps", "maxResponseBytes",
 }
 
 var paramFields = []string{"location", "required", "type", "value", "description"}
@@ -310,6 +311,13 @@ func (p *parser) decode(root *yaml.Node, f *Function) error {
 			f.AllowAnonymousEndUser, err = p.boolean(v, key)
 		case "allowedApps":
 			f.AllowedApps, err = p.strList(v, key, MaxAllowedApps)
+		case "maxResponseBytes":
+			n, perr := strconv.ParseInt(v.Value, 10, 64)
+			if v.Kind != yaml.ScalarNode || perr != nil || n < 1 || n > 1<<40 {
+				err = p.errNode(sesame.CodeInvalidField, v, key, "must be a whole number of bytes from 1 to %d", int64(1<<40))
+			} else {
+				f.MaxResponseBytes = n
+			}
 		default:
 			return p.errNode(sesame.CodeUnknownField, k, truncate(key, 64), "unknown field; fields are: %s",
 				strings.Join(topLevelFields, ", "))
@@ -563,7 +571,8 @@ func (p *parser) validate(f *Function) error {
 		if err != nil {
 			return p.fail(sesame.CodeInvalidField, "outputTransform", "is not a valid jq expression: %s", truncate(err.Error(), 200))
 		}
-		code, err := gojq.Compile(q, gojq.WithEnvironLoader(func() []string { return nil }))
+		guardQuery(q)
+		code, err := gojq.Compile(q, append(guardOptions(), gojq.WithEnvironLoader(func() []string { return nil }))...)
 		if err != nil {
 			return p.fail(sesame.CodeInvalidField, "outputTransform", "is not a valid jq expression: %s", truncate(err.Error(), 200))
 		}

@@ -26,7 +26,7 @@ const maxTransformOutputs = 100_000
 // Transform applies the output transform (jq) to v, a decoded JSON body (decode with
 // UseNumber to keep large integers exact). With no transform it returns v. One result is
 // returned as it is, several become an array, none give nil. A run is bounded by
-// TransformTimeout. A failure is a *sesame.Error with code CodeTransformFailed whose
+// TransformTimeout and the limits of guard.go. A failure is a *sesame.Error with code CodeTransformFailed whose
 // message holds nothing of the response (jq errors quote the values they failed on); a
 // ctx that ends first gives ctx's error.
 func (f *Function) Transform(ctx context.Context, v any) (any, error) {
@@ -38,8 +38,10 @@ func (f *Function) Transform(ctx context.Context, v any) (any, error) {
 	}
 	runCtx, cancel := context.WithTimeout(ctx, TransformTimeout)
 	defer cancel()
-	iter := f.transform.RunWithContext(runCtx, v)
+	budget := newAllocBudget(runCtx, TransformMaxAlloc)
+	iter := f.transform.RunWithContext(budget, v)
 	var out []any
+	size := 0
 	for {
 		r, ok := iter.Next()
 		if !ok {
@@ -49,6 +51,10 @@ func (f *Function) Transform(ctx context.Context, v any) (any, error) {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			var le *limitError
+			if errors.As(err, &le) || errors.As(budget.Err(), &le) {
+				return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s", f.Name, le.Error())
+			}
 			if errors.Is(err, context.DeadlineExceeded) || runCtx.Err() != nil {
 				return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform took longer than %s", f.Name, TransformTimeout)
 			}
@@ -56,6 +62,10 @@ func (f *Function) Transform(ctx context.Context, v any) (any, error) {
 		}
 		if len(out) == maxTransformOutputs {
 			return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform gave more than %d results", f.Name, maxTransformOutputs)
+		}
+		n, over := sizeOf(r, TransformMaxOutput-size)
+		if size += n; over {
+			return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform gave more than %d bytes", f.Name, TransformMaxOutput)
 		}
 		r, _ = clean(r)
 		out = append(out, r)

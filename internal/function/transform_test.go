@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/itchyny/gojq"
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/function"
 )
@@ -133,4 +136,129 @@ func TestTransformBoundsResults(t *testing.T) {
 	f := withTransform(t, "range(200000)")
 	_, err := f.Transform(context.Background(), nil)
 	assertError(t, err, function.CodeTransformFailed, "more than")
+}
+
+// TestTransformGuardsKeepMeaning: the checked operators and builtins give what plain gojq gives.
+func TestTransformGuardsKeepMeaning(t *testing.T) {
+	const in = `{"a": 1, "s": "ab", "l": [1, 2], "o": {"x": {"y": 1}}, "n": 12345678901234567890, "f": 1.25, "e": 1e3,
+		"big": 4611686018427387904, "neg": -2}`
+	for _, jq := range []string{
+		`.a + 1`, `.a + -1`, `.a * -1`, `.a * 0`, `.n * 0`, `.n + .n`, `.f * 3`, `.f + .a`, `.big * .big`, `.neg * .big`, `.e + 1`,
+		`[.a, .f, .e] | map(. * 7, . + 0.5)`, `.a + 0`, `9223372036854775807 + .a`, `-9223372036854775807 - 2 + .a`, `.a * 2.5`, `.s * 3`, `3 * .s`, `.s * 0`, `.s * -1`, `.s + "c"`, `.l + [3]`, `null + .a`, `.a + null`,
+		`.o * {"x": {"z": 2}}`, `{"b": 2} + {"c": 3}`, `.n * 2`, `.n + 1`, `.a * .a`, `.a += 10 | .a`, `.l[] *= 2 | .l`,
+		`[(.a, .a) += (1, 2) | .a]`, `.a += .a`, `.l[1]`, `.l[-1]`, `.l[0:1]`, `.l[1:]`, `.o["x"].y`, `.["s"]`,
+		`setpath(["l", 3]; 9) | .l`, `.l[3] = 9 | .l`, `.l | tojson`, `.s | @base64`, `@json "v=\(.l)"`, `.l | add`,
+		`[.s, "c"] | join("-")`, `[.s, 1, null] | join(",")`, `.s | split("") | length`, `.a | tostring | .[0:1]`,
+		`def f: . * 2; .a | f | f`, `reduce .l[] as $x (0; . + $x)`, `"\(.a + 1)"`, `[paths]`, `to_entries | length`,
+		`.l | map(. * 10)`, `[.l[] | . + 1]`, `try (.s * {}) catch "err"`, `try ([] + {}) catch "err"`, `[.[] | numbers] | add`,
+		`path(.l[0])`, `del(.l[0]) | .l`, `.l | first`, `[limit(3; repeat(1))]`, `add(.l[])`, `[add(.l[], .l[])]`,
+		`.o | add`, `{"a": "x", "b": "y"} | add`, `[[1], [2, 3]] | add`, `[] | add`, `[.l[] | tostring] | join(", ")`,
+		`add(.l[]) + 1`, `try (1 | add) catch "err"`, `try ({} | join(",")) catch "err"`, `[range(10000) | tostring] | join(",") | length`,
+	} {
+		t.Run(jq, func(t *testing.T) {
+			got, err := withTransform(t, jq).Transform(context.Background(), decodeAny(t, in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := gojq.Parse(jq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []any
+			for it := q.Run(decodeAny(t, in)); ; {
+				v, ok := it.Next()
+				if !ok {
+					break
+				}
+				want = append(want, v)
+			}
+			var w any = want
+			switch len(want) {
+			case 0:
+				w = nil
+			case 1:
+				w = want[0]
+			}
+			gb, _ := json.Marshal(got)
+			wb, _ := json.Marshal(w)
+			if string(gb) != string(wb) {
+				t.Errorf("got %s, want %s", gb, wb)
+			}
+		})
+	}
+}
+
+// TestTransformBombsFailFastAndSmall: transforms that would build huge values in one step,
+// or many, stop with transform_failed and allocate a bounded amount.
+func TestTransformBombsFailFastAndSmall(t *testing.T) {
+	for _, jq := range []string{
+		`"x" * 1000000000`,
+		`1000000000 * "x"`,
+		`[range(1e9)]`,
+		`[range(1e9)] | length`,
+		`reduce range(40) as $i ("x"; . + .)`,
+		`reduce range(40) as $i ([1]; . + .)`,
+		`.s = "x" | .s *= 1e9`,
+		`"\"" * 1000000 | tojson | tojson | tojson | tojson | tojson | tojson | tojson | tojson`,
+		`.[100000000] = 1`,
+		`[] | setpath([100000000]; 1)`,
+		`reduce range(40) as $i (2; . * .)`,
+		`[limit(1e8; repeat("xxxxxxxxxxxxxxxx"))] | add`,
+		`"x" * 4000000 | [., ., ., ., ., ., ., ., ., ., ., ., ., ., ., ., .] | add`,
+		`"x" * 4000000 | [., ., ., ., .] | join("")`,
+		`[range(1000)] | join("y" * 1000000)`,
+		`"x" * 4000000 | add(., ., .)`,
+		`[range(3000000)] | tojson`,
+	} {
+		t.Run(jq, func(t *testing.T) {
+			f := withTransform(t, jq)
+			var m0, m1 runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&m0)
+			_, err := f.Transform(context.Background(), map[string]any{})
+			runtime.ReadMemStats(&m1)
+			if sesame.ErrorCode(err) != function.CodeTransformFailed {
+				t.Fatalf("err = %v, want transform_failed", err)
+			}
+			if grew := m1.TotalAlloc - m0.TotalAlloc; grew > 200<<20 {
+				t.Errorf("allocated %d MiB", grew>>20)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// BenchmarkTransformGuards compares a transform with the checked operators against
+// plain gojq on the same input (10,000 items).
+func BenchmarkTransformGuards(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"items":[`)
+	for i := range 10000 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"id":%d,"name":"item %d","price":%d.5}`, i, i, i)
+	}
+	sb.WriteString(`]}`)
+	const jq = `[.items[] | {id: (.id + 1), label: (.name + "!"), total: (.price * 2)}] | length`
+	f := mustParse(b, "fn", "connection: c\nmethod: GET\noutputTransform: '"+jq+"'\n")
+	q, _ := gojq.Parse(jq)
+	plain, _ := gojq.Compile(q)
+	for _, tc := range []struct {
+		name string
+		run  func(v any)
+	}{
+		{"guarded", func(v any) { _, _ = f.Transform(context.Background(), v) }},
+		{"plain", func(v any) { plain.Run(v).Next() }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dec := json.NewDecoder(strings.NewReader(sb.String()))
+			dec.UseNumber()
+			var v any
+			_ = dec.Decode(&v)
+			for b.Loop() {
+				tc.run(v)
+			}
+		})
+	}
 }

@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/function"
+	"github.com/sesamehq/sesame/internal/redact"
 )
 
 // CallResult is what a function call returns to the caller.
@@ -20,6 +24,9 @@ type CallResult struct {
 	Status  int               `json:"status"`
 	Headers map[string]string `json:"headers,omitempty"`
 	Body    any               `json:"body"`
+	// Stream, when set, is a body too large to buffer: Body is nil and the caller writes
+	// the result with Stream.WriteResult, which also closes it.
+	Stream *BodyStream `json:"-"`
 }
 
 // defaultResponseHeaders are returned when a function does not choose its own.
@@ -111,12 +118,19 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	}
 	rec := CallRecord{Kind: "function", Target: name, Connection: f.Connection}
 	// send injects the function's credentials, and again if it must retry after a refresh.
-	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec, injections...)
+	seen := &injected{}
+	for _, s := range secrets {
+		seen.add(string(s.Reveal()))
+	}
+	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec, seen, injections...)
 	if err != nil {
 		return CallResult{}, err
 	}
-	defer resp.Body.Close()
-	return g.result(ctx, f, c, resp)
+	res, err := g.result(ctx, f, c, resp, seen.redactor())
+	if res.Stream == nil {
+		resp.Body.Close()
+	}
+	return res, err
 }
 
 // mayCall applies the function's own rules on who may call it: anonymous callers only
@@ -141,18 +155,16 @@ func mayCall(ctx context.Context, f *function.Function) error {
 	return nil
 }
 
-// result reads the upstream response (bounded), decodes JSON and applies the transform.
-func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response) (CallResult, error) {
-	limit := g.cfg.MaxBody
-	if c.MaxBodyBytes > 0 {
-		limit = c.MaxBodyBytes
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+// result reads the upstream response, decodes JSON and applies the transform. It buffers
+// at most the function's ResponseBuffer: a larger response is an error if it must be
+// transformed, and otherwise comes back as a Stream (bounded by the connection's body
+// limit) that owns resp.Body. Whatever it returns has no injected value in it (rs).
+func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response, rs *redact.Set) (CallResult, error) {
+	limit := g.MaxBody(c)
+	buffer := min(f.ResponseBuffer(), limit)
+	data, err := readAtMost(resp, buffer+1)
 	if err != nil {
 		return CallResult{}, outboundError(err)
-	}
-	if int64(len(data)) > limit {
-		return CallResult{}, sesame.Errorf(sesame.CodeUpstreamError, "the upstream response is larger than %d bytes", limit)
 	}
 	out := CallResult{Status: resp.StatusCode, Headers: map[string]string{}}
 	names := f.ResponseHeaders
@@ -166,6 +178,15 @@ func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
+	transform := resp.StatusCode < 400 && f.OutputTransform != ""
+	if int64(len(data)) > buffer {
+		if transform || buffer == limit {
+			return CallResult{}, sesame.Errorf(sesame.CodeResponseTooLarge,
+				"the upstream response is larger than the %d bytes function %s may buffer (maxResponseBytes, and the connection's body limit)", buffer, f.Name)
+		}
+		out.Stream = &BodyStream{head: data, rest: resp.Body, json: isJSON, limit: limit}
+		return out, nil
+	}
 	var v any
 	if isJSON || (mt == "" && json.Valid(data)) {
 		dec := json.NewDecoder(bytes.NewReader(data))
@@ -174,14 +195,167 @@ func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection
 			out.Body = string(data)
 			return out, nil
 		}
-		if resp.StatusCode < 400 && f.OutputTransform != "" {
+		if transform {
 			if v, err = f.Transform(ctx, v); err != nil {
 				return CallResult{}, err
 			}
+		}
+		// The body was redacted as it came in, but JSON escapes ("\u0073ecret") or a
+		// transform can still spell an injected value: check what the caller will read.
+		if !rs.Empty() {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return CallResult{}, fmt.Errorf("gateway: encode result of %s: %w", f.Name, err)
+			}
+			if rs.Contains(b) {
+				if b = rs.Bytes(b); !json.Valid(b) {
+					out.Body = string(b)
+					return out, nil
+				}
+			}
+			v = json.RawMessage(b)
 		}
 		out.Body = v
 		return out, nil
 	}
 	out.Body = string(data)
 	return out, nil
+}
+
+// readAtMost reads up to n bytes of resp's body, in a buffer sized by Content-Length
+// when the upstream gives one, and otherwise grown in steps that never allocate much more
+// than what was read.
+func readAtMost(resp *http.Response, n int64) ([]byte, error) {
+	if resp.ContentLength > 0 {
+		b := bytes.NewBuffer(make([]byte, 0, min(resp.ContentLength+1, n)))
+		_, err := b.ReadFrom(io.LimitReader(resp.Body, n))
+		return b.Bytes(), err
+	}
+	var pieces [][]byte
+	total := 0
+	r := io.LimitReader(resp.Body, n)
+	for {
+		p := make([]byte, 64<<10)
+		m, err := io.ReadFull(r, p)
+		if m > 0 {
+			pieces = append(pieces, p[:m])
+			total += m
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(pieces) == 1 {
+		return pieces[0], nil
+	}
+	return bytes.Join(pieces, nil)[:total:total], nil
+}
+
+// BodyStream is a function's response body that is streamed to the caller instead of
+// buffered: already read head, then rest, at most limit bytes in all.
+type BodyStream struct {
+	head  []byte
+	rest  io.ReadCloser
+	json  bool // written as it is; otherwise as a JSON string
+	limit int64
+}
+
+// ErrStreamTooLarge ends a stream whose body passed the connection's body limit. The
+// status is sent by then: the caller can only cut the response.
+var ErrStreamTooLarge = errors.New("gateway: upstream response larger than the body limit")
+
+// WriteResult writes res as JSON to w, streaming its body, and closes the stream. flush
+// (may be nil) is called after each piece. An error means the response is incomplete.
+func (s *BodyStream) WriteResult(w io.Writer, res CallResult, flush func()) error {
+	defer s.rest.Close()
+	head, err := json.Marshal(struct {
+		Status  int               `json:"status"`
+		Headers map[string]string `json:"headers,omitempty"`
+	}{res.Status, res.Headers})
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(append(head[:len(head)-1], `,"body":`...)); err != nil {
+		return err
+	}
+	if !s.json {
+		if _, err := io.WriteString(w, `"`); err != nil {
+			return err
+		}
+	}
+	var pending, scratch []byte // an incomplete UTF-8 sequence at the end of the last piece; escaped text
+	write := func(p []byte, final bool) error {
+		if s.json {
+			_, err := w.Write(p)
+			return err
+		}
+		if len(pending) > 0 {
+			p = append(pending, p...)
+		}
+		cut := len(p)
+		if !final {
+			cut = completeUTF8(p)
+		}
+		scratch = redact.AppendJSON(scratch[:0], p[:cut], true)
+		pending = append(pending[:0:0], p[cut:]...)
+		_, err := w.Write(scratch)
+		return err
+	}
+	const piece = 32 << 10
+	total := int64(len(s.head))
+	for head := s.head; len(head) > 0; {
+		n := min(len(head), piece)
+		if err := write(head[:n], false); err != nil {
+			return err
+		}
+		head = head[n:]
+	}
+	s.head = nil
+	buf := make([]byte, piece)
+	for {
+		n, rerr := s.rest.Read(buf)
+		if n > 0 {
+			if total += int64(n); total > s.limit {
+				return ErrStreamTooLarge
+			}
+			if err := write(buf[:n], false); err != nil {
+				return err
+			}
+			if flush != nil {
+				flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return outboundError(rerr)
+		}
+	}
+	if !s.json {
+		if err := write(nil, true); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, `"`); err != nil {
+			return err
+		}
+	}
+	_, err = io.WriteString(w, "}\n")
+	return err
+}
+
+// completeUTF8 returns the length of p without a trailing incomplete UTF-8 sequence.
+func completeUTF8(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			if utf8.FullRune(p[i:]) {
+				return len(p)
+			}
+			return i
+		}
+	}
+	return len(p)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
+	"github.com/sesamehq/sesame/internal/function"
 	"github.com/sesamehq/sesame/internal/outbound"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -185,7 +186,9 @@ func validToken(s string) bool {
 }
 
 // checkRelativePath accepts "" or a path starting with "/" that cannot leave the base:
-// no "." or ".." segments (also percent-encoded), no "//", no backslash, query or fragment.
+// no "//", backslash, query or fragment, and no segment that is or hides a "." or ".."
+// segment, however often percent-decoded and with or without a ";..." suffix
+// (function.HidesDotSegment: "%2e%2e", "%252e%252e", "..;", "%2e%2e%5c").
 func checkRelativePath(p string) error {
 	if p == "" {
 		return nil
@@ -194,26 +197,14 @@ func checkRelativePath(p string) error {
 		return errors.New(`must start with a single "/" and hold no backslash, "?" or "#"`)
 	}
 	for _, seg := range strings.Split(p[1:], "/") {
-		dec, err := url.PathUnescape(seg)
-		if err != nil {
+		if _, err := url.PathUnescape(seg); err != nil {
 			return errors.New("has an invalid percent-encoding")
 		}
-		if dotSegment(dec) {
-			return errors.New(`must not hold "." or ".." segments`)
+		if function.HidesDotSegment(seg) {
+			return errors.New(`must not hold "." or ".." segments, also encoded or followed by ";"`)
 		}
 	}
 	return nil
-}
-
-// dotSegment reports whether a decoded path segment is, or hides, a "." or ".." segment
-// (an encoded "/" or "\\" inside it could be decoded again upstream).
-func dotSegment(dec string) bool {
-	for _, part := range strings.FieldsFunc(dec, func(r rune) bool { return r == '/' || r == '\\' }) {
-		if part == "." || part == ".." {
-			return true
-		}
-	}
-	return dec == "." || dec == ".."
 }
 
 // policy turns a connection into the outbound client's policy.
@@ -442,7 +433,7 @@ func (g *Gateway) runTest(ctx context.Context, ws, name string, c Connection, ve
 	}
 	cl := g.client(objectKey(ws, KindConnection, name)+"#test", version, c.policy())
 	rec := CallRecord{Kind: "test", Target: name, Connection: name}
-	resp, err := g.send(ctx, ws, cl, req, c, credential.Target{}, &rec)
+	resp, err := g.send(ctx, ws, cl, req, c, credential.Target{}, &rec, nil)
 	res := TestResult{LatencyMS: float64(time.Since(start).Microseconds()) / 1000}
 	if err != nil {
 		res.Error = testError(err)

@@ -15,6 +15,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
 	"github.com/sesamehq/sesame/internal/outbound"
+	"github.com/sesamehq/sesame/internal/redact"
 	"github.com/sesamehq/sesame/internal/ttlcache"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -109,6 +110,8 @@ type Gateway struct {
 	// conns holds the same connections decoded, for the proxy's per-call path. Callers
 	// treat the decoded value as read-only.
 	conns *ttlcache.Cache[string, parsedConn]
+	// buffers are the redacting readers' buffers (see redactResponse).
+	buffers *redact.Buffers
 }
 
 type parsedConn struct {
@@ -137,7 +140,7 @@ func New(cfg Config) *Gateway {
 	}
 	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{},
 		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil),
-		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil)}
+		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil), buffers: redact.NewBuffers()}
 }
 
 // client returns the outbound client for an object version, building it on first use.

@@ -33,7 +33,15 @@ func removeHopByHop(h http.Header) {
 // Proxy forwards in to connection conn at rawPath (escaped, without the leading "/") with
 // the connection's credential injected, and returns the upstream response for the caller
 // to stream back. The request body is streamed, never buffered.
+//
+// TRACE (which reflects the request, injected credential included) and CONNECT are
+// refused. With a credential to inject, the upstream is asked for an uncompressed answer
+// and no Range of it (a range could return a credential value piece by piece), and the
+// response is redacted (see send).
 func (g *Gateway) Proxy(ctx context.Context, ws, conn string, in *http.Request, rawPath string) (*http.Response, Connection, error) {
+	if in.Method == http.MethodTrace || in.Method == http.MethodConnect {
+		return nil, Connection{}, sesame.Errorf(sesame.CodeMethodNotAllowed, "the proxy does not forward %s requests", in.Method)
+	}
 	c, o, err := g.loadConnection(ctx, ws, conn)
 	if err != nil {
 		return nil, c, err
@@ -66,6 +74,10 @@ func (g *Gateway) Proxy(ctx context.Context, ws, conn string, in *http.Request, 
 	if c.Auth != nil && c.Auth.In == "header" {
 		req.Header.Del(c.Auth.Name)
 	}
+	if c.Credential != "" {
+		req.Header.Del("Range")
+		req.Header.Del("If-Range")
+	}
 	for k, vs := range req.Header {
 		for _, v := range vs {
 			if strings.ContainsAny(v, "\r\n\x00") {
@@ -74,7 +86,7 @@ func (g *Gateway) Proxy(ctx context.Context, ws, conn string, in *http.Request, 
 		}
 	}
 	rec := CallRecord{Kind: "proxy", Target: conn, Connection: conn}
-	resp, err := g.send(ctx, ws, g.client(objectKey(ws, KindConnection, conn), o.Version, c.policy()), req, c, credential.Target{}, &rec)
+	resp, err := g.send(ctx, ws, g.client(objectKey(ws, KindConnection, conn), o.Version, c.policy()), req, c, credential.Target{}, &rec, nil)
 	if err != nil {
 		return nil, c, err
 	}

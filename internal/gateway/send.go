@@ -28,14 +28,24 @@ type injection struct {
 
 // send adds the connection's default headers and credential, and the extra injections
 // (a function's own credentials), to req, sends it through cl and records the call. The
-// caller closes the response body.
-func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, rec *CallRecord, extra ...injection) (*http.Response, error) {
+// response comes back redacted: none of the values injected (nor those in seen already,
+// such as a function's api_key parameters) appears in its headers or body, in any of the
+// forms of redact.Forms. The caller closes the response body.
+func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, rec *CallRecord, seen *injected, extra ...injection) (*http.Response, error) {
+	if seen == nil {
+		seen = &injected{}
+	}
 	start := time.Now()
 	rec.Time, rec.Workspace, rec.Method, rec.Host = g.cfg.Clock.Now().UTC(), ws, req.Method, req.URL.Host
 	if p, ok := sesame.PrincipalFrom(ctx); ok {
 		rec.UserID, rec.KeyID = p.UserID, p.KeyID
 	}
-	resp, err := g.sendInner(ctx, ws, cl, req, c, t, extra)
+	resp, err := g.sendInner(ctx, ws, cl, req, c, t, seen, extra)
+	if err == nil {
+		if err = redactResponse(resp, seen.redactor(), g.buffers); err != nil {
+			resp = nil
+		}
+	}
 	rec.Latency = time.Since(start)
 	if resp != nil {
 		rec.Status = resp.StatusCode
@@ -45,7 +55,7 @@ func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req 
 	return resp, err
 }
 
-func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, extra []injection) (*http.Response, error) {
+func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client, req *http.Request, c Connection, t credential.Target, seen *injected, extra []injection) (*http.Response, error) {
 	for name, v := range c.Headers {
 		if req.Header.Get(name) == "" {
 			req.Header.Set(name, v)
@@ -55,6 +65,9 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 		req.Header.Set("Accept", c.MediaType)
 	}
 	injs := extra
+	if len(injs) > 0 || c.Credential != "" || len(seen.values) > 0 {
+		askIdentity(req)
+	}
 	if c.Credential != "" {
 		if c.Auth != nil && t.Name == "" {
 			t = credential.Target{In: c.Auth.In, Name: c.Auth.Name}
@@ -77,7 +90,7 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 		if in.placed {
 			continue
 		}
-		ok, err := g.inject(ctx, ws, req, in.key, in.t)
+		ok, err := g.inject(ctx, ws, req, in.key, in.t, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -112,7 +125,7 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 		}
 	}
 	for _, in := range refreshable {
-		if _, err := g.inject(ctx, ws, retry, in.key, in.t); err != nil {
+		if _, err := g.inject(ctx, ws, retry, in.key, in.t, seen); err != nil {
 			return nil, err
 		}
 	}
@@ -124,20 +137,36 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 }
 
 // inject resolves credential key and adds it to req; sendInner has checked that it may be
-// sent to the request's origin. It reports whether the credential's injector can refresh it.
-func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target) (refreshable bool, err error) {
+// sent to the request's origin. It notes in seen what it added (every header and query value
+// that changed, and the credential's own value, password or token), and reports whether the
+// credential's injector can refresh it.
+func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target, seen *injected) (refreshable bool, err error) {
 	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
 	if err != nil {
 		return false, err
 	}
 	defer wipe(r.Secrets)
 	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
+	before := snapshotOf(req)
+	defer func() {
+		seen.diff(before, req)
+		for _, f := range injectedFields {
+			if v, ok := r.Secrets[f]; ok {
+				seen.add(string(v.Reveal()))
+			}
+		}
+	}()
 	if inj, ok := g.cfg.Injectors[r.Type]; ok {
 		_, refreshable = inj.(Refresher)
 		return refreshable, inj.Inject(ctx, req, m, t)
 	}
 	return false, credential.Inject(req, m, t)
 }
+
+// injectedFields are the secret fields whose values go into requests as they are (a
+// Basic password inside base64); keys and client secrets that only sign or fetch a token
+// are not sent, and the token they give is caught by the request diff.
+var injectedFields = []string{"value", "password", "token"}
 
 // forceRefresh renews credential key's material through its injector.
 func (g *Gateway) forceRefresh(ctx context.Context, ws, key string) error {

@@ -211,6 +211,16 @@ func (s *Server) callFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if res.Stream != nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		if err := res.Stream.WriteResult(w, res, func() { _ = rc.Flush() }); err != nil {
+			// Too late for an error status: cut the response so the caller sees it incomplete.
+			panic(http.ErrAbortHandler)
+		}
+		return nil
+	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }

@@ -49,6 +49,8 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeUpstreamTimeout:      http.StatusGatewayTimeout,
 	sesame.CodeTestFailed:           http.StatusUnprocessableEntity,
 	sesame.CodeTransformFailed:      http.StatusBadGateway,
+	sesame.CodeUpstreamEncoding:     http.StatusBadGateway,
+	sesame.CodeResponseTooLarge:     http.StatusBadGateway,
 	// 409, not 401: the grant's state conflicts with the call and a person must act; a 401
 	// would tell the caller its own Sesame key was refused.
 	sesame.CodeReauthorizationRequired: http.StatusConflict,
