@@ -2,9 +2,9 @@ package access_test
 
 import (
 	"context"
+	"github.com/sesamehq/sesame/internal/testclock"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,22 +14,7 @@ import (
 	"github.com/sesamehq/sesame/internal/store"
 )
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type clock = testclock.Clock
 
 // TestCachedDecisionHealsAfterMaxAge: a grant made by another replica whose notification
 // was lost reaches this replica's decisions once the cached one is older than the maximum
@@ -41,7 +26,7 @@ func TestCachedDecisionHealsAfterMaxAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	svc := access.New(st, auth.NewHasher(sesame.NewSecret([]byte("pepper"))), c.Now, slog.New(slog.DiscardHandler))
 	svc.SetMaxAge(30 * time.Second)
 	if err := st.CreateWorkspace(ctx, sesame.Workspace{Name: "acme", CreatedAt: c.Now()}); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/sesamehq/sesame/internal/testclock"
 	"github.com/sesamehq/sesame/internal/testlog"
 	"log/slog"
 	"path/filepath"
@@ -22,22 +23,7 @@ import (
 )
 
 // clock is a settable test clock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+type clock = testclock.Clock
 
 // auditLog records audit events.
 type auditLog struct {
@@ -98,7 +84,7 @@ func newFixture(t testing.TB, opts ...option) *fixture {
 
 func newFixtureOn(t testing.TB, st *store.Store, opts ...option) *fixture {
 	t.Helper()
-	f := &fixture{st: st, clock: &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}, audit: &auditLog{}, logs: &syncBuffer{}}
+	f := &fixture{st: st, clock: testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)), audit: &auditLog{}, logs: &syncBuffer{}}
 	cfg := apps.Config{
 		Store: st, TrustRoot: randomKey(t), TokenKey: randomKey(t), Now: f.clock.Now, Audit: f.audit,
 		Logger: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

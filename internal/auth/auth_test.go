@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"github.com/sesamehq/sesame/internal/testclock"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -193,22 +194,7 @@ type env struct {
 	clock *clock
 }
 
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+type clock = testclock.Clock
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
@@ -224,7 +210,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	h := auth.NewHasher(sesame.NewSecret([]byte("test server secret")))
 	return &env{st: st, db: db, clock: c, authn: auth.New(st, h, c.Now, slog.New(slog.DiscardHandler))}
 }

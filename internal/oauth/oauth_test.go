@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sesamehq/sesame/internal/testclock"
 	"github.com/sesamehq/sesame/internal/testlog"
 	"log/slog"
 	"net/http"
@@ -34,22 +35,7 @@ const (
 )
 
 // clock is a test clock that only moves when told.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type clock = testclock.Clock
 
 // syncBuffer collects output written from many goroutines.
 type syncBuffer = testlog.Buffer
@@ -121,14 +107,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 		e.p.AddClient("sesame-app", clientSecret, publicURL+"/")
 	}
 	if e.clock == nil {
-		e.clock = &clock{t: time.Now()}
+		e.clock = testclock.New(time.Now())
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.v = vault.New(e.st, e.kr, e.clock.now, log)
+	e.v = vault.New(e.st, e.kr, e.clock.Now, log)
 	if err := e.v.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}
-	now := e.clock.now
+	now := e.clock.Now
 	if o.realClock {
 		now = time.Now
 	}
@@ -276,7 +262,7 @@ func TestClientCredentialsFetchedOnFirstUseCachedAndRenewed(t *testing.T) {
 		t.Fatalf("%d client credentials requests, want 1", n)
 	}
 	// Within the margin before expiry, the next call fetches a new token.
-	e.clock.advance(time.Hour - 30*time.Second)
+	e.clock.Add(time.Hour - 30*time.Second)
 	e.mustCall("svc", "")
 	if n := e.p.ClientCredentials(); n != 2 {
 		t.Fatalf("%d client credentials requests after expiry, want 2", n)
@@ -381,7 +367,7 @@ func TestCallbackStateIsSingleUseExpiringAndBound(t *testing.T) {
 	})
 	t.Run("expired state", func(t *testing.T) {
 		cb := e.authorize("gh", "erin", "")
-		e.clock.advance(10*time.Minute + time.Second)
+		e.clock.Add(10*time.Minute + time.Second)
 		_, err := e.m.Callback(e.ctx, cb)
 		wantCode(t, err, sesame.CodeInvalidArgument)
 		if _, err := e.st.GetOAuthGrant(e.ctx, "default", "gh", "erin"); !errors.Is(err, sesame.ErrNotFound) {
@@ -515,7 +501,7 @@ func TestNoRefreshTokenNeedsReauthorization(t *testing.T) {
 	if _, err := e.st.UpdateOAuthGrant(e.ctx, g, g.Version); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.advance(2 * time.Hour)
+	e.clock.Add(2 * time.Hour)
 	_, err := tryCall(e, "gh")
 	se := wantCode(t, err, sesame.CodeReauthorizationRequired)
 	if se.Details["reason"] != "no_refresh_token" {

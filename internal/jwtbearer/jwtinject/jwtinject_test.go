@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"github.com/sesamehq/sesame/internal/testclock"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -26,13 +27,7 @@ import (
 const canary = "CANARY-91c4-jwtinject"
 
 // clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+type clock = testclock.Clock
 
 type fixture struct {
 	in    *Injector
@@ -47,7 +42,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{t: time.Now().Truncate(time.Second)}
+	c := testclock.New(time.Now().Truncate(time.Second))
 	key := jwttest.KeyFor(t, "ES256")
 	return &fixture{
 		in:    New(Options{Sealer: crypt.NewKeyring(mk), AllowPrivate: true, Now: c.Now, ExchangeTimeout: time.Second}),
