@@ -1,8 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sesamehq/sesame/internal/testpg"
 )
 
 // TestAppRevocationCeiling: revoking an app's tokens or certificate acts on the app as a
@@ -49,4 +56,78 @@ func TestAppRevocationCeiling(t *testing.T) {
 		mustStatus(t, s.withToken("GET", "/v1/me", "", tok), 401)
 		mustStatus(t, s.do("DELETE", "/v1/apps/certs/"+certID, ""), 200)
 	})
+}
+
+// TestRecreatedObjectsGetNoStaleSettingsPostgres: a connection or function deleted (here
+// with its workspace) on one replica and created again under the same name starts again at
+// version 1. Another replica that used the old one may apply nothing it cached for it to
+// the new one: not the old connection's allow_private_networks (which only an admin may
+// set), not the old function's allowAnonymous or path.
+func TestRecreatedObjectsGetNoStaleSettingsPostgres(t *testing.T) {
+	pgURL := testpg.URL(t)
+	dataA := t.TempDir()
+	a := startServer(t, nil, "--data", dataA, "--postgres", pgURL)
+	b := startServer(t, nil, "--data", t.TempDir(), "--postgres", pgURL, "--master-key-file", filepath.Join(dataA, "master.key"))
+	if a.stopped || b.stopped {
+		t.Fatalf("replicas did not start: %s %s", a.Stderr.String(), b.Stderr.String())
+	}
+	b.AdminKey = a.AdminKey
+	oldUp, newUp := newUpstream(t), newUpstream(t) // both on 127.0.0.1: private addresses
+
+	mustStatus(t, a.do("POST", "/v1/workspaces", `{"name":"w"}`), 201)
+	mustStatus(t, a.do("PUT", "/v1/workspaces/w/connections/internal?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, oldUp.URL)), 201)
+	mustStatus(t, putYAML(a, "w", "f", "connection: internal\nmethod: GET\npath: /old\nallowAnonymous: true\n"), 201)
+	// b uses both.
+	mustStatus(t, b.do("GET", "/v1/workspaces/w/proxy/internal/x", ""), 200)
+	mustStatus(t, anonymousCallIn(t, b, "w", "f"), 200)
+
+	// On a: the workspace goes, and comes back with a developer's connection to another
+	// private address (without allow_private_networks) and function, under the old names.
+	mustStatus(t, a.do("DELETE", "/v1/workspaces/w?force=true", ""), 204)
+	mustStatus(t, a.do("POST", "/v1/workspaces", `{"name":"w"}`), 201)
+	_, dev := newUserWith(t, a, "dev", "developer@w")
+	mustStatus(t, a.doWith("PUT", "/v1/workspaces/w/connections/internal?test=false",
+		fmt.Sprintf(`{"base_uri":%q}`, newUp.URL), withKey(dev)), 201)
+	mustStatus(t, a.doWith("PUT", "/v1/workspaces/w/functions/f", "connection: internal\nmethod: GET\npath: /new\n",
+		http.Header{"Content-Type": {"application/yaml"}, "Authorization": {"Bearer " + dev}}), 201)
+
+	// Once b reads the new definitions...
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c := b.do("GET", "/v1/workspaces/w/connections/internal", "")
+		f := b.do("GET", "/v1/workspaces/w/functions/f", "")
+		if c.Status == 200 && strings.Contains(string(c.Body), newUp.URL) && f.Status == 200 && strings.Contains(string(f.Body), "/new") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b does not see the new connection and function: %s %s", c.Body, f.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// ...it applies them, and nothing of the old ones.
+	n, oldN := newUp.count(), oldUp.count()
+	if r := b.doWith("GET", "/v1/workspaces/w/proxy/internal/x", "", withKey(dev)); r.Status != 403 || !strings.Contains(string(r.Body), `"forbidden_address"`) {
+		t.Errorf("proxy through a connection without allow_private_networks to a private address: %d %s", r.Status, r.Body)
+	}
+	if r := anonymousCallIn(t, b, "w", "f"); r.Status != 401 {
+		t.Errorf("anonymous call of a function that does not allow it: %d %s", r.Status, r.Body)
+	}
+	if newUp.count() != n || oldUp.count() != oldN {
+		t.Fatalf("b sent requests with the deleted objects' settings (new upstream %d→%d, old %d→%d)", n, newUp.count(), oldN, oldUp.count())
+	}
+}
+
+// anonymousCallIn calls function name in ws without any credential.
+func anonymousCallIn(t *testing.T, s *testServer, ws, name string) response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.URL+"/v1/workspaces/"+ws+"/functions/"+name+"/call", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
