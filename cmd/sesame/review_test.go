@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,4 +131,36 @@ func anonymousCallIn(t *testing.T, s *testServer, ws, name string) response {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// TestConnectionTestReasonPhraseRedacted: an upstream that quotes the credential in its
+// status line's reason phrase ("401 bad token …"), with an empty body, must not hand the
+// credential to whoever runs the connection test.
+func TestConnectionTestReasonPhraseRedacted(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	const token = "tok-reason/CANARY-0123456789"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		fmt.Fprintf(buf, "HTTP/1.1 401 bad %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", r.Header.Get("Authorization"))
+		buf.Flush()
+	}))
+	defer up.Close()
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/reason", `{"type":"bearer","fields":{"token":"`+token+`"}}`), 201)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/reason?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"credential":"reason","allow_private_networks":true}`, up.URL)), 201)
+	for _, r := range []response{
+		s.do("POST", "/v1/workspaces/default/connections/reason/test", ""),
+		s.do("PUT", "/v1/workspaces/default/connections/reason", fmt.Sprintf(`{"base_uri":%q,"credential":"reason","allow_private_networks":true,"test":{"method":"GET","path":"/"}}`, up.URL)),
+	} {
+		if strings.Contains(string(r.Body), "CANARY") {
+			t.Errorf("the connection test hands back the token: %d %s", r.Status, r.Body)
+		}
+		if !strings.Contains(string(r.Body), "401") {
+			t.Errorf("the test result does not say what failed: %d %s", r.Status, r.Body)
+		}
+	}
 }
