@@ -164,3 +164,39 @@ func TestConnectionTestReasonPhraseRedacted(t *testing.T) {
 		}
 	}
 }
+
+// TestBindingOnFirstUseIsAudited: a proxy call (not itself a change) that binds a
+// credential without hosts to its first destination changes where the secret may go; that
+// change must be in the audit trail like any other, committed with it (PRODUCT.md §4.8),
+// naming who caused it.
+func TestBindingOnFirstUseIsAudited(t *testing.T) {
+	onEachStore(t, func(t *testing.T, s *testServer) {
+		up := newUpstream(t)
+		mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/b", fmt.Sprintf(`{"type":"bearer","fields":{"token":"tok-bind-CANARY","hosts":[%q]}}`, up.URL)), 201)
+		mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/c?test=false",
+			fmt.Sprintf(`{"base_uri":%q,"credential":"b","allow_private_networks":true}`, up.URL)), 201)
+		// The admin clears its hosts (the secret stays): the next use binds it again.
+		mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/b", `{"type":"bearer","fields":{"token":{"keep":true},"hosts":[]}}`), 200)
+		callerID, caller := newUserWith(t, s, "carol", "caller@default")
+		mustStatus(t, s.doWith("GET", "/v1/workspaces/default/proxy/c/x", "", withKey(caller)), 200)
+		if v := mustStatus(t, s.do("GET", "/v1/workspaces/default/credentials/b", ""), 200).json(t); fmt.Sprint(v["fields"].(map[string]any)["hosts"]) == "[]" {
+			t.Fatalf("the proxy call did not bind the credential: %v", v)
+		}
+		events := decode[struct {
+			Items []struct {
+				Action, Target, Workspace, Result, Detail string
+				UserID                                    string `json:"user_id"`
+			}
+		}](t, mustStatus(t, s.do("GET", "/v1/audit?action=credential.*&limit=1000", ""), 200))
+		found := false
+		for _, e := range events.Items {
+			if e.Action == "credential.bind" && e.Target == "b" && e.Workspace == "default" && e.UserID == callerID && e.Result == "ok" &&
+				strings.Contains(e.Detail, strings.TrimPrefix(up.URL, "http://")) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("no audit event records the binding of credential b by %s: %+v", callerID, events.Items)
+		}
+	})
+}
