@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,4 +201,46 @@ func TestBindingOnFirstUseIsAudited(t *testing.T) {
 			t.Fatalf("no audit event records the binding of credential b by %s: %+v", callerID, events.Items)
 		}
 	})
+}
+
+// TestEmbeddedBase64EchoRedacted: an upstream that echoes the request base64-encoded as
+// part of a larger document (a debug endpoint's "raw request") carries the injected token
+// at any alignment of the base64 stream, not only as the base64 of the token alone. The
+// caller must not be able to decode it back, whichever of the three alignments it has.
+func TestEmbeddedBase64EchoRedacted(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	const token = "tok-b64/CANARY-0123456789abcdef"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pad := strings.Repeat("p", len(r.URL.Query().Get("pad")))
+		raw := pad + "GET / HTTP/1.1\r\nAuthorization: " + r.Header.Get("Authorization") + "\r\nAccept: */*\r\n\r\n"
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"std":%q,"url":%q}`, base64.StdEncoding.EncodeToString([]byte(raw)), base64.RawURLEncoding.EncodeToString([]byte(raw)))
+	}))
+	defer up.Close()
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/b64", `{"type":"bearer","fields":{"token":"`+token+`"}}`), 201)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/b64?test=false",
+		fmt.Sprintf(`{"base_uri":%q,"credential":"b64","allow_private_networks":true}`, up.URL)), 201)
+	_, caller := newUserWith(t, s, "carol", "caller@default")
+	for _, pad := range []string{"", "x", "xx"} {
+		r := mustStatus(t, s.doWith("GET", "/v1/workspaces/default/proxy/b64/echo?pad="+pad, "", withKey(caller)), 200)
+		var body struct{ Std, URL string }
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatalf("pad %q: %v: %s", pad, err, r.Body)
+		}
+		for name, enc := range map[string]*base64.Encoding{"std": base64.StdEncoding, "url": base64.RawURLEncoding} {
+			v := map[string]string{"std": body.Std, "url": body.URL}[name]
+			// Decode what can be decoded around the markers, as a caller would.
+			for _, part := range strings.Split(v, "[redacted]") {
+				for cut := 0; cut < 4 && cut < len(part); cut++ {
+					p := strings.TrimRight(part[cut:], "=")
+					p = p[:len(p)/4*4]
+					dec := make([]byte, len(p))
+					n, _ := enc.WithPadding(base64.NoPadding).Decode(dec, []byte(p))
+					if strings.Contains(string(dec[:n]), "CANARY") {
+						t.Errorf("pad %q, %s base64: the token decodes from the response: %q", pad, name, dec[:n])
+					}
+				}
+			}
+		}
+	}
 }
