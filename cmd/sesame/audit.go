@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/audit"
 	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/store"
@@ -67,6 +68,14 @@ func newAuditTrail(ctx context.Context, c serveConfig, v *vault.Vault, st *store
 		// On SQLite this process owns the store: an outbox row left now is from a process
 		// that died, so it is chained at once.
 		DrainOutboxAtStart: st.Dialect() == "sqlite"})
+}
+
+// vaultAuditor records the vault's own changes (a credential bound to its first
+// destination) in the trail, naming the request they were made for.
+type vaultAuditor struct{ *audit.Log }
+
+func (vaultAuditor) RequestEvent(ctx context.Context) sesame.AuditEvent {
+	return audit.FromContext(ctx)
 }
 
 // closeAuditTrail flushes the events still queued, giving up after a while so that a

@@ -158,6 +158,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer closeAuditTrail(ctx, trail, log)
+	v.SetAuditor(vaultAuditor{trail})
 
 	pepper, err := v.ServerSecret(ctx, "api-key-hmac")
 	if err != nil {

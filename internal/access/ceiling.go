@@ -240,5 +240,13 @@ func appsOverlap(p, q string) bool {
 // in each grant's workspace, every privilege of every app grant overlapping a domain.
 // Apps nobody has granted anything need nothing beyond manage_apps.
 func (s *Service) AuthorizeAppDomains(ctx context.Context, actor sesame.Principal, domains []string) error {
-	return s.check(ctx, actor, need{apps: domains, why: fmt.Sprintf("issue a certificate for %s", strings.Join(domains, ", "))})
+	return s.AuthorizeApps(ctx, actor, domains, fmt.Sprintf("issue a certificate for %s", strings.Join(domains, ", ")))
+}
+
+// AuthorizeApps checks that actor may act on the apps that apps (app IDs and patterns)
+// cover: issue or revoke their certificates, revoke their tokens. Like acting on a user
+// (rule 2), it needs every privilege of every app grant overlapping them, where granted;
+// why says what the action is, for the message.
+func (s *Service) AuthorizeApps(ctx context.Context, actor sesame.Principal, apps []string, why string) error {
+	return s.check(ctx, actor, need{apps: apps, why: why})
 }

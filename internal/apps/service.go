@@ -37,6 +37,8 @@ type Store interface {
 	// CreateAppTokens records tokens in one transaction, all or none.
 	CreateAppTokens(ctx context.Context, ts []sesame.AppToken) error
 	ListAppTokens(ctx context.Context, appID, after string, limit int, now time.Time) ([]sesame.AppToken, error)
+	// GetAppToken returns ErrNotFound for an unknown ID.
+	GetAppToken(ctx context.Context, id string) (sesame.AppToken, error)
 	// RevokeAppToken returns ErrNotFound for an unknown ID.
 	RevokeAppToken(ctx context.Context, id string, at time.Time) error
 	// RevokeAppTokensOf revokes every token of an app issued before at, recorded or not
@@ -338,6 +340,18 @@ func (s *Service) ListTokens(ctx context.Context, appID, after string, limit int
 		return nil, sesame.Errorf(sesame.CodeInvalidArgument, "app %q is not an app ID", truncate(appID, 80))
 	}
 	return s.store.ListAppTokens(ctx, appID, after, limit, s.now())
+}
+
+// GetToken returns one recorded token (trial tokens have no record).
+func (s *Service) GetToken(ctx context.Context, id string) (sesame.AppToken, error) {
+	if !ValidTokenID(id) {
+		return sesame.AppToken{}, sesame.Errorf(sesame.CodeNotFound, "token %q not found", truncate(id, 80))
+	}
+	t, err := s.store.GetAppToken(ctx, id)
+	if errors.Is(err, sesame.ErrNotFound) {
+		return t, sesame.Errorf(sesame.CodeNotFound, "token %q not found (trial tokens have no record: revoke them per app)", id)
+	}
+	return t, err
 }
 
 // RevokeToken revokes one token.

@@ -449,7 +449,8 @@ func (g *Gateway) runTest(ctx context.Context, ws, name string, c Connection, ve
 	text, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	res.Error = strings.TrimSpace(string(text))
 	if res.Error == "" {
-		res.Error = resp.Status
+		// Not resp.Status: its reason phrase is the upstream's text, unredacted.
+		res.Error = strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, http.StatusText(resp.StatusCode)))
 	}
 	return res
 }

@@ -27,6 +27,7 @@ type FunctionView struct {
 
 type cachedFunc struct {
 	version int64
+	body    string // the stored source it was parsed from
 	fn      *function.Function
 }
 
@@ -143,7 +144,9 @@ func (g *Gateway) loadFunction(ctx context.Context, ws, name string) (*function.
 	g.mu.Lock()
 	c, ok := g.parsed[key]
 	g.mu.Unlock()
-	if ok && c.version == o.Version {
+	// The same version with another body is another function: one deleted and created
+	// again (on another replica, or with its workspace) starts again at version 1.
+	if ok && c.version == o.Version && c.body == string(o.Body) {
 		return c.fn, o, nil
 	}
 	f, err := function.Parse(name, o.Body)
@@ -151,7 +154,7 @@ func (g *Gateway) loadFunction(ctx context.Context, ws, name string) (*function.
 		return nil, o, fmt.Errorf("gateway: stored function %s/%s no longer parses: %w", ws, name, err)
 	}
 	g.mu.Lock()
-	g.parsed[key] = cachedFunc{version: o.Version, fn: f}
+	g.parsed[key] = cachedFunc{version: o.Version, body: string(o.Body), fn: f}
 	g.mu.Unlock()
 	return f, o, nil
 }

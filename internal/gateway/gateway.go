@@ -121,6 +121,7 @@ type parsedConn struct {
 
 type cachedClient struct {
 	version int64
+	policy  outbound.Policy
 	client  *outbound.Client
 }
 
@@ -147,14 +148,17 @@ func New(cfg Config) *Gateway {
 func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *outbound.Client {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if c, ok := g.clients[cacheKey]; ok && c.version == version {
+	// The version alone does not identify an object: one deleted and created again (on
+	// another replica, or with its workspace) starts again at 1. A client is only ever
+	// used with the policy it was built for (allow_private_networks above all).
+	if c, ok := g.clients[cacheKey]; ok && c.version == version && c.policy == p {
 		return c.client
 	}
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
 	c := outbound.NewClient(p, g.cfg.Clock)
-	g.clients[cacheKey] = cachedClient{version: version, client: c}
+	g.clients[cacheKey] = cachedClient{version: version, policy: p, client: c}
 	return c
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -24,6 +25,7 @@ type AppService interface {
 	RevokeCert(ctx context.Context, id string) (int, error)
 
 	ListTokens(ctx context.Context, appID, after string, limit int) ([]sesame.AppToken, error)
+	GetToken(ctx context.Context, id string) (sesame.AppToken, error)
 	RevokeToken(ctx context.Context, id string) error
 	RevokeAppTokens(ctx context.Context, appID string) (int, error)
 }
@@ -139,6 +141,16 @@ func (s *Server) revokeAppCert(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := r.PathValue("id")
+	if s.cfg.Access != nil {
+		c, err := svc.GetCert(r.Context(), id)
+		if err != nil {
+			return err
+		}
+		if err := s.cfg.Access.AuthorizeApps(r.Context(), actorOf(r), c.Domains,
+			fmt.Sprintf("revoke the certificate for %s", strings.Join(c.Domains, ", "))); err != nil {
+			return err
+		}
+	}
 	n, err := svc.RevokeCert(r.Context(), id)
 	if err != nil {
 		return err
@@ -171,6 +183,15 @@ func (s *Server) revokeAppToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if s.cfg.Access != nil {
+		t, err := svc.GetToken(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if err := s.cfg.Access.AuthorizeApps(r.Context(), actorOf(r), []string{t.AppID}, "revoke a token of app "+t.AppID); err != nil {
+			return err
+		}
+	}
 	if err := svc.RevokeToken(r.Context(), r.PathValue("id")); err != nil {
 		return err
 	}
@@ -187,6 +208,13 @@ func (s *Server) revokeAppTokens(w http.ResponseWriter, r *http.Request) error {
 	app := r.URL.Query().Get("app")
 	if strings.TrimSpace(app) == "" {
 		return sesame.Errorf(sesame.CodeMissingField, "query parameter %q (the app whose tokens to revoke) is required; to revoke one token, DELETE /v1/apps/tokens/{id}", "app")
+	}
+	if s.cfg.Access != nil && apps.ValidAppID(app) {
+		// Revoking an app's tokens acts on the app: the privilege ceiling applies, as to
+		// revoking a user's keys. Malformed IDs are RevokeAppTokens's to refuse.
+		if err := s.cfg.Access.AuthorizeApps(r.Context(), actorOf(r), []string{app}, "revoke the tokens of app "+app); err != nil {
+			return err
+		}
 	}
 	n, err := svc.RevokeAppTokens(r.Context(), app)
 	if err != nil {

@@ -64,7 +64,8 @@ func New(values ...string) *Set {
 // Forms returns the forms value can take in a response: itself, URL query- and
 // path-escaped (upper- and lower-case hex), JSON-escaped (with and without HTML escaping,
 // and with "/" escaped as PHP does),
-// standard and URL-safe base64; for an Authorization-style value "<scheme> <token>" also
+// standard and URL-safe base64 (also as part of a longer base64 text, at any alignment,
+// for values of 12 bytes or more); for an Authorization-style value "<scheme> <token>" also
 // the token's forms, and for Basic the decoded "user:password" and the password.
 func Forms(value string) []string {
 	if value == "" {
@@ -91,6 +92,25 @@ func encodings(v string) []string {
 		base64.StdEncoding.EncodeToString([]byte(v)), base64.RawURLEncoding.EncodeToString([]byte(v))}
 	j := string(AppendJSON(nil, []byte(v), true))
 	out = append(out, j, string(AppendJSON(nil, []byte(v), false)), strings.ReplaceAll(j, "/", `\/`)) // PHP escapes "/"
+	return append(out, embeddedBase64(v)...)
+}
+
+// minEmbedded is the shortest part of a value (in bytes) whose base64 is redacted inside a
+// longer base64 text: shorter ones would match unrelated data too often.
+const minEmbedded = 12
+
+// embeddedBase64 returns the base64 (standard and URL-safe, unpadded) of v as it appears
+// inside the base64 of a longer text (an upstream echoing the whole request encoded): at
+// each of the three alignments v can have in the byte stream, the characters that depend
+// on v alone. The one or two bytes at either end of v that share a group with other bytes
+// stay visible.
+func embeddedBase64(v string) []string {
+	var out []string
+	for skip := 0; skip < 3 && len(v)-skip >= minEmbedded; skip++ {
+		part := v[skip:]
+		part = part[:len(part)/3*3]
+		out = append(out, base64.RawStdEncoding.EncodeToString([]byte(part)), base64.RawURLEncoding.EncodeToString([]byte(part)))
+	}
 	return out
 }
 

@@ -150,6 +150,22 @@ func (s *Store) ListAppTokens(ctx context.Context, appID, after string, limit in
 	return out, s.wrap(rows.Err())
 }
 
+// GetAppToken returns one recorded token, revoked or expired too, or ErrNotFound.
+func (s *Store) GetAppToken(ctx context.Context, id string) (sesame.AppToken, error) {
+	var t sesame.AppToken
+	var cert sql.NullString
+	var issued, expires int64
+	var revoked sql.NullInt64
+	err := s.reads.QueryRowContext(ctx, `SELECT `+appTokenColumns+` FROM app_tokens WHERE id = $1`, id).
+		Scan(&t.ID, &t.AppID, &t.Version, &t.Mode, &cert, &t.Source, &issued, &expires, &revoked)
+	if err != nil {
+		return t, s.wrap(err)
+	}
+	t.CertID = cert.String
+	t.IssuedAt, t.ExpiresAt, t.RevokedAt = fromNanos(issued), fromNanos(expires), fromNullNanos(revoked)
+	return t, nil
+}
+
 // RevokeAppToken revokes one token. Revoking a revoked token changes nothing and is not an
 // error; an unknown ID is ErrNotFound.
 func (s *Store) RevokeAppToken(ctx context.Context, id string, at time.Time) error {

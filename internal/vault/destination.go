@@ -2,10 +2,13 @@ package vault
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"maps"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/credential"
@@ -58,7 +61,10 @@ func (v *Vault) bind(ctx context.Context, ws, key string, u *url.URL) (sesame.Cr
 		origin := credential.Origin(u)
 		bound.Public["hosts"] = []any{origin}
 		bound.UpdatedAt = v.now().UTC()
-		bound.Version, err = v.store.PutCredential(ctx, bound, rec.Version)
+		// The binding is a change of its own, whatever the request that caused it (a proxy
+		// call is not one): its audit event commits with it (PRODUCT.md §4.8).
+		wctx, intent := v.bindIntent(ctx, ws, key, origin, bound.UpdatedAt)
+		bound.Version, err = v.store.PutCredential(wctx, bound, rec.Version)
 		v.records.Delete(recordKey(ws, key))
 		if errors.Is(err, sesame.ErrConflict) {
 			continue // changed meanwhile: look again
@@ -69,7 +75,45 @@ func (v *Vault) bind(ctx context.Context, ws, key string, u *url.URL) (sesame.Cr
 		if v.log != nil {
 			v.log.InfoContext(ctx, "credential bound to its first destination", "workspace", ws, "credential", key, "hosts", origin)
 		}
+		if intent != nil {
+			e := intent.Event
+			e.Outbox = intent.ID
+			if err := v.auditor.RecordSync(ctx, e); err != nil && v.log != nil {
+				// Its outbox row is chained later.
+				v.log.WarnContext(ctx, "audit: the binding's event is not chained yet; its outbox event will be", "credential", key, "err", err)
+			}
+		}
 		return bound, nil
 	}
 	return sesame.CredentialRecord{}, sesame.Errorf(sesame.CodeConflict, "credential %q changed while being bound to a host; try again", key)
+}
+
+// Auditor records the audit events of the changes the vault makes by itself, such as
+// binding a credential to its first destination (internal/audit.Log, through cmd/sesame).
+type Auditor interface {
+	// RequestEvent returns what ctx says about the request a change is made for: the
+	// principal, the request ID and the source address.
+	RequestEvent(ctx context.Context) sesame.AuditEvent
+	// RecordSync chains e; with e.Outbox set it removes that outbox row.
+	RecordSync(ctx context.Context, e sesame.AuditEvent) error
+}
+
+// SetAuditor makes the vault record its own changes in the audit trail. Set it before
+// serving.
+func (v *Vault) SetAuditor(a Auditor) { v.auditor = a }
+
+// bindIntent returns ctx carrying, besides the intents it has, the audit intent of binding
+// ws/key to origin, so that the write commits the event to the outbox with it; without an
+// auditor, ctx as it is.
+func (v *Vault) bindIntent(ctx context.Context, ws, key, origin string, at time.Time) (context.Context, *sesame.AuditIntent) {
+	if v.auditor == nil {
+		return ctx, nil
+	}
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	e := v.auditor.RequestEvent(ctx)
+	e.Time, e.Workspace, e.Action, e.Target, e.Result = at, ws, "credential.bind", key, sesame.AuditOK
+	e.Detail = "bound to its first destination: hosts " + origin
+	intent := &sesame.AuditIntent{ID: hex.EncodeToString(id), Event: e}
+	return sesame.WithAuditIntents(ctx, append(sesame.AuditIntentsFrom(ctx), intent)...), intent
 }

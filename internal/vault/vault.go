@@ -68,6 +68,8 @@ type Vault struct {
 	// onWorkspaceChange runs after a workspace is created, copied or deleted: deleting one
 	// deletes its grants, so cached access decisions must go (see OnWorkspaceChange).
 	onWorkspaceChange []func(ctx context.Context)
+	// auditor records the vault's own changes (see SetAuditor); nil records nothing.
+	auditor Auditor
 }
 
 // OnWorkspaceChange registers fn to run after a workspace is created, copied or deleted
