@@ -490,12 +490,12 @@ func (s *Service) CreateGrant(ctx context.Context, actor sesame.Principal, in Gr
 	}
 	switch g.SubjectKind {
 	case sesame.SubjectUser:
-		if err := s.checkUsers(ctx, []string{g.Subject}); err != nil {
-			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: user %q not found", "user", truncate(g.Subject))
+		if _, err := s.store.GetUser(ctx, g.Subject); err != nil {
+			return g, notFoundAsField(err, "field %q: user %q not found", "user", truncate(g.Subject))
 		}
 	case sesame.SubjectGroup:
 		if _, err := s.GetGroup(ctx, g.Subject); err != nil {
-			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: group %q not found", "group", truncate(g.Subject))
+			return g, notFoundAsField(err, "field %q: group %q not found", "group", truncate(g.Subject))
 		}
 	case sesame.SubjectApp:
 		if !appPattern.MatchString(g.Subject) {
@@ -507,7 +507,7 @@ func (s *Service) CreateGrant(ctx context.Context, actor sesame.Principal, in Gr
 	}
 	if g.Workspace != sesame.AllWorkspaces {
 		if _, err := s.store.GetWorkspace(ctx, g.Workspace); err != nil {
-			return g, sesame.Errorf(sesame.CodeInvalidField, "field %q: workspace %q not found", "workspace", truncate(g.Workspace))
+			return g, notFoundAsField(err, "field %q: workspace %q not found", "workspace", truncate(g.Workspace))
 		}
 	}
 	gives := need{why: "grant role " + role.Name}
@@ -560,4 +560,14 @@ func (s *Service) DeleteGrant(ctx context.Context, actor sesame.Principal, id st
 	}
 	s.changed(ctx)
 	return nil
+}
+
+// notFoundAsField turns a not-found lookup of a referenced object into an invalid_field
+// error naming the field; any other error (the store is down) passes through unchanged, so
+// that an outage stays a retryable 503 and is not reported as bad input.
+func notFoundAsField(err error, format string, args ...any) error {
+	if sesame.ErrorCode(err) != sesame.CodeNotFound {
+		return err
+	}
+	return sesame.Errorf(sesame.CodeInvalidField, format, args...)
 }
