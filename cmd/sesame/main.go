@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sesamehq/sesame/internal/cli"
@@ -35,6 +36,7 @@ Usage:
   sesame keys rotate|generate ...
   sesame app keygen|cert|certs|sign|tokens|revoke-cert|revoke-token ...
   sesame audit list|tail|verify|export ...
+  sesame version                  print the version and commit (also --version)
   sesame help
 
 Client commands reach a server by --server / SESAME_SERVER (default http://127.0.0.1:8420)
@@ -54,6 +56,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = serve(ctx, args[1:], getenv, stdout, stderr, listening)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprint(stdout, readBuildVersion(debug.ReadBuildInfo))
 		return 0
 	default:
 		err = cli.Run(ctx, args, cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr})

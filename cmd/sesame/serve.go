@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -127,6 +128,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	version := readBuildVersion(debug.ReadBuildInfo)
+	log.Info("sesame starting", "version", version.Version, "commit", version.Revision, "modified", version.Modified, "go", version.GoVersion)
 
 	st, err := openStore(ctx, c)
 	if err != nil {
@@ -250,6 +253,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Apps:       appSvc, // accepts app tokens wherever API keys are
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
+		Version:    version.Short(),
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
@@ -300,7 +304,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	logCheckpoint(ctx, trail, log)
-	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
+	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect(), "version", version.Short())
 	if listening != nil {
 		listening(ln.Addr().String())
 	}

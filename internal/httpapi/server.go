@@ -48,6 +48,8 @@ type Config struct {
 	Vault Vault
 	Auth  Authenticator
 	Ready func(ctx context.Context) error // reports whether the store is reachable (and writable) and the replica can serve
+	// Version is the build's version and commit, shown by GET /healthz; empty: not shown.
+	Version string
 	// Classify, when set, recognises a store fault (outage, full disk) in an error that
 	// reached the renderer without a client code, so it is answered 503, not 500
 	// (store.Classify).
