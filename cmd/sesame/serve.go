@@ -50,6 +50,7 @@ type serveConfig struct {
 	apps           appFlags
 	audit          auditFlags
 	metricsAnon    bool
+	metricsAddr    string
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -82,9 +83,13 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration(getenv, "SESAME_HEARTBEAT", 5*time.Second), "how often a replica re-reads its key file, picks up the store's primary master key and records which keys it holds; a replica silent for 3 heartbeats is not live (SESAME_HEARTBEAT)")
 	c.apps.register(fs, getenv)
 	c.audit.register(fs, getenv)
-	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
+	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics on --addr without a key; false: it needs read_audit. Default true, or false when --metrics-addr is set (SESAME_METRICS_ANONYMOUS)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", env("SESAME_METRICS_ADDR", ""), "a second listen address that serves only GET /metrics, without a key (for an internal network); --addr then asks read_audit for /metrics unless --metrics-anonymous (SESAME_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.metricsAddr != "" && getenv("SESAME_METRICS_ANONYMOUS") == "" && !isSet(fs, "metrics-anonymous") {
+		c.metricsAnon = false
 	}
 	if err := c.audit.check(); err != nil {
 		return c, err
@@ -161,6 +166,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer closeAuditTrail(ctx, trail, log)
+	metrics := newMetrics(trail)
 
 	pepper, err := v.ServerSecret(ctx, "api-key-hmac")
 	if err != nil {
@@ -171,6 +177,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acc := access.New(st, hasher, time.Now, log)
 	authn.SetMaxAge(c.decisionMaxAge)
 	acc.SetMaxAge(c.decisionMaxAge)
+	metrics.registerCaches(authn, acc)
 	acc.OnChange(authn.Invalidate)
 	// Deleting a workspace deletes its grants: cached decisions go, on every replica.
 	v.OnWorkspaceChange(acc.Changed)
@@ -209,12 +216,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	metrics.registerOAuth(om)
+	if c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metrics.handler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	jwtInj, err := newJWTInjector(getenv, kr, log)
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: callRecorder(trail, log),
+	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: teeRecorder{callRecorder(trail, log), metrics},
 		Injectors: map[string]gateway.Injector{
 			"oauth2":     om,
 			"jwt_bearer": jwtInj,
@@ -225,8 +240,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 	}
-
-	_, metricsHandler := newMetrics(trail)
 
 	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
@@ -260,8 +273,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxAnonymous:         c.limits.maxAnonymous,
 		// --audit strict: a request whose event cannot be made durable is refused.
 		AuditStrict:      c.audit.mode == auditStrict,
-		Metrics:          metricsHandler,
+		Metrics:          metrics.handler(),
 		MetricsAnonymous: c.metricsAnon,
+		Observe:          metrics.observe,
 	})
 
 	srv := &http.Server{
@@ -392,6 +406,13 @@ func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
 		}
 		return res, err
 	}
+}
+
+// isSet reports whether the flag name was set (on the command line or from the config file).
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // envBool reads a boolean from the environment, or def when it is unset or invalid.
