@@ -51,6 +51,7 @@ type serveConfig struct {
 	audit          auditFlags
 	metricsAnon    bool
 	metricsAddr    string
+	configFile     string
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -63,6 +64,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	var c serveConfig
 	fs := flag.NewFlagSet("sesame serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.configFile, "config", env("SESAME_CONFIG", ""), "YAML file of serve settings: keys are these flags' names (addr, audit-spill-dir…); a flag or environment variable overrides the file (SESAME_CONFIG)")
 	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
 	fs.StringVar(&c.data, "data", env("SESAME_DATA", "./sesame-data"), "data folder: the SQLite file and, in development, master.key (SESAME_DATA)")
 	fs.StringVar(&c.postgres, "postgres", env("SESAME_POSTGRES", ""), "PostgreSQL URL; when set, SQLite is not used (SESAME_POSTGRES)")
@@ -70,11 +72,11 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
-	fs.IntVar(&c.authFailures, "auth-failures-per-minute", 20, "failed authentications allowed per source address per minute before it gets 429")
+	fs.IntVar(&c.authFailures, "auth-failures-per-minute", envInt(getenv, "SESAME_AUTH_FAILURES_PER_MINUTE", 20), "failed authentications allowed per source address per minute before it gets 429 (SESAME_AUTH_FAILURES_PER_MINUTE)")
 	fs.DurationVar(&c.decisionMaxAge, "decision-cache-max-age", envDuration(getenv, "SESAME_DECISION_CACHE_MAX_AGE", access.DefaultMaxAge),
 		"longest a cached API key or access decision is used before it is read from the store again; changes clear the caches at once on every replica, this bounds a missed notification (SESAME_DECISION_CACHE_MAX_AGE)")
 	c.limits.register(fs, getenv)
-	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
+	fs.Int64Var(&c.maxBody, "max-body", int64(envInt(getenv, "SESAME_MAX_BODY", 1<<30)), "largest proxied request or response body, and function response, in bytes (SESAME_MAX_BODY)")
 	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
 	fs.DurationVar(&c.oauth.leaseWait, "oauth-lease-wait", envDuration(getenv, "SESAME_OAUTH_LEASE_WAIT", 10*time.Second), "how long a call waits for another replica's OAuth2 token refresh before it gets 503 refresh_in_progress (SESAME_OAUTH_LEASE_WAIT)")
@@ -87,6 +89,11 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.metricsAddr, "metrics-addr", env("SESAME_METRICS_ADDR", ""), "a second listen address that serves only GET /metrics, without a key (for an internal network); --addr then asks read_audit for /metrics unless --metrics-anonymous (SESAME_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if c.configFile != "" {
+		if err := applyConfigFile(fs, c.configFile, getenv); err != nil {
+			return c, err
+		}
 	}
 	if c.metricsAddr != "" && getenv("SESAME_METRICS_ANONYMOUS") == "" && !isSet(fs, "metrics-anonymous") {
 		c.metricsAnon = false
