@@ -55,14 +55,27 @@ type serveConfig struct {
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := newServeFlags("sesame serve", &c, getenv, stderr)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.finish(fs, getenv)
+}
+
+// newServeFlags registers the serve flags onto c. backup and restore take them too, so
+// that one config file and environment serve all three.
+func newServeFlags(name string, c *serveConfig, getenv func(string) string, stderr io.Writer) *flag.FlagSet {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
 		return def
 	}
-	var c serveConfig
-	fs := flag.NewFlagSet("sesame serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.configFile, "config", env("SESAME_CONFIG", ""), "YAML file of serve settings: keys are these flags' names (addr, audit-spill-dir…); a flag or environment variable overrides the file (SESAME_CONFIG)")
 	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
@@ -87,33 +100,33 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	c.audit.register(fs, getenv)
 	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics on --addr without a key; false: it needs read_audit. Default true, or false when --metrics-addr is set (SESAME_METRICS_ANONYMOUS)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", env("SESAME_METRICS_ADDR", ""), "a second listen address that serves only GET /metrics, without a key (for an internal network); --addr then asks read_audit for /metrics unless --metrics-anonymous (SESAME_METRICS_ADDR)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
+	return fs
+}
+
+// finish applies the config file to the flags that the command line and the environment
+// left unset, and checks the result.
+func (c *serveConfig) finish(fs *flag.FlagSet, getenv func(string) string) error {
 	if c.configFile != "" {
 		if err := applyConfigFile(fs, c.configFile, getenv); err != nil {
-			return c, err
+			return err
 		}
 	}
 	if c.metricsAddr != "" && getenv("SESAME_METRICS_ANONYMOUS") == "" && !isSet(fs, "metrics-anonymous") {
 		c.metricsAnon = false
 	}
 	if err := c.audit.check(); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return err
 	}
 	if c.decisionMaxAge <= 0 {
-		return c, fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
+		return fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
 	}
 	if err := c.limits.check(); err != nil {
-		return c, err
+		return err
 	}
 	if c.heartbeat <= 0 {
-		return c, fmt.Errorf("--heartbeat must be positive")
+		return fmt.Errorf("--heartbeat must be positive")
 	}
-	return c, nil
+	return nil
 }
 
 func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
