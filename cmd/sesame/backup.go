@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,10 +148,16 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	if want := store.SchemaVersion(); h.Schema != want {
 		return fmt.Errorf("restore: the backup has schema version %d and this sesame's is %d: restore with the sesame version that took it, then upgrade", h.Schema, want)
 	}
-	if h.KeyCheck != nil || len(h.KeyIDs) > 0 {
-		if err := checkBackupKeys(c, getenv, h); err != nil {
-			return fmt.Errorf("restore: %w", err)
+	// Early, from the header; then again from the rows themselves before they commit, so a
+	// header that understates what the file holds gains nothing.
+	check := func(keyCheck []byte, keyIDs []string) error {
+		if keyCheck == nil && len(keyIDs) == 0 {
+			return nil
 		}
+		return checkBackupKeys(c, getenv, keyCheck, keyIDs)
+	}
+	if err := check(h.KeyCheck, h.KeyIDs); err != nil {
+		return fmt.Errorf("restore: %w", err)
 	}
 	created := false
 	if c.postgres == "" {
@@ -162,7 +169,10 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		return fmt.Errorf("restore: open the store: %w", err)
 	}
-	rows, err := st.Restore(ctx, rd)
+	rows, err := st.Restore(ctx, rd, func(s store.Snapshot) error {
+		ids := slices.Sorted(maps.Keys(s.KeyIDs))
+		return check(s.KeyCheck, ids)
+	})
 	st.Close()
 	if err != nil {
 		if created { // leave no half-made data folder behind
@@ -175,17 +185,17 @@ func restoreCommand(ctx context.Context, args []string, getenv func(string) stri
 }
 
 // checkBackupKeys proves that the master keys given open the backup.
-func checkBackupKeys(c serveConfig, getenv func(string) string, h backup.Header) error {
+func checkBackupKeys(c serveConfig, getenv func(string) string, keyCheck []byte, keyIDs []string) error {
 	keys, _, err := givenMasterKeys(c, getenv)
 	if errors.Is(err, errNoMasterKey) {
-		return fmt.Errorf("the backup's secrets are sealed under master key(s) %s: give the key with --master-key-file or SESAME_MASTER_KEY (%w)", strings.Join(h.KeyIDs, ", "), err)
+		return fmt.Errorf("the backup's secrets are sealed under master key(s) %s: give the key with --master-key-file or SESAME_MASTER_KEY (%w)", strings.Join(keyIDs, ", "), err)
 	}
 	if err != nil {
 		return err
 	}
 	kr := crypt.NewKeyring(keys[0], keys[1:]...)
-	if h.KeyCheck != nil {
-		if err := vault.CheckKey(kr, h.KeyCheck); err != nil {
+	if keyCheck != nil {
+		if err := vault.CheckKey(kr, keyCheck); err != nil {
 			return fmt.Errorf("the master key given cannot open this backup: %w", err)
 		}
 	}
@@ -194,7 +204,7 @@ func checkBackupKeys(c serveConfig, getenv func(string) string, h backup.Header)
 		held[id.String()] = true
 	}
 	var missing []string
-	for _, id := range h.KeyIDs {
+	for _, id := range keyIDs {
 		if !held[id] {
 			missing = append(missing, id)
 		}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -183,6 +185,41 @@ func TestBackupUnderWriteLoadRestoresEveryAcknowledgedWrite(t *testing.T) {
 	t.Run("postgres to sqlite", func(t *testing.T) { testBackupUnderLoad(t, postgresStore, sqliteStore) })
 }
 
+// hideKeys rewrites a backup's header to claim that nothing in it is sealed.
+func hideKeys(t *testing.T, file string) string {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, rest, _ := bytes.Cut(all, []byte("\n"))
+	var h map[string]any
+	if err := json.Unmarshal(first, &h); err != nil {
+		t.Fatal(err)
+	}
+	delete(h, "keycheck")
+	h["master_key_ids"] = []string{}
+	first, _ = json.Marshal(h)
+	out := filepath.Join(t.TempDir(), "lying.backup")
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(append(append(first, '\n'), rest...))
+	zw.Close()
+	if err := os.WriteFile(out, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
 // A restore refuses, and changes nothing, without the master key that opens the backup,
 // with another key, into a store that is not empty, and from a damaged file.
 func TestRestoreRefusals(t *testing.T) {
@@ -218,6 +255,7 @@ func TestRestoreRefusals(t *testing.T) {
 				{"another master key", other, kind.new(t), file, "cannot open this backup"},
 				{"store not empty", env, srcArgs, file, "not empty"},
 				{"truncated file", env, kind.new(t), truncated, "truncated"},
+				{"header hides the keys", nil, kind.new(t), hideKeys(t, file), "give the key with --master-key-file or SESAME_MASTER_KEY"},
 			}
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {

@@ -101,13 +101,17 @@ func OpenForBackup(ctx context.Context, url, path string) (*Store, error) {
 // this binary's (back up with the version that runs the store).
 func (s *Store) Backup(ctx context.Context, w BackupWriter, tmpPath string) error {
 	if s.dialect.name() == "sqlite" {
-		if err := os.Remove(tmpPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
+		// The copy holds what the database holds: create it 0600 (VACUUM INTO accepts an
+		// empty file) rather than let SQLite create it with the umask's mode.
+		f, err := os.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
 		}
+		f.Close()
+		defer os.Remove(tmpPath)
 		if _, err := s.read.ExecContext(ctx, `VACUUM INTO `+quoteSQLiteString(tmpPath)); err != nil {
 			return fmt.Errorf("store: copy the database (VACUUM INTO): %w", err)
 		}
-		defer os.Remove(tmpPath)
 		cp, err := openSQLite(ctx, tmpPath, false)
 		if err != nil {
 			return err
@@ -136,17 +140,9 @@ func (s *Store) backupFrom(ctx context.Context, q querier, w BackupWriter) error
 		return fmt.Errorf("store: count sealed values: %w", err)
 	}
 	snap := Snapshot{Schema: schema, Dialect: s.dialect.name(), KeyIDs: keys}
-	rows, err := q.QueryContext(ctx, `SELECT value FROM meta WHERE name = 'keycheck'`)
-	if err != nil {
+	if snap.KeyCheck, err = keyCheck(ctx, q); err != nil {
 		return err
 	}
-	if rows.Next() {
-		if err := rows.Scan(&snap.KeyCheck); err != nil {
-			rows.Close()
-			return err
-		}
-	}
-	rows.Close()
 	if err := w.Begin(snap); err != nil {
 		return err
 	}
@@ -156,6 +152,21 @@ func (s *Store) backupFrom(ctx context.Context, q querier, w BackupWriter) error
 		}
 	}
 	return nil
+}
+
+func keyCheck(ctx context.Context, q querier) ([]byte, error) {
+	rows, err := q.QueryContext(ctx, `SELECT value FROM meta WHERE name = 'keycheck'`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var blob []byte
+	if rows.Next() {
+		if err := rows.Scan(&blob); err != nil {
+			return nil, err
+		}
+	}
+	return blob, rows.Err()
 }
 
 func dumpTable(ctx context.Context, q querier, table string, w BackupWriter) error {
@@ -235,8 +246,11 @@ var ErrNotEmpty = errors.New("store: the store is not empty: restore only into a
 
 // Restore loads a backup into this store, which must be empty, in one transaction: either
 // every row is in, or nothing changed. The backup must be of this binary's schema version
-// (checked by the caller from its header).
-func (s *Store) Restore(ctx context.Context, r BackupReader) (rows int, err error) {
+// (checked by the caller from its header). Before the transaction commits, check is given
+// what the restored rows hold (the master key IDs of their sealed values, the key check),
+// read back from the transaction rather than taken from the file's header; an error from
+// it rolls everything back.
+func (s *Store) Restore(ctx context.Context, r BackupReader, check func(Snapshot) error) (rows int, err error) {
 	empty, err := s.Empty(ctx)
 	if err != nil {
 		return 0, err
@@ -274,7 +288,15 @@ func (s *Store) Restore(ctx context.Context, r BackupReader) (rows int, err erro
 		for {
 			t, cols, vals, err := r.Next()
 			if errors.Is(err, io.EOF) {
-				return nil
+				var snap Snapshot
+				if snap.KeyIDs, err = countSealedByKey(ctx, tx); err != nil {
+					return err
+				}
+				if snap.KeyCheck, err = keyCheck(ctx, tx); err != nil {
+					return err
+				}
+				snap.Schema, snap.Dialect = SchemaVersion(), s.dialect.name()
+				return check(snap)
 			}
 			if err != nil {
 				return err
