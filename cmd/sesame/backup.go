@@ -38,7 +38,7 @@ func parseFileCommand(name string, args []string, getenv func(string) string, st
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return c, "", usageError("help shown")
+				return c, "", flag.ErrHelp
 			}
 			return c, "", usageError(err.Error())
 		}
@@ -59,6 +59,9 @@ func parseFileCommand(name string, args []string, getenv func(string) string, st
 // no master key: secrets stay sealed.
 func backupCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, file, err := parseFileCommand("backup", args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // help asked for and shown
+	}
 	if err != nil {
 		return err
 	}
@@ -132,6 +135,9 @@ func keyList(ids map[string]int) string {
 // The rows go in in one transaction: a damaged or truncated file changes nothing.
 func restoreCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, file, err := parseFileCommand("restore", args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
