@@ -116,6 +116,9 @@ type Error struct {
 	// Details are extra machine-readable facts for the client (for example the URL to
 	// re-authorize at). Like Message, they never hold a secret.
 	Details map[string]string
+	// Limiter names the limit that refused the request ("auth_failures", "trial",
+	// "connection", "anonymous"…), for metrics; it is not shown to the client.
+	Limiter string
 }
 
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }

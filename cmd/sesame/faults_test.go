@@ -178,6 +178,9 @@ func TestFaultStoreOutage(t *testing.T) {
 	if err != nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("readyz while the store is down = %d %s, %v; want 503 with Retry-After", r.Status, r.Body, err)
 	}
+	if v := sample(scrape(t, base+"/metrics", nil), "sesame_store_errors_total", `class="unavailable"`); v < float64(len(checks)) {
+		t.Fatalf("metrics count %v store outages, want at least %d", v, len(checks))
+	}
 
 	c.Start()
 	started := time.Now()
@@ -283,6 +286,9 @@ func TestFaultDiskFull(t *testing.T) {
 		t.Fatal("the disk never filled up")
 	}
 	wantRetryable(t, "readyz on a full disk", mustSend(t, base, "", "GET", "/readyz", "", 503), "storage_full")
+	if v := sample(scrape(t, base+"/metrics", nil), "sesame_store_errors_total", `class="storage_full"`); v < float64(full) {
+		t.Fatalf("metrics count %v full-disk refusals, want at least %d", v, full)
+	}
 	for _, i := range acked {
 		mustSend(t, base, admin, "GET", fmt.Sprintf("/v1/workspaces/default/credentials/full.%d", i), "", 200)
 	}

@@ -25,32 +25,18 @@ import (
 // the store once it holds secrets. It returns a saver and the path of file keys (for
 // reloading; empty when the keys come from the environment).
 func loadMasterKeys(ctx context.Context, c serveConfig, getenv func(string) string, st *store.Store, log *slog.Logger) ([]*crypt.MasterKey, vault.KeySaver, string, error) {
-	if c.masterKeyFile != "" {
-		keys, err := readKeyFile(c.masterKeyFile)
-		if err != nil {
-			return nil, nil, "", err
-		}
-		return keys, keySaver(c.masterKeyFile), c.masterKeyFile, nil
-	}
-	if env := getenv("SESAME_MASTER_KEY"); env != "" {
-		var keys []*crypt.MasterKey
-		for i, part := range strings.Split(env, ",") {
-			k, err := crypt.ParseMasterKey(part)
-			if err != nil {
-				return nil, nil, "", fmt.Errorf("SESAME_MASTER_KEY (key %d): %w", i+1, err)
-			}
-			keys = append(keys, k)
-		}
-		return keys, nil, "", nil
-	}
-	path := filepath.Join(c.data, "master.key")
-	keys, err := readKeyFile(path)
+	keys, path, err := givenMasterKeys(c, getenv)
 	if err == nil {
-		return keys, keySaver(path), path, nil
+		var save vault.KeySaver
+		if path != "" {
+			save = keySaver(path)
+		}
+		return keys, save, path, nil
 	}
-	if !errors.Is(err, os.ErrNotExist) {
+	if !errors.Is(err, errNoMasterKey) {
 		return nil, nil, "", err
 	}
+	path = filepath.Join(c.data, "master.key")
 	// No key anywhere. Only an empty store may get a new one.
 	if _, err := st.GetMeta(ctx, "keycheck"); !errors.Is(err, sesame.ErrNotFound) {
 		if err != nil {
@@ -73,6 +59,35 @@ func loadMasterKeys(ctx context.Context, c serveConfig, getenv func(string) stri
 	log.Warn("NO MASTER KEY GIVEN: created a new one in a file next to the data. Fine for development; in production keep the key apart from the data (SESAME_MASTER_KEY or --master-key-file) and back it up: without it the secrets cannot be read.",
 		"file", path, "key_id", k.ID().String())
 	return []*crypt.MasterKey{k}, keySaver(path), path, nil
+}
+
+// errNoMasterKey: no key file, no SESAME_MASTER_KEY, no <data>/master.key.
+var errNoMasterKey = errors.New("no master key given")
+
+// givenMasterKeys reads the master keys from --master-key-file, else SESAME_MASTER_KEY,
+// else <data>/master.key (unless the store is PostgreSQL); it never creates one. path is
+// the key file, empty when the keys come from the environment.
+func givenMasterKeys(c serveConfig, getenv func(string) string) (keys []*crypt.MasterKey, path string, err error) {
+	if c.masterKeyFile != "" {
+		keys, err := readKeyFile(c.masterKeyFile)
+		return keys, c.masterKeyFile, err
+	}
+	if env := getenv("SESAME_MASTER_KEY"); env != "" {
+		for i, part := range strings.Split(env, ",") {
+			k, err := crypt.ParseMasterKey(part)
+			if err != nil {
+				return nil, "", fmt.Errorf("SESAME_MASTER_KEY (key %d): %w", i+1, err)
+			}
+			keys = append(keys, k)
+		}
+		return keys, "", nil
+	}
+	path = filepath.Join(c.data, "master.key")
+	keys, err = readKeyFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, "", fmt.Errorf("%w (looked for %s)", errNoMasterKey, path)
+	}
+	return keys, path, err
 }
 
 func readKeyFile(path string) ([]*crypt.MasterKey, error) {

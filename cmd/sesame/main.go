@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sesamehq/sesame/internal/cli"
@@ -35,6 +36,9 @@ Usage:
   sesame keys rotate|generate ...
   sesame app keygen|cert|certs|sign|tokens|revoke-cert|revoke-token ...
   sesame audit list|tail|verify|export ...
+  sesame backup [flags] FILE      consistent snapshot of the store (--data or --postgres), secrets sealed
+  sesame restore [flags] FILE     load a backup into an empty store; needs the master key that opens it
+  sesame version                  print the version and commit (also --version)
   sesame help
 
 Client commands reach a server by --server / SESAME_SERVER (default http://127.0.0.1:8420)
@@ -52,8 +56,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], getenv, stdout, stderr, listening)
+	case "backup":
+		err = backupCommand(ctx, args[1:], getenv, stdout, stderr)
+	case "restore":
+		err = restoreCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprint(stdout, readBuildVersion(debug.ReadBuildInfo))
 		return 0
 	default:
 		err = cli.Run(ctx, args, cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr})
@@ -62,7 +73,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 0
 	}
 	var ue cli.UsageError
-	if errors.As(err, &ue) {
+	var se usageError
+	if errors.As(err, &ue) || errors.As(err, &se) {
 		fmt.Fprintf(stderr, "sesame: %v\n", err)
 		return 2
 	}

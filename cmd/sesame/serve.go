@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -49,18 +50,34 @@ type serveConfig struct {
 	apps           appFlags
 	audit          auditFlags
 	metricsAnon    bool
+	metricsAddr    string
+	configFile     string
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := newServeFlags("sesame serve", &c, getenv, stderr)
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return c, c.finish(fs, getenv)
+}
+
+// newServeFlags registers the serve flags onto c. backup and restore take them too, so
+// that one config file and environment serve all three.
+func newServeFlags(name string, c *serveConfig, getenv func(string) string, stderr io.Writer) *flag.FlagSet {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
 		return def
 	}
-	var c serveConfig
-	fs := flag.NewFlagSet("sesame serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.configFile, "config", env("SESAME_CONFIG", ""), "YAML file of serve settings: keys are these flags' names (addr, audit-spill-dir…); a flag or environment variable overrides the file (SESAME_CONFIG)")
 	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
 	fs.StringVar(&c.data, "data", env("SESAME_DATA", "./sesame-data"), "data folder: the SQLite file and, in development, master.key (SESAME_DATA)")
 	fs.StringVar(&c.postgres, "postgres", env("SESAME_POSTGRES", ""), "PostgreSQL URL; when set, SQLite is not used (SESAME_POSTGRES)")
@@ -68,11 +85,11 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
-	fs.IntVar(&c.authFailures, "auth-failures-per-minute", 20, "failed authentications allowed per source address per minute before it gets 429")
+	fs.IntVar(&c.authFailures, "auth-failures-per-minute", envInt(getenv, "SESAME_AUTH_FAILURES_PER_MINUTE", 20), "failed authentications allowed per source address per minute before it gets 429 (SESAME_AUTH_FAILURES_PER_MINUTE)")
 	fs.DurationVar(&c.decisionMaxAge, "decision-cache-max-age", envDuration(getenv, "SESAME_DECISION_CACHE_MAX_AGE", access.DefaultMaxAge),
 		"longest a cached API key or access decision is used before it is read from the store again; changes clear the caches at once on every replica, this bounds a missed notification (SESAME_DECISION_CACHE_MAX_AGE)")
 	c.limits.register(fs, getenv)
-	fs.Int64Var(&c.maxBody, "max-body", 1<<30, "largest proxied request or response body, and function response, in bytes")
+	fs.Int64Var(&c.maxBody, "max-body", int64(envInt(getenv, "SESAME_MAX_BODY", 1<<30)), "largest proxied request or response body, and function response, in bytes (SESAME_MAX_BODY)")
 	fs.StringVar(&c.oauth.publicURL, "public-url", env("SESAME_PUBLIC_URL", ""), "URL at which browsers and callers reach this server, for the OAuth2 redirect URI (SESAME_PUBLIC_URL); default http://<listen address>")
 	fs.StringVar(&c.oauth.returnURLs, "oauth-return-urls", env("SESAME_OAUTH_RETURN_URLS", ""), "comma-separated URLs (or prefixes ending in /) an OAuth2 callback may send the browser back to (SESAME_OAUTH_RETURN_URLS)")
 	fs.DurationVar(&c.oauth.leaseWait, "oauth-lease-wait", envDuration(getenv, "SESAME_OAUTH_LEASE_WAIT", 10*time.Second), "how long a call waits for another replica's OAuth2 token refresh before it gets 503 refresh_in_progress (SESAME_OAUTH_LEASE_WAIT)")
@@ -81,26 +98,35 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	fs.DurationVar(&c.heartbeat, "heartbeat", envDuration(getenv, "SESAME_HEARTBEAT", 5*time.Second), "how often a replica re-reads its key file, picks up the store's primary master key and records which keys it holds; a replica silent for 3 heartbeats is not live (SESAME_HEARTBEAT)")
 	c.apps.register(fs, getenv)
 	c.audit.register(fs, getenv)
-	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
-	if err := fs.Parse(args); err != nil {
-		return c, err
+	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics on --addr without a key; false: it needs read_audit. Default true, or false when --metrics-addr is set (SESAME_METRICS_ANONYMOUS)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", env("SESAME_METRICS_ADDR", ""), "a second listen address that serves only GET /metrics, without a key (for an internal network); --addr then asks read_audit for /metrics unless --metrics-anonymous (SESAME_METRICS_ADDR)")
+	return fs
+}
+
+// finish applies the config file to the flags that the command line and the environment
+// left unset, and checks the result.
+func (c *serveConfig) finish(fs *flag.FlagSet, getenv func(string) string) error {
+	if c.configFile != "" {
+		if err := applyConfigFile(fs, c.configFile, getenv); err != nil {
+			return err
+		}
+	}
+	if c.metricsAddr != "" && getenv("SESAME_METRICS_ANONYMOUS") == "" && !isSet(fs, "metrics-anonymous") {
+		c.metricsAnon = false
 	}
 	if err := c.audit.check(); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return err
 	}
 	if c.decisionMaxAge <= 0 {
-		return c, fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
+		return fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
 	}
 	if err := c.limits.check(); err != nil {
-		return c, err
+		return err
 	}
 	if c.heartbeat <= 0 {
-		return c, fmt.Errorf("--heartbeat must be positive")
+		return fmt.Errorf("--heartbeat must be positive")
 	}
-	return c, nil
+	return nil
 }
 
 func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
@@ -127,6 +153,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	version := readBuildVersion(debug.ReadBuildInfo)
+	log.Info("sesame starting", "version", version.Version, "commit", version.Revision, "modified", version.Modified, "go", version.GoVersion)
 
 	st, err := openStore(ctx, c)
 	if err != nil {
@@ -159,6 +187,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer closeAuditTrail(ctx, trail, log)
 	v.SetAuditor(vaultAuditor{trail})
+	metrics := newMetrics(trail)
 
 	pepper, err := v.ServerSecret(ctx, "api-key-hmac")
 	if err != nil {
@@ -169,6 +198,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acc := access.New(st, hasher, time.Now, log)
 	authn.SetMaxAge(c.decisionMaxAge)
 	acc.SetMaxAge(c.decisionMaxAge)
+	metrics.registerCaches(authn, acc)
 	acc.OnChange(authn.Invalidate)
 	// Deleting a workspace deletes its grants: cached decisions go, on every replica.
 	v.OnWorkspaceChange(acc.Changed)
@@ -207,12 +237,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	metrics.registerOAuth(om)
+	if c.metricsAddr != "" {
+		stop, err := serveMetrics(c.metricsAddr, metrics.handler(), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 
 	jwtInj, err := newJWTInjector(getenv, kr, log)
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: callRecorder(trail, log),
+	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: teeRecorder{callRecorder(trail, log), metrics},
 		Injectors: map[string]gateway.Injector{
 			"oauth2":     om,
 			"jwt_bearer": jwtInj,
@@ -223,8 +261,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 	}
-
-	_, metricsHandler := newMetrics(trail)
 
 	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
@@ -251,14 +287,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Apps:       appSvc, // accepts app tokens wherever API keys are
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
+		Version:    version.Short(),
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
 		// --audit strict: a request whose event cannot be made durable is refused.
 		AuditStrict:      c.audit.mode == auditStrict,
-		Metrics:          metricsHandler,
+		Metrics:          metrics.handler(),
 		MetricsAnonymous: c.metricsAnon,
+		Observe:          metrics.observe,
 	})
 
 	srv := &http.Server{
@@ -301,7 +339,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}()
 
 	logCheckpoint(ctx, trail, log)
-	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect())
+	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect(), "version", version.Short())
 	if listening != nil {
 		listening(ln.Addr().String())
 	}
@@ -389,6 +427,13 @@ func rotator(v *vault.Vault, save vault.KeySaver) httpapi.Rotator {
 		}
 		return res, err
 	}
+}
+
+// isSet reports whether the flag name was set (on the command line or from the config file).
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // envBool reads a boolean from the environment, or def when it is unset or invalid.

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -82,6 +83,14 @@ type Service struct {
 	// invalidation is not cached after it.
 	gen      uint64
 	onChange []func() // other caches to clear on a change (the key cache)
+
+	hits, misses atomic.Uint64 // decision cache lookups, for metrics
+}
+
+// CacheStats reports how many decisions were made from cached privileges (hits) and how
+// many read a principal's privileges from the store (misses).
+func (s *Service) CacheStats() (hits, misses uint64) {
+	return s.hits.Load(), s.misses.Load()
 }
 
 // policy is a subject's privileges by workspace ("*" for all).
@@ -158,8 +167,10 @@ func (s *Service) policyOf(ctx context.Context, p sesame.Principal) (policy, err
 	gen := s.gen
 	s.mu.RUnlock()
 	if ok && now.Sub(c.loaded) < s.maxAge && !now.Before(c.loaded) {
+		s.hits.Add(1)
 		return c.pol, nil
 	}
+	s.misses.Add(1)
 	byWS, err := s.store.EffectivePrivileges(ctx, kind, subject)
 	if err != nil {
 		return nil, err

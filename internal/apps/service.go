@@ -229,7 +229,7 @@ func (s *Service) issue(ctx context.Context, manifestJSON []byte, source string)
 		t.Mode = sesame.AppModeTrial
 		if s.trialLim != nil {
 			if wait, ok := s.trialLim.Take(source); !ok {
-				return "", m.AppID, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many trial app tokens for this address; retry later", RetryAfter: wait}
+				return "", m.AppID, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many trial app tokens for this address; retry later", RetryAfter: wait, Limiter: "trial"}
 			}
 		}
 	case m.Signature == "":

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -41,6 +42,14 @@ type Authenticator struct {
 	keys    map[string]cachedKey
 	gen     uint64 // counts invalidations: a lookup that raced one is not cached
 	maxAge  time.Duration
+
+	hits, misses atomic.Uint64 // key cache lookups, for metrics
+}
+
+// CacheStats reports how many well-formed presented keys were answered from the key cache
+// (hits) and how many had to be looked up in the store (misses).
+func (a *Authenticator) CacheStats() (hits, misses uint64) {
+	return a.hits.Load(), a.misses.Load()
 }
 
 type cachedKey struct {
@@ -102,10 +111,13 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	if ok && (now.Sub(c.loaded) >= a.maxAge || now.Before(c.loaded)) {
 		ok = false
 	}
-	if !ok {
+	if ok {
+		a.hits.Add(1)
+	} else {
 		if CheckKeyFormat([]byte(key)) != nil {
 			return sesame.Principal{}, ErrInvalidKey // rejected before any lookup
 		}
+		a.misses.Add(1)
 		k, u, err := a.store.APIKeyByHash(ctx, a.hasher.Hash([]byte(key)))
 		if errors.Is(err, sesame.ErrNotFound) {
 			return sesame.Principal{}, ErrInvalidKey

@@ -16,7 +16,7 @@ func outboundError(err error) error {
 	var ne net.Error
 	switch {
 	case errors.As(err, &rl):
-		return &sesame.Error{Code: sesame.CodeRateLimited, Message: "the connection's rate limit is exhausted; retry later", RetryAfter: rl.RetryAfter}
+		return &sesame.Error{Code: sesame.CodeRateLimited, Message: "the connection's rate limit is exhausted; retry later", RetryAfter: rl.RetryAfter, Limiter: "connection"}
 	case errors.Is(err, outbound.ErrForbiddenAddress):
 		return sesame.Errorf(sesame.CodeForbiddenAddress, "the upstream address is loopback, private, link-local or a metadata address; the connection must set allow_private_networks to reach it")
 	case errors.Is(err, context.Canceled):

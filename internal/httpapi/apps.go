@@ -67,7 +67,7 @@ func (s *Server) appAuth(w http.ResponseWriter, r *http.Request) error {
 		// refused by the limiter (see guard).
 		if sesame.ErrorCode(err) == sesame.CodeAppUnauthorized && s.cfg.Failures != nil {
 			if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
-				return &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many refused manifests from this address; retry later", RetryAfter: wait}
+				return &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many refused manifests from this address; retry later", RetryAfter: wait, Limiter: LimiterAuthFailures}
 			}
 			s.cfg.Failures.Fail(source)
 		}

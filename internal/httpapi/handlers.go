@@ -9,7 +9,11 @@ import (
 )
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	body := map[string]string{"status": "ok"}
+	if s.cfg.Version != "" {
+		body["version"] = s.cfg.Version
+	}
+	writeJSON(w, http.StatusOK, body)
 	return nil
 }
 

@@ -62,7 +62,7 @@ func liftBodyDeadline(w http.ResponseWriter) {
 
 // errTooManyAnonymous answers an unauthenticated request over the cap.
 var errTooManyAnonymous = &sesame.Error{Code: sesame.CodeUnavailable,
-	Message: "too many unauthenticated requests in progress; retry shortly", RetryAfter: time.Second}
+	Message: "too many unauthenticated requests in progress; retry shortly", RetryAfter: time.Second, Limiter: LimiterAnonymous}
 
 // acquireAnonymous takes one of the MaxAnonymous slots, or reports that none is free.
 func (s *Server) acquireAnonymous() (release func(), ok bool) {

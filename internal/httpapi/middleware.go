@@ -39,6 +39,8 @@ const (
 type requestInfo struct {
 	principal *sesame.Principal
 	code      sesame.Code
+	route     string // the route pattern, for metrics (observe.go)
+	limiter   string // the limiter that refused the request, if one did
 }
 
 func requestIDFrom(ctx context.Context) string {
@@ -108,6 +110,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		info := &requestInfo{}
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey, info)))
+		if s.cfg.Observe != nil {
+			s.observe(r, info, sw.status, time.Since(start))
+		}
 		if !s.log.Enabled(r.Context(), slog.LevelInfo) {
 			return
 		}
@@ -211,7 +216,7 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 					if s.cfg.Failures != nil && code != sesame.CodeMissingPrivilege {
 						if wait, blocked := s.cfg.Failures.Blocked(source); blocked {
 							s.authEvent(r, "blocked", source, p.KeyID, sesame.CodeRateLimited)
-							s.renderError(w, r, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many failed authentications from this address; retry later", RetryAfter: wait})
+							s.renderError(w, r, &sesame.Error{Code: sesame.CodeRateLimited, Message: "too many failed authentications from this address; retry later", RetryAfter: wait, Limiter: LimiterAuthFailures})
 							return
 						}
 						s.cfg.Failures.Fail(source)

@@ -104,6 +104,9 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	var e *sesame.Error
 	if errors.As(err, &e) && e.Code != sesame.CodeInternal {
 		body.Code, body.Message, body.Details = e.Code, e.Message, e.Details
+		if e.Limiter != "" {
+			setLimiterForLog(r.Context(), e.Limiter)
+		}
 		if e.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 		}

@@ -48,6 +48,8 @@ type Config struct {
 	Vault Vault
 	Auth  Authenticator
 	Ready func(ctx context.Context) error // reports whether the store is reachable (and writable) and the replica can serve
+	// Version is the build's version and commit, shown by GET /healthz; empty: not shown.
+	Version string
 	// Classify, when set, recognises a store fault (outage, full disk) in an error that
 	// reached the renderer without a client code, so it is answered 503, not 500
 	// (store.Classify).
@@ -83,6 +85,9 @@ type Config struct {
 	AuditStrict bool
 	// Metrics serves GET /metrics (Prometheus text format); nil: 404.
 	Metrics http.Handler
+	// Observe, when set, is told about every finished request (route pattern, status,
+	// error code, refusing limiter, duration): the request metrics.
+	Observe func(Observation)
 	// MetricsAnonymous lets GET /metrics be scraped without a key; otherwise it needs
 	// read_audit (the metrics hold no secret, but say how busy and how healthy the server is).
 	MetricsAnonymous bool
@@ -126,6 +131,7 @@ func New(cfg Config) *Server {
 		}
 		// Outermost, so refused requests are recorded too; changes wait for their event.
 		handler = s.auditRequest(rt, handler)
+		handler = tagRoute(rt.pattern, handler)
 		if rt.method == anyMethod {
 			s.mux.Handle(rt.pattern, handler)
 			continue
@@ -136,10 +142,10 @@ func New(cfg Config) *Server {
 	// Every known path answers other methods with a JSON 405 naming the allowed ones.
 	for pattern, ms := range methods {
 		allow := strings.Join(ms, ", ")
-		s.mux.Handle(pattern, s.handle(func(w http.ResponseWriter, r *http.Request) error {
+		s.mux.Handle(pattern, tagRoute(pattern, s.handle(func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", allow)
 			return sesame.Errorf(sesame.CodeMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow)
-		}))
+		})))
 	}
 	s.mux.Handle("/", s.handle(func(w http.ResponseWriter, r *http.Request) error {
 		return sesame.Errorf(sesame.CodeRouteNotFound, "no route for %s %s", r.Method, r.URL.Path)

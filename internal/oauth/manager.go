@@ -29,6 +29,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -137,6 +138,20 @@ type Manager struct {
 
 	stateMu  sync.Mutex
 	stateKey sesame.Secret // loaded on first use
+
+	refreshed, failed, reauthorized atomic.Uint64 // for Stats
+}
+
+// Stats counts this process's token refreshes (client-credentials fetches included).
+type Stats struct {
+	Refreshes        uint64 // new tokens obtained and stored
+	RefreshFailures  uint64 // refreshes the token endpoint refused or failed
+	Reauthorizations uint64 // grants marked as needing a person to authorize again
+}
+
+// Stats reports the refresh counters.
+func (m *Manager) Stats() Stats {
+	return Stats{Refreshes: m.refreshed.Load(), RefreshFailures: m.failed.Load(), Reauthorizations: m.reauthorized.Load()}
 }
 
 // New returns the OAuth service.
@@ -405,6 +420,7 @@ func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesa
 	tok, err := m.retrieve(ctx, c, k, refresh)
 	if err != nil {
 		f := classify(err)
+		m.failed.Add(1)
 		m.log.Warn("oauth: token refresh failed", append(k.attrs(), logFailure, f.String())...)
 		switch f.kind {
 		case revoked:
@@ -472,6 +488,7 @@ func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesa
 	case err != nil:
 		return Token{}, err
 	}
+	m.refreshed.Add(1)
 	m.log.Info("oauth: token refreshed", append(k.attrs(), logVersion, v)...)
 	return Token{Access: sesame.NewSecret([]byte(tok.AccessToken)), Type: ng.TokenType, Scope: ng.Scope, ExpiresAt: ng.ExpiresAt, version: v}, nil
 }
@@ -520,6 +537,7 @@ func (m *Manager) markReauthorize(ctx context.Context, k grantKey, g sesame.OAut
 	case err != nil:
 		return err
 	}
+	m.reauthorized.Add(1)
 	m.log.Warn("oauth: grant needs re-authorization", append(k.attrs(), "reason", reason)...)
 	return m.reauthError(k, reason)
 }

@@ -23,6 +23,10 @@ const connectTimeout = 5 * time.Second
 // OpenPostgres connects to PostgreSQL at url (a postgres:// URL or key=value DSN) and
 // applies migrations.
 func OpenPostgres(ctx context.Context, url string) (*Store, error) {
+	return openPostgres(ctx, url, true)
+}
+
+func openPostgres(ctx context.Context, url string, migrate bool) (*Store, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: open postgres: %w", err)
@@ -40,6 +44,9 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 		return nil, fmt.Errorf("store: connect to postgres: %w", err)
 	}
 	s := &Store{read: db, reads: newStmtCache(db), write: db, dialect: postgresDialect{}}
+	if !migrate {
+		return s, nil
+	}
 	if err := s.migrate(ctx, migrationLock); err != nil {
 		db.Close()
 		return nil, err

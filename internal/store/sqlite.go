@@ -16,6 +16,10 @@ import (
 // OpenSQLite opens (creating if needed) the SQLite database at path in WAL mode with
 // foreign keys on, and applies migrations.
 func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	return openSQLite(ctx, path, true)
+}
+
+func openSQLite(ctx context.Context, path string, migrate bool) (*Store, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
@@ -37,6 +41,9 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	// reopening one costs a file open and every cached statement.
 	read.SetMaxIdleConns(8)
 	s := &Store{read: read, reads: newStmtCache(read), write: write, dialect: sqliteDialect{}}
+	if !migrate {
+		return s, nil
+	}
 	if err := s.migrate(ctx, ""); err != nil {
 		s.Close()
 		return nil, err

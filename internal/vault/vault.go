@@ -103,6 +103,16 @@ var keyCheckPlaintext = []byte("sesame master key check v1")
 // ErrWrongMasterKey means the master key cannot open what the store holds.
 var ErrWrongMasterKey = errors.New("the master key does not match this store")
 
+// CheckKey reports whether kr opens keyCheck, a store's sealed key check (as a backup
+// carries it): ErrWrongMasterKey if not.
+func CheckKey(kr *crypt.Keyring, keyCheck []byte) error {
+	if _, err := kr.Open(keyCheck, metaKeyCheck); err != nil {
+		id, _ := crypt.KeyIDOf(keyCheck)
+		return fmt.Errorf("%w: it is sealed under master key %s, and the key given (%s) cannot open it", ErrWrongMasterKey, id, kr.Primary())
+	}
+	return nil
+}
+
 // Unlock checks that the keyring opens the store. On a store that has never held a
 // sealed value it records a key check sealed under the primary key; on one that has, a key
 // that cannot open the check is refused with ErrWrongMasterKey and nothing is written.
