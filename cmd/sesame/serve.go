@@ -20,6 +20,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/access"
 	"github.com/sesamehq/sesame/internal/auth"
+	"github.com/sesamehq/sesame/internal/cli"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/httpapi"
@@ -51,7 +52,7 @@ type serveConfig struct {
 	metricsAnon    bool
 }
 
-func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+func parseServeFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, error) {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -61,6 +62,7 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	var c serveConfig
 	fs := flag.NewFlagSet("sesame serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {} // help and errors are printed below
 	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
 	fs.StringVar(&c.data, "data", env("SESAME_DATA", "./sesame-data"), "data folder: the SQLite file and, in development, master.key (SESAME_DATA)")
 	fs.StringVar(&c.postgres, "postgres", env("SESAME_POSTGRES", ""), "PostgreSQL URL; when set, SQLite is not used (SESAME_POSTGRES)")
@@ -83,24 +85,38 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	c.audit.register(fs, getenv)
 	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: sesame serve [flags]\n\nFlags override the environment variables named in parentheses.\n\nflags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return c, cli.ErrHelp
+		}
+		return c, cli.Usagef("%v (sesame serve --help lists the flags)", err)
 	}
-	if err := c.audit.check(); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	if c.decisionMaxAge <= 0 {
-		return c, fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
-	}
-	if err := c.limits.check(); err != nil {
-		return c, err
-	}
-	if c.heartbeat <= 0 {
-		return c, fmt.Errorf("--heartbeat must be positive")
+	if err := c.check(fs); err != nil {
+		return c, cli.Usagef("%v", err)
 	}
 	return c, nil
+}
+
+// check validates the parsed flags.
+func (c *serveConfig) check(fs *flag.FlagSet) error {
+	if err := c.audit.check(); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.decisionMaxAge <= 0 {
+		return fmt.Errorf("--decision-cache-max-age must be positive, not %s", c.decisionMaxAge)
+	}
+	if err := c.limits.check(); err != nil {
+		return err
+	}
+	if c.heartbeat <= 0 {
+		return fmt.Errorf("--heartbeat must be positive")
+	}
+	return nil
 }
 
 func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
@@ -119,7 +135,7 @@ func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, listening func(string)) error {
-	c, err := parseServeFlags(args, getenv, stderr)
+	c, err := parseServeFlags(args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -171,6 +187,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acc.OnChange(authn.Invalidate)
 	// Deleting a workspace deletes its grants: cached decisions go, on every replica.
 	v.OnWorkspaceChange(acc.Changed)
+	// Listen before creating the admin user and building the services: a taken address must
+	// not consume the one showing of the admin key, and without --public-url the OAuth2
+	// redirect URI is this address.
+	ln, err := listen(c.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	adminKey, err := authn.Bootstrap(ctx, getenv("SESAME_ADMIN_KEY"))
 	if err != nil {
 		return err
@@ -180,14 +204,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "admin key: %s\n", adminKey.Reveal())
 		log.Warn("created the admin user; its key was printed once on standard output, store it now")
 	}
-
-	// Listen before building the services: without --public-url, the OAuth2 redirect URI
-	// is this address.
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
 	replicaID := c.replicaID
 	if replicaID == "" {
 		host, _ := os.Hostname()
@@ -324,6 +340,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listen binds the listen address, naming --addr when it is taken or not allowed.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("cannot listen on %s: the address is already in use (another sesame serve?); stop that process or choose another address with --addr or SESAME_ADDR", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges); choose another address with --addr or SESAME_ADDR", addr)
+	case err != nil:
+		return nil, fmt.Errorf("cannot listen on %s (--addr, SESAME_ADDR): %w", addr, err)
+	}
+	return ln, nil
 }
 
 // loadFunctions loads dir into the default workspace and each subfolder into the

@@ -22,7 +22,7 @@ func userCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(userUsage)
 	}
-	pos, err := parse(c.flags("user "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("user "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 	fs := c.flags("key " + args[0])
 	name := fs.String("name", "", "create: a name for the key")
 	expires := fs.String("expires", "", "create: expiry time (RFC 3339)")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -183,7 +183,7 @@ func groupCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(groupUsage)
 	}
-	pos, err := parse(c.flags("group "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("group "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -226,7 +226,7 @@ func roleCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(roleUsage)
 	}
-	pos, err := parse(c.flags("role "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("role "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func grantCommand(ctx context.Context, c *client, args []string) error {
 	group := fs.String("group", "", "add: group ID")
 	app := fs.String("app", "", "add: app ID or pattern (com.acme.*)")
 	ws := fs.String("w", "*", "add: workspace, or * for all")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

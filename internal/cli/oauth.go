@@ -39,7 +39,7 @@ func oauthCommand(ctx context.Context, c *client, args []string) error {
 	user := fs.String("user", "", "end user (default: the workspace's own grant)")
 	returnURL := fs.String("return-url", "", "authorize: where the callback sends the browser back")
 	cred := fs.String("credential", "", "grants: only this credential's grants")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
