@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -274,6 +275,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AuditStrict:      c.audit.mode == auditStrict,
 		Metrics:          metricsHandler,
 		MetricsAnonymous: c.metricsAnon,
+		PublicURL:        strings.TrimRight(c.oauth.publicURL, "/"), // checked by newOAuth
 	})
 
 	srv := &http.Server{

@@ -86,6 +86,9 @@ type Config struct {
 	// MetricsAnonymous lets GET /metrics be scraped without a key; otherwise it needs
 	// read_audit (the metrics hold no secret, but say how busy and how healthy the server is).
 	MetricsAnonymous bool
+	// PublicURL is how callers reach this server (--public-url), named as the server in
+	// GET /v1/openapi.json; empty: the origin each request came to.
+	PublicURL string
 }
 
 // Server serves the API.
