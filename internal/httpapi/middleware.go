@@ -268,6 +268,15 @@ func (s *Server) authorize(r *http.Request, rt route, p sesame.Principal) error 
 	if len(rt.privileges) == 0 {
 		return nil
 	}
+	if rt.anyWorkspace {
+		for _, priv := range rt.privileges {
+			ok, err := s.cfg.Access.HasAnywhere(ctx, p, priv)
+			if err != nil || ok {
+				return err
+			}
+		}
+		return &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege " + string(rt.privileges[0]) + " in any workspace"}
+	}
 	var first error
 	for _, priv := range rt.privileges {
 		err := s.cfg.Access.Authorize(ctx, p, priv, ws)

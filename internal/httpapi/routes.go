@@ -22,6 +22,9 @@ type route struct {
 	optional    bool               // anonymous callers get through; the handler decides
 	privileges  []sesame.Privilege // any one of them suffices
 	inWorkspace bool               // any privilege in {ws}
+	// anyWorkspace: one of privileges in at least one workspace suffices; the handler
+	// limits what it shows to the workspaces where the principal holds it.
+	anyWorkspace bool
 }
 
 // Privilege shorthands for the table.
@@ -121,7 +124,7 @@ func (s *Server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/system/master-keys", h: s.masterKeyStatus, privileges: admin},
 
 		// The audit trail (audit.go).
-		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit},
+		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit, anyWorkspace: true}, // scoped: auditScope
 		{method: http.MethodPost, pattern: "/v1/audit/verify", h: s.verifyAudit, privileges: readAudit},
 		{method: http.MethodGet, pattern: "/v1/audit/checkpoint", h: s.auditCheckpoint, privileges: readAudit},
 	}
