@@ -82,6 +82,10 @@ const (
 // and, when a principal is acted on, the subject.
 const CodePrivilegeCeiling Code = "privilege_ceiling"
 
+// CodeQuotaExceeded means the API key used its quota of calls for the current period: 429,
+// with Retry-After the end of the period.
+const CodeQuotaExceeded Code = "quota_exceeded"
+
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
 // that clients written for it understand them.
 const (

@@ -25,6 +25,7 @@ import (
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/httpapi"
+	"github.com/sesamehq/sesame/internal/keylimit"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -276,6 +277,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:          metricsHandler,
 		MetricsAnonymous: c.metricsAnon,
 		PublicURL:        strings.TrimRight(c.oauth.publicURL, "/"), // checked by newOAuth
+		Limits:           keylimit.New(st, time.Now),
 	})
 
 	srv := &http.Server{

@@ -240,5 +240,9 @@ func appsOverlap(p, q string) bool {
 // in each grant's workspace, every privilege of every app grant overlapping a domain.
 // Apps nobody has granted anything need nothing beyond manage_apps.
 func (s *Service) AuthorizeAppDomains(ctx context.Context, actor sesame.Principal, domains []string) error {
+	if actor.Limits != nil {
+		// A certificate signs app tokens, which no key limit counts.
+		return errLimitedMinter("issue developer certificates")
+	}
 	return s.check(ctx, actor, need{apps: domains, why: fmt.Sprintf("issue a certificate for %s", strings.Join(domains, ", "))})
 }

@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"github.com/sesamehq/sesame/internal/keylimit"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -89,6 +90,9 @@ type Config struct {
 	// PublicURL is how callers reach this server (--public-url), named as the server in
 	// GET /v1/openapi.json; empty: the origin each request came to.
 	PublicURL string
+	// Limits enforces the rate limits and quotas of API keys that carry them; nil: such
+	// keys are not limited.
+	Limits *keylimit.Limiter
 }
 
 // Server serves the API.
