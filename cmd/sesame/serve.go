@@ -278,6 +278,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MetricsAnonymous: c.metricsAnon,
 		PublicURL:        strings.TrimRight(c.oauth.publicURL, "/"), // checked by newOAuth
 		Limits:           keylimit.New(st, time.Now),
+		OAuthApps:        v, // /v1/oauth/apps: shared OAuth apps that credentials name in oauth_app
 	})
 
 	srv := &http.Server{

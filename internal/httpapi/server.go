@@ -90,6 +90,8 @@ type Config struct {
 	// PublicURL is how callers reach this server (--public-url), named as the server in
 	// GET /v1/openapi.json; empty: the origin each request came to.
 	PublicURL string
+	// OAuthApps serves /v1/oauth/apps (oauthapps.go); nil: those routes answer unavailable.
+	OAuthApps OAuthApps
 	// Limits enforces the rate limits and quotas of API keys that carry them; nil: such
 	// keys are not limited.
 	Limits *keylimit.Limiter
