@@ -154,3 +154,33 @@ func TestSharedOAuthApp(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedOAuthAppCLI: sesame oauth app-put/apps/app-get/app-rm, and a credential naming
+// the app with sesame cred put; the secret comes from standard input and is never printed.
+func TestSharedOAuthAppCLI(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	steps := []struct {
+		stdin string
+		args  []string
+		want  string
+		code  int
+	}{
+		{"cli-app-secret\n", []string{"oauth", "app-put", "google-prod", "grant=authorization_code", "client_id=gid", "client_secret=@-", "provider=google", `workspaces:=["default"]`}, "(secret, set", 0},
+		{"", []string{"oauth", "apps"}, "google-prod", 0},
+		{"", []string{"oauth", "app-get", "google-prod", "--json"}, `"client_id": "gid"`, 0},
+		{"", []string{"cred", "put", "g", "--type", "oauth2", "oauth_app=google-prod", `scopes:=["email"]`}, "google-prod", 0},
+		{"", []string{"cred", "put", "g2", "--type", "oauth2", "oauth_app=google-prod", "token_url=https://evil.example.com/t"}, "", 1},
+		{"", []string{"oauth", "app-put", "google-prod", "grant=authorization_code", "client_id=gid2", "provider=google", `workspaces:=["default"]`, "--keep", "client_secret"}, "gid2", 0},
+		{"", []string{"oauth", "app-rm", "google-prod"}, "", 0},
+		{"", []string{"oauth", "app-get", "google-prod"}, "", 1},
+	}
+	for _, st := range steps {
+		code, out, errOut := s.cli(st.stdin, st.args...)
+		if code != st.code || !strings.Contains(out, st.want) {
+			t.Fatalf("%v: exit %d (want %d): %s %s", st.args, code, st.code, out, errOut)
+		}
+		if strings.Contains(out+errOut, "cli-app-secret") {
+			t.Fatalf("%v printed the app secret", st.args)
+		}
+	}
+}

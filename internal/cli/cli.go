@@ -75,7 +75,7 @@ func groups() map[string]group {
 		"role":  {roleCommand, []string{"list", "ls", "put", "rm", "delete"}, roleUsage},
 		"grant": {grantCommand, []string{"list", "ls", "add", "rm", "delete"}, grantUsage},
 		"app":   {appCommand, []string{"keygen", "cert", "certs", "revoke-cert", "sign", "tokens", "revoke-token"}, appUsage},
-		"oauth": {oauthCommand, []string{"authorize", "grants", "revoke", "token", "providers"}, oauthUsage},
+		"oauth": {oauthCommand, []string{"authorize", "grants", "revoke", "token", "providers", "apps", "app-get", "app-put", "app-rm"}, oauthUsage},
 		"audit": {auditCommand, []string{"list", "ls", "tail", "follow", "verify", "checkpoint", "export"}, auditUsage},
 	}
 }
