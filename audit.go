@@ -65,6 +65,9 @@ type AuditFilter struct {
 	BeforeSeq    int64 // if > 0, only events with seq < BeforeSeq
 	Desc         bool  // newest first
 	Limit        int
+	// Workspaces, if not nil, limits the events to these workspaces (a reader's scope:
+	// events of other workspaces and server-wide events are left out).
+	Workspaces []string
 }
 
 // AuditIntent is the audit event of a change request while it runs. The HTTP layer puts it

@@ -91,6 +91,10 @@ const (
 	CodeResponseTooLarge Code = "upstream_response_too_large"
 )
 
+// CodeQuotaExceeded means the API key used its quota of calls for the current period: 429,
+// with Retry-After the end of the period.
+const CodeQuotaExceeded Code = "quota_exceeded"
+
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
 // that clients written for it understand them.
 const (

@@ -84,6 +84,38 @@ type APIKey struct {
 	// CreatedByKey is the key that minted this one (empty for the bootstrap key and keys
 	// minted by app tokens). Revoking a key revokes every key it minted, transitively.
 	CreatedByKey string `json:"created_by_key,omitempty"`
+	// RateLimit and Quota, when set, limit the requests made with the key (KeyLimits).
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+	Quota     *Quota     `json:"quota,omitempty"`
+}
+
+// RateLimit allows Requests requests per PerSeconds seconds (fixed windows, counted by each
+// replica).
+type RateLimit struct {
+	Requests   int64 `json:"requests"`
+	PerSeconds int64 `json:"per_seconds"`
+}
+
+// Quota allows Calls requests per PerSeconds seconds (fixed windows from the Unix epoch),
+// counted in the store across every replica.
+type Quota struct {
+	Calls      int64 `json:"calls"`
+	PerSeconds int64 `json:"per_seconds"`
+}
+
+// KeyLimits are the limits of the key a request was made with.
+type KeyLimits struct {
+	KeyID string
+	Rate  *RateLimit
+	Quota *Quota
+}
+
+// Limits returns the key's limits, or nil when it has none.
+func (k APIKey) Limits() *KeyLimits {
+	if k.RateLimit == nil && k.Quota == nil {
+		return nil
+	}
+	return &KeyLimits{KeyID: k.ID, Rate: k.RateLimit, Quota: k.Quota}
 }
 
 // Principal kinds.
@@ -103,6 +135,8 @@ type Principal struct {
 	AppID      string
 	AppVersion string
 	TokenID    string
+	// Limits are the limits of the API key, if it has any (nil otherwise).
+	Limits *KeyLimits
 }
 
 type principalKey struct{}

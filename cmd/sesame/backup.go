@@ -14,33 +14,30 @@ import (
 	"time"
 
 	"github.com/sesamehq/sesame/internal/backup"
+	"github.com/sesamehq/sesame/internal/cli"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/vault"
 )
 
-// usageError is a wrong command line of a server-side command (exit code 2).
-type usageError string
-
-func (e usageError) Error() string { return string(e) }
-
 // parseFileCommand parses `sesame backup|restore [flags] FILE`: the serve flags (so that
 // --config, --data, --postgres and the master key work as for serve), flags before or
 // after FILE.
-func parseFileCommand(name string, args []string, getenv func(string) string, stderr io.Writer) (serveConfig, string, error) {
+func parseFileCommand(name string, args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, string, error) {
 	var c serveConfig
 	fs := newServeFlags("sesame "+name, &c, getenv, stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: sesame %s [flags] FILE\n\nThe store is --data (SQLite) or --postgres, as for sesame serve; --config, the environment and the master key flags work as there.\n\nFlags:\n", name)
+		fmt.Fprintf(stdout, "usage: sesame %s [flags] FILE\n\nThe store is --data (SQLite) or --postgres, as for sesame serve; --config, the environment and the master key flags work as there.\n\nflags:\n", name)
+		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 	}
 	var files []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return c, "", flag.ErrHelp
+				return c, "", cli.ErrHelp
 			}
-			return c, "", usageError(err.Error())
+			return c, "", cli.Usagef("%v (sesame %s --help lists the flags)", err, name)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -49,7 +46,7 @@ func parseFileCommand(name string, args []string, getenv func(string) string, st
 		args = fs.Args()[1:]
 	}
 	if len(files) != 1 {
-		return c, "", usageError(fmt.Sprintf("usage: sesame %s [flags] FILE (one file, got %d)", name, len(files)))
+		return c, "", cli.Usagef("usage: sesame %s [flags] FILE (one file, got %d)", name, len(files))
 	}
 	return c, files[0], c.finish(fs, getenv)
 }
@@ -58,10 +55,7 @@ func parseFileCommand(name string, args []string, getenv func(string) string, st
 // store.Backup and internal/backup. It reads the store only, holds no writer up, and needs
 // no master key: secrets stay sealed.
 func backupCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c, file, err := parseFileCommand("backup", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil // help asked for and shown
-	}
+	c, file, err := parseFileCommand("backup", args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -134,10 +128,7 @@ func keyList(ids map[string]int) string {
 // backup's key check and that every master key its secrets are sealed under is held.
 // The rows go in in one transaction: a damaged or truncated file changes nothing.
 func restoreCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	c, file, err := parseFileCommand("restore", args, getenv, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
-	}
+	c, file, err := parseFileCommand("restore", args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}

@@ -299,16 +299,19 @@ func TestBackupCommandLine(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"backup", "-h"}, 0, "Usage: sesame backup [flags] FILE"},
-		{[]string{"restore", "--help"}, 0, "Usage: sesame restore [flags] FILE"},
+		{[]string{"backup", "-h"}, 0, "usage: sesame backup [flags] FILE"},
+		{[]string{"restore", "--help"}, 0, "usage: sesame restore [flags] FILE"},
 		{[]string{"backup"}, 2, "one file, got 0"},
 		{[]string{"restore", "a", "b"}, 2, "one file, got 2"},
 		{[]string{"backup", "--no-such-flag", "x"}, 2, "no-such-flag"},
 		{[]string{"backup", filepath.Join(t.TempDir(), "x.backup"), "--data", filepath.Join(t.TempDir(), "none")}, 1, "no such file"},
 	} {
-		code, _, errOut := sesameCmd(nil, tc.args...)
+		code, out, errOut := sesameCmd(nil, tc.args...)
+		if tc.code == 0 {
+			errOut = out // help goes to standard output
+		}
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
-			t.Errorf("sesame %v: exit %d, stderr %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
+			t.Errorf("sesame %v: exit %d, output %q; want %d and %q", tc.args, code, errOut, tc.code, tc.want)
 		}
 	}
 }

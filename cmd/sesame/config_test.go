@@ -67,7 +67,7 @@ audit-spill-dir: /var/spill
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseServeFlags(tc.args, envFunc(tc.env), io.Discard)
+			c, err := parseServeFlags(tc.args, envFunc(tc.env), io.Discard, io.Discard)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,7 +100,7 @@ func TestConfigFileErrorsNameKeyAndLine(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.text)
-			_, err := parseServeFlags([]string{"--config", path}, envFunc(nil), io.Discard)
+			_, err := parseServeFlags([]string{"--config", path}, envFunc(nil), io.Discard, io.Discard)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -114,7 +114,7 @@ func TestConfigFileErrorsNameKeyAndLine(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseServeFlags([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, envFunc(nil), io.Discard); err == nil {
+	if _, err := parseServeFlags([]string{"--config", filepath.Join(t.TempDir(), "missing.yaml")}, envFunc(nil), io.Discard, io.Discard); err == nil {
 		t.Fatal("a missing config file was accepted")
 	}
 }
@@ -123,7 +123,7 @@ func TestConfigFileErrorsNameKeyAndLine(t *testing.T) {
 // SESAME_ and the flag in upper snake case (the usage says which).
 func TestEveryServeFlagHasAnEnvironmentVariable(t *testing.T) {
 	var names []string
-	_, _ = parseServeFlags([]string{"-h"}, envFunc(nil), &flagLister{names: &names})
+	_, _ = parseServeFlags([]string{"-h"}, envFunc(nil), &flagLister{names: &names}, io.Discard)
 	if len(names) < 20 {
 		t.Fatalf("found only %d flags in the usage", len(names))
 	}
@@ -156,7 +156,7 @@ func (f *flagLister) Write(b []byte) (int, error) {
 func usageOf(t *testing.T, name string) string {
 	t.Helper()
 	var out strings.Builder
-	_, _ = parseServeFlags([]string{"-h"}, envFunc(nil), &out)
+	_, _ = parseServeFlags([]string{"-h"}, envFunc(nil), &out, io.Discard)
 	lines := strings.Split(out.String(), "\n")
 	for i, line := range lines {
 		if strings.HasPrefix(line, "  -"+name+" ") || line == "  -"+name {

@@ -103,7 +103,7 @@ func TestSystemdUnit(t *testing.T) {
 
 // The example config file is valid.
 func TestExampleConfigFile(t *testing.T) {
-	c, err := parseServeFlags([]string{"--config", filepath.Join("..", "..", "deploy", "sesame.yaml")}, envFunc(nil), io.Discard)
+	c, err := parseServeFlags([]string{"--config", filepath.Join("..", "..", "deploy", "sesame.yaml")}, envFunc(nil), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,10 +39,11 @@ Usage:
   sesame backup [flags] FILE      consistent snapshot of the store (--data or --postgres), secrets sealed
   sesame restore [flags] FILE     load a backup into an empty store; needs the master key that opens it
   sesame version                  print the version and commit (also --version)
-  sesame help
+  sesame help [COMMAND]           this text, or a command's usage (also COMMAND --help)
 
 Client commands reach a server by --server / SESAME_SERVER (default http://127.0.0.1:8420)
 and --key / SESAME_KEY, print tables, and JSON with --json.
+Exit codes: 0 success (and help), 1 failure, 2 wrong command line.
 `
 
 // run is the whole program, testable: it takes its arguments, environment and streams, and
@@ -53,31 +54,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 2
 	}
 	var err error
-	switch args[0] {
-	case "serve":
+	switch {
+	case args[0] == "serve":
 		err = serve(ctx, args[1:], getenv, stdout, stderr, listening)
-	case "backup":
+	case args[0] == "backup":
 		err = backupCommand(ctx, args[1:], getenv, stdout, stderr)
-	case "restore":
+	case args[0] == "restore":
 		err = restoreCommand(ctx, args[1:], getenv, stdout, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	case "version", "--version":
+	case args[0] == "version" || args[0] == "--version":
 		fmt.Fprint(stdout, readBuildVersion(debug.ReadBuildInfo))
+		return 0
+	case args[0] == "help" && len(args) > 1:
+		// sesame help GROUP: the group's usage.
+		text, ok := cli.Usage(args[1])
+		if !ok {
+			if args[1] != "serve" {
+				err = cli.Unknown("sesame", args[1], append(cli.Commands(), "serve"))
+				break
+			}
+			err = serve(ctx, []string{"--help"}, getenv, stdout, stderr, listening)
+			break
+		}
+		fmt.Fprintln(stdout, text)
+		return 0
+	case cli.IsHelp(args[0]):
+		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		err = cli.Run(ctx, args, cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr})
 	}
-	if err == nil {
+	return exitCode(err, stderr)
+}
+
+// exitCode reports err and maps it to the exit code: 0 for success and help, 2 for a wrong
+// command line, 1 for every other failure.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, cli.ErrHelp) {
 		return 0
 	}
+	fmt.Fprintf(stderr, "sesame: %v\n", err)
 	var ue cli.UsageError
-	var se usageError
-	if errors.As(err, &ue) || errors.As(err, &se) {
-		fmt.Fprintf(stderr, "sesame: %v\n", err)
+	if errors.As(err, &ue) {
 		return 2
 	}
-	fmt.Fprintf(stderr, "sesame: %v\n", err)
 	return 1
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,9 +22,11 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/access"
 	"github.com/sesamehq/sesame/internal/auth"
+	"github.com/sesamehq/sesame/internal/cli"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/httpapi"
+	"github.com/sesamehq/sesame/internal/keylimit"
 	"github.com/sesamehq/sesame/internal/store"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -54,14 +57,20 @@ type serveConfig struct {
 	configFile     string
 }
 
-func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
+func parseServeFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
 	fs := newServeFlags("sesame serve", &c, getenv, stderr)
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: sesame serve [flags]\n\nFlags override the environment variables named in parentheses, which override --config.\n\nflags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return c, cli.ErrHelp
+		}
+		return c, cli.Usagef("%v (sesame serve --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return c, cli.Usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return c, c.finish(fs, getenv)
 }
@@ -78,6 +87,7 @@ func newServeFlags(name string, c *serveConfig, getenv func(string) string, stde
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.configFile, "config", env("SESAME_CONFIG", ""), "YAML file of serve settings: keys are these flags' names (addr, audit-spill-dir…); a flag or environment variable overrides the file (SESAME_CONFIG)")
+	fs.Usage = func() {} // help and errors are printed by the caller
 	fs.StringVar(&c.addr, "addr", env("SESAME_ADDR", "127.0.0.1:8420"), "listen address (SESAME_ADDR)")
 	fs.StringVar(&c.data, "data", env("SESAME_DATA", "./sesame-data"), "data folder: the SQLite file and, in development, master.key (SESAME_DATA)")
 	fs.StringVar(&c.postgres, "postgres", env("SESAME_POSTGRES", ""), "PostgreSQL URL; when set, SQLite is not used (SESAME_POSTGRES)")
@@ -104,7 +114,8 @@ func newServeFlags(name string, c *serveConfig, getenv func(string) string, stde
 }
 
 // finish applies the config file to the flags that the command line and the environment
-// left unset, and checks the result.
+// left unset, and checks the result: a bad file is a failure (exit 1), bad values a wrong
+// command line (exit 2).
 func (c *serveConfig) finish(fs *flag.FlagSet, getenv func(string) string) error {
 	if c.configFile != "" {
 		if err := applyConfigFile(fs, c.configFile, getenv); err != nil {
@@ -114,6 +125,14 @@ func (c *serveConfig) finish(fs *flag.FlagSet, getenv func(string) string) error
 	if c.metricsAddr != "" && getenv("SESAME_METRICS_ANONYMOUS") == "" && !isSet(fs, "metrics-anonymous") {
 		c.metricsAnon = false
 	}
+	if err := c.check(); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	return nil
+}
+
+// check validates the settings.
+func (c *serveConfig) check() error {
 	if err := c.audit.check(); err != nil {
 		return err
 	}
@@ -145,7 +164,7 @@ func newLogger(c serveConfig, w io.Writer) (*slog.Logger, error) {
 }
 
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, listening func(string)) error {
-	c, err := parseServeFlags(args, getenv, stderr)
+	c, err := parseServeFlags(args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -202,6 +221,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	acc.OnChange(authn.Invalidate)
 	// Deleting a workspace deletes its grants: cached decisions go, on every replica.
 	v.OnWorkspaceChange(acc.Changed)
+	// Listen before creating the admin user and building the services: a taken address must
+	// not consume the one showing of the admin key, and without --public-url the OAuth2
+	// redirect URI is this address.
+	ln, err := listen(c.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	adminKey, err := authn.Bootstrap(ctx, getenv("SESAME_ADMIN_KEY"))
 	if err != nil {
 		return err
@@ -211,14 +238,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		fmt.Fprintf(stdout, "admin key: %s\n", adminKey.Reveal())
 		log.Warn("created the admin user; its key was printed once on standard output, store it now")
 	}
-
-	// Listen before building the services: without --public-url, the OAuth2 redirect URI
-	// is this address.
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
 	replicaID := c.replicaID
 	if replicaID == "" {
 		host, _ := os.Hostname()
@@ -297,6 +316,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:          metrics.handler(),
 		MetricsAnonymous: c.metricsAnon,
 		Observe:          metrics.observe,
+		PublicURL:        strings.TrimRight(c.oauth.publicURL, "/"), // checked by newOAuth
+		Limits:           keylimit.New(st, time.Now),
+		OAuthApps:        v, // /v1/oauth/apps: shared OAuth apps that credentials name in oauth_app
 	})
 
 	srv := &http.Server{
@@ -363,6 +385,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// listen binds the listen address, naming --addr when it is taken or not allowed.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return nil, fmt.Errorf("cannot listen on %s: the address is already in use (another sesame serve?); stop that process or choose another address with --addr or SESAME_ADDR", addr)
+	case errors.Is(err, syscall.EACCES):
+		return nil, fmt.Errorf("cannot listen on %s: permission denied (ports below 1024 need privileges); choose another address with --addr or SESAME_ADDR", addr)
+	case err != nil:
+		return nil, fmt.Errorf("cannot listen on %s (--addr, SESAME_ADDR): %w", addr, err)
+	}
+	return ln, nil
 }
 
 // loadFunctions loads dir into the default workspace and each subfolder into the

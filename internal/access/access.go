@@ -7,6 +7,7 @@ package access
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,6 +245,26 @@ func (s *Service) Authorize(ctx context.Context, p sesame.Principal, priv sesame
 		return &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege " + string(priv) + " " + where}
 	}
 	return nil
+}
+
+// WorkspacesWith returns the workspaces p holds priv in, sorted, or all=true when p holds
+// it on all workspaces.
+func (s *Service) WorkspacesWith(ctx context.Context, p sesame.Principal, priv sesame.Privilege) (names []string, all bool, err error) {
+	pol, err := s.policyOf(ctx, p)
+	if err != nil {
+		return nil, false, err
+	}
+	if set := pol[sesame.AllWorkspaces]; set[priv] || set[sesame.PrivAdmin] {
+		return nil, true, nil
+	}
+	names = []string{}
+	for ws, set := range pol {
+		if set[priv] || set[sesame.PrivAdmin] {
+			names = append(names, ws)
+		}
+	}
+	slices.Sort(names)
+	return names, false, nil
 }
 
 // Workspaces returns the workspaces p holds any privilege in, or all=true.

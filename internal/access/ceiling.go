@@ -240,6 +240,10 @@ func appsOverlap(p, q string) bool {
 // in each grant's workspace, every privilege of every app grant overlapping a domain.
 // Apps nobody has granted anything need nothing beyond manage_apps.
 func (s *Service) AuthorizeAppDomains(ctx context.Context, actor sesame.Principal, domains []string) error {
+	if actor.Limits != nil {
+		// A certificate signs app tokens, which no key limit counts.
+		return errLimitedMinter("issue developer certificates")
+	}
 	return s.AuthorizeApps(ctx, actor, domains, fmt.Sprintf("issue a certificate for %s", strings.Join(domains, ", ")))
 }
 

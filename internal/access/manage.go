@@ -114,6 +114,37 @@ func self(actor sesame.Principal, id string) bool {
 // that user, so the actor must hold every privilege that user holds. The key records the
 // key that minted it (the actor's), so that revoking that key revokes this one too.
 func (s *Service) CreateKey(ctx context.Context, actor sesame.Principal, userID, name string, expiresAt *time.Time) (NewKey, error) {
+	return s.CreateLimitedKey(ctx, actor, userID, name, expiresAt, nil, nil)
+}
+
+// maxLimitPeriod is the longest rate-limit or quota period: a year.
+const maxLimitPeriod = 366 * 24 * 3600
+
+// CheckKeyLimits validates the limits a new key is to carry.
+func CheckKeyLimits(rate *sesame.RateLimit, quota *sesame.Quota) error {
+	if rate != nil && (rate.Requests < 1 || rate.PerSeconds < 1 || rate.PerSeconds > maxLimitPeriod) {
+		return sesame.Errorf(sesame.CodeInvalidField, "field %q needs requests of at least 1 and per_seconds from 1 to %d", "rate_limit", maxLimitPeriod)
+	}
+	if quota != nil && (quota.Calls < 1 || quota.PerSeconds < 1 || quota.PerSeconds > maxLimitPeriod) {
+		return sesame.Errorf(sesame.CodeInvalidField, "field %q needs calls of at least 1 and per_seconds from 1 to %d", "quota", maxLimitPeriod)
+	}
+	return nil
+}
+
+// errLimitedMinter refuses a key with limits what would let its holder escape them.
+func errLimitedMinter(what string) error {
+	return sesame.Errorf(sesame.CodeForbidden, "the API key of this request has a rate limit or quota: it cannot %s (that would escape its limits); use a key without limits", what)
+}
+
+// CreateLimitedKey is CreateKey for a key with a rate limit or a quota (either may be nil).
+// A key with limits mints no keys: they would not share its limits.
+func (s *Service) CreateLimitedKey(ctx context.Context, actor sesame.Principal, userID, name string, expiresAt *time.Time, rate *sesame.RateLimit, quota *sesame.Quota) (NewKey, error) {
+	if actor.Limits != nil {
+		return NewKey{}, errLimitedMinter("mint keys")
+	}
+	if err := CheckKeyLimits(rate, quota); err != nil {
+		return NewKey{}, err
+	}
 	if self(actor, userID) {
 		if _, err := s.GetUser(ctx, userID); err != nil {
 			return NewKey{}, err
@@ -135,7 +166,8 @@ func (s *Service) CreateKey(ctx context.Context, actor sesame.Principal, userID,
 	if err != nil {
 		return NewKey{}, err
 	}
-	k := sesame.APIKey{ID: auth.NewID("key_"), UserID: userID, Name: name, Hash: s.hasher.Hash(key.Reveal()), CreatedAt: now, ExpiresAt: expiresAt}
+	k := sesame.APIKey{ID: auth.NewID("key_"), UserID: userID, Name: name, Hash: s.hasher.Hash(key.Reveal()), CreatedAt: now, ExpiresAt: expiresAt,
+		RateLimit: rate, Quota: quota}
 	if actor.Kind == sesame.PrincipalUser {
 		k.CreatedByKey = actor.KeyID
 	}

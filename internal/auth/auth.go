@@ -56,6 +56,7 @@ type cachedKey struct {
 	key    sesame.APIKey
 	user   sesame.User
 	loaded time.Time
+	limits *sesame.KeyLimits // nil for a key without limits
 }
 
 // DefaultMaxAge is how long a verified key is used from the cache before it is looked up
@@ -125,7 +126,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 		if err != nil {
 			return sesame.Principal{}, fmt.Errorf("auth: look up key: %w", err)
 		}
-		c = cachedKey{key: k, user: u, loaded: now}
+		c = cachedKey{key: k, user: u, loaded: now, limits: k.Limits()}
 		a.cacheMu.Lock()
 		if a.gen == gen { // not invalidated while this was looked up
 			if len(a.keys) >= 100_000 {
@@ -142,7 +143,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	a.mu.Lock()
 	a.lastUse[k.ID] = now
 	a.mu.Unlock()
-	return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID}, nil
+	return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID, Limits: c.limits}, nil
 }
 
 // Invalidate forgets every cached key, so the next use of each is checked against the store.

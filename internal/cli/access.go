@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/sesamehq/sesame"
@@ -22,7 +23,7 @@ func userCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(userUsage)
 	}
-	pos, err := parse(c.flags("user "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("user "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -87,7 +88,11 @@ func userCommand(ctx context.Context, c *client, args []string) error {
 }
 
 const keyUsage = `usage:
-  sesame key create USER_ID [--name NAME] [--expires 2027-01-01T00:00:00Z]   (prints the key once)
+  sesame key create USER_ID [--name NAME] [--expires 2027-01-01T00:00:00Z] [--rate N/SECONDS] [--quota N/SECONDS]
+                                            (prints the key once; --rate 100/60: 100 requests a
+                                            minute on each replica; --quota 10000/86400: 10000
+                                            calls a day across replicas; a key with limits
+                                            cannot mint keys)
   sesame key list USER_ID
   sesame key revoke KEY_ID                  (also revokes every key it minted)
   sesame key revoke-all USER_ID             (every key of the user, and every key they minted)`
@@ -99,7 +104,9 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 	fs := c.flags("key " + args[0])
 	name := fs.String("name", "", "create: a name for the key")
 	expires := fs.String("expires", "", "create: expiry time (RFC 3339)")
-	pos, err := parse(fs, args[1:])
+	rate := fs.String("rate", "", "create: rate limit, N/SECONDS (requests per period, counted by each replica)")
+	quota := fs.String("quota", "", "create: quota, N/SECONDS (calls per period, counted across replicas)")
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -111,6 +118,20 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 		body := map[string]any{"name": *name}
 		if *expires != "" {
 			body["expires_at"] = *expires
+		}
+		if *rate != "" {
+			n, per, err := perPeriod("--rate", *rate)
+			if err != nil {
+				return err
+			}
+			body["rate_limit"] = sesame.RateLimit{Requests: n, PerSeconds: per}
+		}
+		if *quota != "" {
+			n, per, err := perPeriod("--quota", *quota)
+			if err != nil {
+				return err
+			}
+			body["quota"] = sesame.Quota{Calls: n, PerSeconds: per}
 		}
 		var k struct {
 			sesame.APIKey
@@ -140,9 +161,19 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 			if k.RevokedAt != nil {
 				state = "revoked"
 			}
-			rows[i] = []string{k.ID, k.Name, state, fmtTime(k.CreatedAt), fmtPtr(k.ExpiresAt), fmtPtr(k.LastUsedAt), k.CreatedByKey}
+			var limits []string
+			if k.RateLimit != nil {
+				limits = append(limits, fmt.Sprintf("rate %d/%ds", k.RateLimit.Requests, k.RateLimit.PerSeconds))
+			}
+			if k.Quota != nil {
+				limits = append(limits, fmt.Sprintf("quota %d/%ds", k.Quota.Calls, k.Quota.PerSeconds))
+			}
+			if len(limits) == 0 {
+				limits = []string{"-"}
+			}
+			rows[i] = []string{k.ID, k.Name, state, fmtTime(k.CreatedAt), fmtPtr(k.ExpiresAt), fmtPtr(k.LastUsedAt), k.CreatedByKey, strings.Join(limits, ", ")}
 		}
-		return c.table([]string{"ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED", "MINTED BY"}, rows)
+		return c.table([]string{"ID", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED", "MINTED BY", "LIMITS"}, rows)
 	case "revoke", "rm":
 		return c.do(ctx, http.MethodDelete, "/v1/keys/"+url.PathEscape(pos[0]), nil, nil, nil)
 	case "revoke-all":
@@ -160,6 +191,17 @@ func keyCommand(ctx context.Context, c *client, args []string) error {
 		return nil
 	}
 	return usagef(keyUsage)
+}
+
+// perPeriod parses N/SECONDS.
+func perPeriod(flag, v string) (n, per int64, err error) {
+	a, b, ok := strings.Cut(v, "/")
+	n, err1 := strconv.ParseInt(a, 10, 64)
+	per, err2 := strconv.ParseInt(b, 10, 64)
+	if !ok || err1 != nil || err2 != nil || n < 1 || per < 1 {
+		return 0, 0, usagef("%s must be N/SECONDS with both at least 1, such as 100/60, not %q", flag, v)
+	}
+	return n, per, nil
 }
 
 const groupUsage = `usage:
@@ -183,7 +225,7 @@ func groupCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(groupUsage)
 	}
-	pos, err := parse(c.flags("group "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("group "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -226,7 +268,7 @@ func roleCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
 		return usagef(roleUsage)
 	}
-	pos, err := parse(c.flags("role "+args[0]), args[1:])
+	pos, err := c.parse(c.flags("role "+args[0]), args[1:])
 	if err != nil {
 		return err
 	}
@@ -272,7 +314,7 @@ func grantCommand(ctx context.Context, c *client, args []string) error {
 	group := fs.String("group", "", "add: group ID")
 	app := fs.String("app", "", "add: app ID or pattern (com.acme.*)")
 	ws := fs.String("w", "*", "add: workspace, or * for all")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

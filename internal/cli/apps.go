@@ -60,7 +60,7 @@ func appCommand(ctx context.Context, c *client, args []string) error {
 		keyFile = fs.String("key", "", "sign: the developer private key file")
 	}
 	app := fs.String("app", "", "tokens, revoke-token: the app ID")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func auditCommand(ctx context.Context, c *client, args []string) error {
 	n := fs.Int("n", 10, "tail: how many past events to show first")
 	out := fs.String("out", "", "export: write to FILE (mode 0600) instead of standard output")
 	checkpoint := fs.String("checkpoint", "", "verify: a checkpoint (\"<seq> <hash> <mac>\"), or a FILE holding one (a saved checkpoint or a server log: its last \"audit checkpoint:\" line counts)")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -400,15 +400,16 @@ func (c *client) auditCheckpoint(ctx context.Context) error {
 // auditExport streams the JSON-lines export to stdout or a new file. A transfer the server
 // aborted midway is an error, not a short file.
 func (c *client) auditExport(ctx context.Context, q url.Values, out string) error {
-	if c.key == "" {
-		return usagef("no API key: pass --key or set SESAME_KEY")
-	}
-	q.Set("format", "jsonl")
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.server, "/")+"/v1/audit?"+q.Encode(), nil)
+	server, key, err := c.endpoint()
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	q.Set("format", "jsonl")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/v1/audit?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
 	req.Header.Set("Accept", "application/x-ndjson")
 	hc := c.http
 	if hc == nil {
@@ -416,7 +417,7 @@ func (c *client) auditExport(ctx context.Context, q url.Values, out string) erro
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {

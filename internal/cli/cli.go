@@ -11,9 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -26,12 +30,18 @@ type Env struct {
 	Stderr io.Writer
 }
 
-// UsageError means the command line was wrong.
+// UsageError means the command line was wrong (exit code 2).
 type UsageError struct{ msg string }
 
 func (e UsageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return UsageError{fmt.Sprintf(format, args...)} }
+
+// Usagef is a usage error for commands outside this package (sesame serve).
+func Usagef(format string, args ...any) error { return usagef(format, args...) }
+
+// ErrHelp means help was asked for and printed on standard output (exit code 0).
+var ErrHelp = errors.New("help shown")
 
 // APIError is an error response from the server.
 type APIError struct {
@@ -45,28 +55,123 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("%s: %s (HTTP %d, request %s)", e.Code, e.Message, e.Status, e.RequestID)
 }
 
-// Run runs a client command: args[0] is the command group.
+// group is a command group: its subcommands (aliases included) and its usage text.
+type group struct {
+	run   func(context.Context, *client, []string) error
+	subs  []string
+	usage string
+}
+
+func groups() map[string]group {
+	return map[string]group{
+		"ws":    {wsCommand, []string{"list", "ls", "get", "create", "copy", "rm", "delete"}, wsUsage},
+		"cred":  {credCommand, []string{"list", "ls", "get", "put", "rm", "delete"}, credUsage},
+		"keys":  {keysCommand, []string{"generate", "status", "rotate"}, keysUsage},
+		"conn":  {connCommand, []string{"list", "ls", "get", "put", "test", "rm", "delete"}, connUsage},
+		"fn":    {fnCommand, []string{"list", "ls", "get", "put", "call", "rm", "delete"}, fnUsage},
+		"user":  {userCommand, []string{"list", "ls", "create", "get", "disable", "enable", "rm", "delete"}, userUsage},
+		"key":   {keyCommand, []string{"create", "list", "ls", "revoke", "rm", "revoke-all"}, keyUsage},
+		"group": {groupCommand, []string{"list", "ls", "create", "members", "rm", "delete"}, groupUsage},
+		"role":  {roleCommand, []string{"list", "ls", "put", "rm", "delete"}, roleUsage},
+		"grant": {grantCommand, []string{"list", "ls", "add", "rm", "delete"}, grantUsage},
+		"app":   {appCommand, []string{"keygen", "cert", "certs", "revoke-cert", "sign", "tokens", "revoke-token"}, appUsage},
+		"oauth": {oauthCommand, []string{"authorize", "grants", "revoke", "token", "providers", "apps", "app-get", "app-put", "app-rm"}, oauthUsage},
+		"audit": {auditCommand, []string{"list", "ls", "tail", "follow", "verify", "checkpoint", "export"}, auditUsage},
+	}
+}
+
+// Commands lists the client command groups, for suggestions in the top-level usage.
+func Commands() []string {
+	var names []string
+	for name := range groups() {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Usage is the usage text of a command group, if there is one.
+func Usage(name string) (string, bool) {
+	g, ok := groups()[name]
+	return g.usage, ok
+}
+
+// IsHelp reports whether an argument asks for help.
+func IsHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
+// Run runs a client command: args[0] is the command group, args[1] its subcommand. Help
+// (GROUP --help, GROUP SUB --help) goes to standard output and returns ErrHelp.
 func Run(ctx context.Context, args []string, env Env) error {
-	cmds := map[string]func(context.Context, *client, []string) error{
-		"ws":    wsCommand,
-		"cred":  credCommand,
-		"keys":  keysCommand,
-		"conn":  connCommand,
-		"fn":    fnCommand,
-		"user":  userCommand,
-		"key":   keyCommand,
-		"group": groupCommand,
-		"role":  roleCommand,
-		"grant": grantCommand,
-		"app":   appCommand,
-		"oauth": oauthCommand,
-		"audit": auditCommand,
-	}
-	cmd, ok := cmds[args[0]]
+	g, ok := groups()[args[0]]
 	if !ok {
-		return usagef("unknown command %q (try sesame help)", args[0])
+		return Unknown("sesame", args[0], append(Commands(), "serve", "help"))
 	}
-	return cmd(ctx, &client{env: env}, args[1:])
+	if len(args) == 1 {
+		return usagef("sesame %s needs a subcommand\n%s", args[0], g.usage)
+	}
+	if IsHelp(args[1]) {
+		fmt.Fprintln(env.Stdout, g.usage)
+		return ErrHelp
+	}
+	if !slices.Contains(g.subs, args[1]) {
+		return Unknown("sesame "+args[0], args[1], g.subs)
+	}
+	return g.run(ctx, &client{env: env, usage: g.usage}, args[1:])
+}
+
+// Unknown is the usage error for an unknown (sub)command, naming the closest known one.
+func Unknown(prefix, name string, known []string) error {
+	msg := fmt.Sprintf("unknown command %q", prefix+" "+name)
+	if best := closest(name, known); best != "" {
+		msg += fmt.Sprintf("; did you mean %q?", prefix+" "+best)
+	}
+	return usagef("%s (%s --help lists the commands)", msg, prefix)
+}
+
+// closest is the known name nearest to name by edit distance, if it is near enough to be a
+// plausible typo (or name is a prefix of it).
+func closest(name string, known []string) string {
+	best, bestD := "", 1<<30
+	for _, k := range known {
+		d := editDistance(name, k)
+		if strings.HasPrefix(k, name) && name != "" {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = k, d
+		}
+	}
+	if bestD <= max(2, len(name)/3) && bestD < len(name) {
+		return best
+	}
+	return ""
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // client holds the connection settings shared by every command.
@@ -76,31 +181,38 @@ type client struct {
 	key    string
 	json   bool
 	http   *http.Client
+	usage  string // the command group's usage text, for --help and usage errors
 }
 
-// flags returns a flag set with the shared client flags.
+// defaultServer is where client commands go without --server or SESAME_SERVER.
+const defaultServer = "http://127.0.0.1:8420"
+
+// flags returns a flag set with the shared client flags. Their defaults come from the
+// environment only after parsing (endpoint), so that help never prints the API key.
 func (c *client) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sesame "+name, flag.ContinueOnError)
 	fs.SetOutput(c.env.Stderr)
-	server := c.env.Getenv("SESAME_SERVER")
-	if server == "" {
-		server = "http://127.0.0.1:8420"
-	}
-	fs.StringVar(&c.server, "server", server, "server URL (SESAME_SERVER)")
-	fs.StringVar(&c.key, "key", c.env.Getenv("SESAME_KEY"), "API key (SESAME_KEY)")
+	fs.Usage = func() {} // c.parse prints help and errors itself
+	fs.StringVar(&c.server, "server", "", "server URL (default: from SESAME_SERVER, else "+defaultServer+")")
+	fs.StringVar(&c.key, "key", "", "API key (default: from SESAME_KEY)")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	return fs
 }
 
-// parse parses flags that may come before or after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+// parse parses flags that may come before or after positional arguments. -h or --help
+// prints the command's usage and flags on standard output and returns ErrHelp.
+func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.Usage = func() {}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, UsageError{"help shown"}
+				fmt.Fprintf(c.env.Stdout, "%s\n\nflags of %s:\n", c.usage, fs.Name())
+				fs.SetOutput(c.env.Stdout)
+				fs.PrintDefaults()
+				return nil, ErrHelp
 			}
-			return nil, UsageError{err.Error()}
+			return nil, usagef("%v\n%s", err, c.usage)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -109,6 +221,43 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// endpoint is the server URL and the API key, from the flags or else the environment.
+func (c *client) endpoint() (string, string, error) {
+	server, from := c.server, "--server"
+	if server == "" {
+		server, from = c.env.Getenv("SESAME_SERVER"), "SESAME_SERVER"
+	}
+	if server == "" {
+		server, from = defaultServer, "the default server"
+	}
+	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", "", usagef("%s=%q is not a server URL: write it with its scheme, as in %s", from, server, defaultServer)
+	}
+	c.server = server
+	key := c.key
+	if key == "" {
+		key = c.env.Getenv("SESAME_KEY")
+	}
+	if key == "" {
+		return "", "", usagef("no API key: pass --key or set SESAME_KEY")
+	}
+	return strings.TrimRight(server, "/"), key, nil
+}
+
+// unreachable turns a failure to reach the server into advice.
+func (c *client) unreachable(err error) error {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no Sesame server answers at %s: start one with `sesame serve` (it listens on 127.0.0.1:8420 unless given --addr), or point SESAME_SERVER or --server at a running one", c.server)
+	case errors.As(err, &dns):
+		return fmt.Errorf("cannot find the host of %s (%v): check SESAME_SERVER or --server", c.server, dns)
+	case errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("cannot reach the Sesame server at %s: %w", c.server, err)
 }
 
 // do sends a request with a JSON body (if not nil) and decodes a JSON response into out
@@ -136,10 +285,11 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 
 // doRaw sends a request with a body of the given content type.
 func (c *client) doRaw(ctx context.Context, method, path, contentType string, payload []byte, out any) error {
-	if c.key == "" {
-		return usagef("no API key: pass --key or set SESAME_KEY")
+	server, key, err := c.endpoint()
+	if err != nil {
+		return err
 	}
-	u := strings.TrimRight(c.server, "/") + path
+	u := server + path
 	var rd io.Reader
 	if contentType != "" {
 		rd = bytes.NewReader(payload)
@@ -148,7 +298,7 @@ func (c *client) doRaw(ctx context.Context, method, path, contentType string, pa
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Authorization", "Bearer "+key)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -158,7 +308,7 @@ func (c *client) doRaw(ctx context.Context, method, path, contentType string, pa
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))

@@ -50,7 +50,7 @@ func credCommand(ctx context.Context, c *client, args []string) error {
 	force := fs.Bool("force", false, "rm: delete even if connections or functions use the credential")
 	var keep listFlag
 	fs.Var(&keep, "keep", "put: keep the stored value of this secret field (repeatable)")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func keysCommand(ctx context.Context, c *client, args []string) error {
 	fs := c.flags("keys " + args[0])
 	newKeyFile := fs.String("new-key-file", "", "rotate: file holding the new base64 master key")
 	apiKey := fs.Bool("api-key", false, "generate: make an API key instead of a master key")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,17 @@ const oauthUsage = `usage:
                                          revoke at the provider (if it can) and delete
   sesame oauth token     [-w WS] CONNECTION [--user END_USER]
                                          print the current access token (local calls)
-  sesame oauth providers                 the provider template catalogue`
+  sesame oauth providers                 the provider template catalogue
+  sesame oauth apps                      the organisation's shared OAuth apps
+  sesame oauth app-get NAME
+  sesame oauth app-put NAME FIELD=VALUE ... [--keep client_secret] | --file BODY.json
+                                         create or replace a shared app (admin), e.g.
+                                         grant=authorization_code client_id=ID
+                                         client_secret=@secret.txt provider=google
+                                         workspaces:='["acme","staging"]'
+                                         (a workspace credential then names it:
+                                         sesame cred put KEY --type oauth2 oauth_app=NAME)
+  sesame oauth app-rm NAME`
 
 type grantView struct {
 	Credential   string     `json:"credential"`
@@ -39,7 +49,10 @@ func oauthCommand(ctx context.Context, c *client, args []string) error {
 	user := fs.String("user", "", "end user (default: the workspace's own grant)")
 	returnURL := fs.String("return-url", "", "authorize: where the callback sends the browser back")
 	cred := fs.String("credential", "", "grants: only this credential's grants")
-	pos, err := parse(fs, args[1:])
+	file := fs.String("file", "", "app-put: read the whole JSON body from this file (- for stdin)")
+	var keep listFlag
+	fs.Var(&keep, "keep", "app-put: keep the stored value of this secret field")
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -161,6 +174,51 @@ func oauthCommand(ctx context.Context, c *client, args []string) error {
 		_ = json.Unmarshal(raw, &tok)
 		fmt.Fprintln(c.env.Stdout, tok.AccessToken)
 		return nil
+	case "apps":
+		items, err := listAll[credential](ctx, c, "/v1/oauth/apps")
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return c.printJSON(items)
+		}
+		rows := make([][]string, len(items))
+		for i, a := range items {
+			id, _ := a.Fields["client_id"].(string)
+			rows[i] = []string{a.Key, id, fmt.Sprint(a.Fields["workspaces"]), fmtTime(a.UpdatedAt)}
+		}
+		return c.table([]string{"NAME", "CLIENT ID", "WORKSPACES", "UPDATED"}, rows)
+	case "app-get", "app-rm":
+		name, err := one()
+		if err != nil {
+			return err
+		}
+		if args[0] == "app-rm" {
+			return c.do(ctx, http.MethodDelete, "/v1/oauth/apps/"+url.PathEscape(name), nil, nil, nil)
+		}
+		var a credential
+		if err := c.do(ctx, http.MethodGet, "/v1/oauth/apps/"+url.PathEscape(name), nil, nil, &a); err != nil {
+			return err
+		}
+		return c.printCredential(a)
+	case "app-put":
+		if len(pos) < 1 {
+			return usagef(oauthUsage)
+		}
+		typ := "oauth2"
+		if *file != "" {
+			typ = ""
+		}
+		body, err := c.credBody(typ, *file, pos[1:], keep)
+		if err != nil {
+			return err
+		}
+		defer clear(body)
+		var a credential
+		if err := c.do(ctx, http.MethodPut, "/v1/oauth/apps/"+url.PathEscape(pos[0]), nil, body, &a); err != nil {
+			return err
+		}
+		return c.printCredential(a)
 	case "providers":
 		var page struct {
 			Items []struct {

@@ -43,7 +43,7 @@ func connCommand(ctx context.Context, c *client, args []string) error {
 	cred := fs.String("credential", "", "put: credential key")
 	testPath := fs.String("test-path", "", "put: path of the test request (GET)")
 	noTest := fs.Bool("no-test", false, "put: save without running the test request")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}
@@ -168,7 +168,7 @@ func fnCommand(ctx context.Context, c *client, args []string) error {
 	fs := c.flags("fn " + args[0])
 	ws := fs.String("w", "default", "workspace")
 	file := fs.String("file", "", "put: the function as YAML or JSON")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

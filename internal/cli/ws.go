@@ -16,7 +16,7 @@ func wsCommand(ctx context.Context, c *client, args []string) error {
 	}
 	fs := c.flags("ws " + args[0])
 	force := fs.Bool("force", false, "rm: delete even if the workspace holds credentials")
-	pos, err := parse(fs, args[1:])
+	pos, err := c.parse(fs, args[1:])
 	if err != nil {
 		return err
 	}

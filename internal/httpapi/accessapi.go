@@ -148,15 +148,17 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var body struct {
-		Name      string     `json:"name"`
-		ExpiresAt *time.Time `json:"expires_at"`
+		Name      string            `json:"name"`
+		ExpiresAt *time.Time        `json:"expires_at"`
+		RateLimit *sesame.RateLimit `json:"rate_limit"`
+		Quota     *sesame.Quota     `json:"quota"`
 	}
 	if r.ContentLength != 0 {
 		if err := s.decodeJSON(w, r, &body); err != nil {
 			return err
 		}
 	}
-	k, err := s.cfg.Access.CreateKey(r.Context(), actorOf(r), r.PathValue("id"), body.Name, body.ExpiresAt)
+	k, err := s.cfg.Access.CreateLimitedKey(r.Context(), actorOf(r), r.PathValue("id"), body.Name, body.ExpiresAt, body.RateLimit, body.Quota)
 	if err != nil {
 		return err
 	}

@@ -562,7 +562,14 @@ func TestOpenAPIServedWithAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(r.body, want) {
+	// The same document, but for its servers (openapi_lint_test.go checks those).
+	var got, file map[string]any
+	if json.Unmarshal(r.body, &got) != nil || json.Unmarshal(want, &file) != nil {
+		t.Fatal("not JSON")
+	}
+	delete(got, "servers")
+	delete(file, "servers")
+	if !reflect.DeepEqual(got, file) {
 		t.Fatal("GET /v1/openapi.json does not return openapi.json")
 	}
 	if doc := r.json(t); doc["openapi"] != "3.1.0" {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,6 +142,9 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if f.Workspaces, err = s.auditScope(r, f.Workspace); err != nil {
+		return err
+	}
 	if wantsJSONLines(r) {
 		return s.exportAudit(w, r, f)
 	}
@@ -160,6 +164,24 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// auditScope is the workspaces whose events the caller may read: nil (all events) for
+// read_audit on all workspaces, else those it holds read_audit in. Asking for another
+// workspace by name is refused, the same whether or not it exists.
+func (s *Server) auditScope(r *http.Request, asked string) ([]string, error) {
+	if s.cfg.Access == nil {
+		return nil, nil
+	}
+	p, _ := sesame.PrincipalFrom(r.Context())
+	names, all, err := s.cfg.Access.WorkspacesWith(r.Context(), p, sesame.PrivReadAudit)
+	if err != nil || all {
+		return nil, err
+	}
+	if asked != "" && !slices.Contains(names, asked) {
+		return nil, &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege read_audit in this workspace"}
+	}
+	return names, nil
 }
 
 // exportAudit streams every matching event as JSON lines, flushing after each page. An

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -227,6 +228,18 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 				s.renderError(w, r, err)
 				return
 			}
+			if p.Limits != nil && s.cfg.Limits != nil {
+				if err := s.limit(w, r, p); err != nil {
+					if sesame.ErrorCode(err) == sesame.CodeRateLimited || sesame.ErrorCode(err) == sesame.CodeQuotaExceeded {
+						s.authEvent(r, "limited", source, p.KeyID, sesame.ErrorCode(err))
+					}
+					if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
+						info.principal = &p
+					}
+					s.renderError(w, r, err)
+					return
+				}
+			}
 			if err := s.authorize(r, rt, p); err != nil {
 				s.authEvent(r, "denied", source, p.KeyID, sesame.ErrorCode(err))
 				if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
@@ -248,6 +261,23 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(sesame.WithPrincipal(ctx, p)))
 	})
+}
+
+// limit counts a request made with a key that has limits and sets the RateLimit headers
+// (the limit closest to running out); a refusal is 429 with Retry-After.
+func (s *Server) limit(w http.ResponseWriter, r *http.Request, p sesame.Principal) error {
+	d, err := s.cfg.Limits.Allow(r.Context(), p.Limits)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.FormatInt(d.Limit, 10))
+	h.Set("X-RateLimit-Remaining", strconv.FormatInt(d.Remaining, 10))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(int64((d.Reset+time.Second-1)/time.Second), 10))
+	if d.Err != nil {
+		return d.Err
+	}
+	return nil
 }
 
 // authorize checks the route's privileges for p.
@@ -272,6 +302,15 @@ func (s *Server) authorize(r *http.Request, rt route, p sesame.Principal) error 
 	}
 	if len(rt.privileges) == 0 {
 		return nil
+	}
+	if rt.anyWorkspace {
+		for _, priv := range rt.privileges {
+			ok, err := s.cfg.Access.HasAnywhere(ctx, p, priv)
+			if err != nil || ok {
+				return err
+			}
+		}
+		return &sesame.Error{Code: sesame.CodeMissingPrivilege, Message: "missing privilege " + string(rt.privileges[0]) + " in any workspace"}
 	}
 	var first error
 	for _, priv := range rt.privileges {

@@ -44,6 +44,7 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeUnavailable:          http.StatusServiceUnavailable,
 	sesame.CodeAuditUnavailable:     http.StatusServiceUnavailable,
 	sesame.CodeRateLimited:          http.StatusTooManyRequests,
+	sesame.CodeQuotaExceeded:        http.StatusTooManyRequests,
 	sesame.CodeForbiddenAddress:     http.StatusForbidden,
 	sesame.CodeUpstreamError:        http.StatusBadGateway,
 	sesame.CodeUpstreamTimeout:      http.StatusGatewayTimeout,

@@ -22,6 +22,9 @@ type route struct {
 	optional    bool               // anonymous callers get through; the handler decides
 	privileges  []sesame.Privilege // any one of them suffices
 	inWorkspace bool               // any privilege in {ws}
+	// anyWorkspace: one of privileges in at least one workspace suffices; the handler
+	// limits what it shows to the workspaces where the principal holds it.
+	anyWorkspace bool
 }
 
 // Privilege shorthands for the table.
@@ -113,6 +116,12 @@ func (s *Server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/oauth/authorize", h: s.oauthAuthorize},
 		{method: http.MethodGet, pattern: "/v1/oauth/callback", anonymous: true, h: s.oauthCallback},
 		{method: http.MethodGet, pattern: "/v1/oauth/providers", h: s.oauthProviders},
+		// Shared OAuth apps (oauthapps.go): whoever manages credentials somewhere may see
+		// them, to name one; only an admin on all workspaces changes them.
+		{method: http.MethodGet, pattern: "/v1/oauth/apps", h: s.listOAuthApps, privileges: credentials, anyWorkspace: true},
+		{method: http.MethodGet, pattern: "/v1/oauth/apps/{name}", h: s.getOAuthApp, privileges: credentials, anyWorkspace: true},
+		{method: http.MethodPut, pattern: "/v1/oauth/apps/{name}", h: s.putOAuthApp, privileges: admin},
+		{method: http.MethodDelete, pattern: "/v1/oauth/apps/{name}", h: s.deleteOAuthApp, privileges: admin},
 		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/connections/{name}/token", h: s.connectionToken, privileges: run},
 		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/oauth/grants", h: s.listOAuthGrants, privileges: credentials},
 		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/oauth/grants/{key}", h: s.deleteOAuthGrant, privileges: credentials},
@@ -121,7 +130,7 @@ func (s *Server) routes() []route {
 		{method: http.MethodGet, pattern: "/v1/system/master-keys", h: s.masterKeyStatus, privileges: admin},
 
 		// The audit trail (audit.go).
-		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit},
+		{method: http.MethodGet, pattern: "/v1/audit", h: s.listAudit, privileges: readAudit, anyWorkspace: true}, // scoped: auditScope
 		{method: http.MethodPost, pattern: "/v1/audit/verify", h: s.verifyAudit, privileges: readAudit},
 		{method: http.MethodGet, pattern: "/v1/audit/checkpoint", h: s.auditCheckpoint, privileges: readAudit},
 	}

@@ -4,6 +4,7 @@ package httpapi
 
 import (
 	"context"
+	"github.com/sesamehq/sesame/internal/keylimit"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -91,6 +92,14 @@ type Config struct {
 	// MetricsAnonymous lets GET /metrics be scraped without a key; otherwise it needs
 	// read_audit (the metrics hold no secret, but say how busy and how healthy the server is).
 	MetricsAnonymous bool
+	// PublicURL is how callers reach this server (--public-url), named as the server in
+	// GET /v1/openapi.json; empty: the origin each request came to.
+	PublicURL string
+	// OAuthApps serves /v1/oauth/apps (oauthapps.go); nil: those routes answer unavailable.
+	OAuthApps OAuthApps
+	// Limits enforces the rate limits and quotas of API keys that carry them; nil: such
+	// keys are not limited.
+	Limits *keylimit.Limiter
 }
 
 // Server serves the API.

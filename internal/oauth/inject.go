@@ -16,10 +16,11 @@ import (
 // client credentials. The token goes in "Authorization: <scheme> <token>", or in the
 // query when the provider (or a function parameter located in the query) says so.
 func (m *Manager) Inject(ctx context.Context, req *http.Request, mat credential.Material, t credential.Target) error {
-	c, err := newClient(mat)
+	c, wipe, err := m.clientOf(ctx, mat)
 	if err != nil {
 		return err
 	}
+	defer wipe()
 	k := keyFor(c, sesame.EndUserFrom(ctx))
 	tok, err := m.token(ctx, c, k)
 	if err != nil {
@@ -56,10 +57,11 @@ func setQuery(req *http.Request, name, value string) error {
 // stored already, nothing is refreshed: the caller retries with the newer one. So callers
 // that fail together with one token cause a single refresh.
 func (m *Manager) ForceRefresh(ctx context.Context, mat credential.Material) error {
-	c, err := newClient(mat)
+	c, wipe, err := m.clientOf(ctx, mat)
 	if err != nil {
 		return err
 	}
+	defer wipe()
 	k := keyFor(c, sesame.EndUserFrom(ctx))
 	g, err := m.current(ctx, c, k)
 	if err != nil {

@@ -63,6 +63,8 @@ type Store interface {
 // Vault opens credentials.
 type Vault interface {
 	Resolve(ctx context.Context, ws, key string) (vault.Resolved, error)
+	// ResolveOAuthApp opens a shared OAuth app that credentials name in oauth_app.
+	ResolveOAuthApp(ctx context.Context, name string) (vault.Resolved, error)
 }
 
 // ServerSecrets returns a server-wide random secret by name, the same on every replica.
@@ -608,7 +610,49 @@ func (m *Manager) materialFor(ctx context.Context, ws, key string) (*client, fun
 			s.Wipe()
 		}
 	}
-	c, err := newClient(credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets})
+	c, wipeApp, err := m.clientOf(ctx, credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets})
+	if err != nil {
+		wipe()
+		return nil, nil, err
+	}
+	return c, func() { wipeApp(); wipe() }, nil
+}
+
+// clientOf is newClient for a credential that may name a shared OAuth app: the app's
+// fields (client ID and secret, URLs, provider template) are used, with the few the
+// credential may set (credential.AliasFields) over them; the client keeps the
+// credential's workspace and key, so its grants stay the workspace's. The returned func
+// wipes the app's opened secrets.
+func (m *Manager) clientOf(ctx context.Context, mat credential.Material) (*client, func(), error) {
+	name, _ := mat.Public[credential.OAuthAppField].(string)
+	if name == "" || mat.Type != "oauth2" {
+		c, err := newClient(mat)
+		return c, func() {}, err
+	}
+	app, err := m.cfg.Vault.ResolveOAuthApp(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	wipe := func() {
+		for _, s := range app.Secrets {
+			s.Wipe()
+		}
+	}
+	if !credential.AppAllows(app.Public, mat.Workspace) {
+		// Checked at every use: taking a workspace off the app's list stops it at once.
+		wipe()
+		return nil, nil, sesame.Errorf(sesame.CodeForbidden, "credential %q names the OAuth app %q, which is not for workspace %q", mat.Key, name, mat.Workspace)
+	}
+	public := make(map[string]any, len(app.Public)+len(credential.AliasFields))
+	for k, v := range app.Public {
+		public[k] = v
+	}
+	for _, f := range credential.AliasFields {
+		if v, ok := mat.Public[f]; ok && f != "hosts" {
+			public[f] = v
+		}
+	}
+	c, err := newClient(credential.Material{Workspace: mat.Workspace, Key: mat.Key, Type: "oauth2", Public: public, Secrets: app.Secrets})
 	if err != nil {
 		wipe()
 		return nil, nil, err

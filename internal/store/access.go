@@ -84,8 +84,8 @@ func (s *Store) DeleteUser(ctx context.Context, id string, at int64) error {
 
 // ListAPIKeys returns a user's keys (never their hashes' preimages, which are not stored).
 func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]sesame.APIKey, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT id, name, created_at, expires_at, revoked_at, last_used_at, created_by_key FROM api_keys
-		WHERE user_id = $1 ORDER BY created_at, id`, userID)
+	rows, err := s.reads.QueryContext(ctx, `SELECT k.id, k.name, k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.created_by_key, `+keyLimitColumns+`
+		FROM api_keys k WHERE k.user_id = $1 ORDER BY k.created_at, k.id`, userID)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
@@ -96,9 +96,11 @@ func (s *Store) ListAPIKeys(ctx context.Context, userID string) ([]sesame.APIKey
 		var created int64
 		var exp, rev, used sql.NullInt64
 		var by sql.NullString
-		if err := rows.Scan(&k.ID, &k.Name, &created, &exp, &rev, &used, &by); err != nil {
+		var l keyLimitCols
+		if err := rows.Scan(append([]any{&k.ID, &k.Name, &created, &exp, &rev, &used, &by}, l.dest()...)...); err != nil {
 			return nil, err
 		}
+		l.to(&k)
 		k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNanos(created), fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)
 		k.CreatedByKey = by.String
 		out = append(out, k)
@@ -112,8 +114,11 @@ func (s *Store) GetAPIKey(ctx context.Context, id string) (sesame.APIKey, error)
 	var created int64
 	var exp, rev, used sql.NullInt64
 	var by sql.NullString
-	err := s.reads.QueryRowContext(ctx, `SELECT user_id, name, created_at, expires_at, revoked_at, last_used_at, created_by_key FROM api_keys WHERE id = $1`, id).
-		Scan(&k.UserID, &k.Name, &created, &exp, &rev, &used, &by)
+	var l keyLimitCols
+	err := s.reads.QueryRowContext(ctx, `SELECT k.user_id, k.name, k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.created_by_key, `+keyLimitColumns+`
+		FROM api_keys k WHERE k.id = $1`, id).
+		Scan(append([]any{&k.UserID, &k.Name, &created, &exp, &rev, &used, &by}, l.dest()...)...)
+	l.to(&k)
 	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNanos(created), fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)
 	k.CreatedByKey = by.String
 	return k, s.wrap(err)

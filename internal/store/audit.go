@@ -192,6 +192,17 @@ func (s *Store) ListAudit(ctx context.Context, f sesame.AuditFilter) ([]sesame.A
 			where = append(where, eq.col+" = "+arg(eq.v))
 		}
 	}
+	if f.Workspaces != nil {
+		in := make([]string, len(f.Workspaces))
+		for i, ws := range f.Workspaces {
+			in[i] = arg(ws)
+		}
+		if len(in) == 0 {
+			where = append(where, "1 = 0")
+		} else {
+			where = append(where, "workspace IN ("+strings.Join(in, ", ")+")")
+		}
+	}
 	if f.Action != "" {
 		if prefix, ok := strings.CutSuffix(f.Action, "*"); ok {
 			if prefix != "" {

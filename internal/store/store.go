@@ -183,8 +183,9 @@ func (s *Store) GetWorkspace(ctx context.Context, name string) (sesame.Workspace
 }
 
 // ListWorkspaces returns up to limit workspaces with names after the cursor, by name.
+// Names starting with "_" are internal (the OAuth apps' workspace) and left out.
 func (s *Store) ListWorkspaces(ctx context.Context, after string, limit int) ([]sesame.Workspace, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT name, created_at FROM workspaces WHERE name > $1 ORDER BY name LIMIT $2`, after, limit)
+	rows, err := s.reads.QueryContext(ctx, `SELECT name, created_at FROM workspaces WHERE name > $1 AND substr(name, 1, 1) <> '_' ORDER BY name LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, s.wrap(err)
 	}

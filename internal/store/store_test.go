@@ -183,6 +183,7 @@ var storeCases = []storeCase{
 	{"Users/TouchOnlyMovesForward", testUsersTouch},
 	{"Open/ReopenIsIdempotent", testReopen},
 	{"Open/ConcurrentFirstOpens", testConcurrentOpen},
+	{"Keys/QuotaReservationsNeverExceedTheLimit", testQuotaReservations},
 }
 
 // TestStore is the store's conformance suite: every case runs against SQLite and

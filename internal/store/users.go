@@ -65,9 +65,77 @@ func (s *Store) insertKey(ctx context.Context, tx *sql.Tx, k sesame.APIKey) erro
 			return err
 		}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at, created_by_key) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		k.ID, k.UserID, k.Name, k.Hash, nanos(k.CreatedAt), nullNanos(k.ExpiresAt), nullString(k.CreatedByKey))
+	var l keyLimitCols
+	l.from(k)
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, user_id, name, hash, created_at, expires_at, created_by_key,
+			rate_requests, rate_per_seconds, quota_calls, quota_per_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		k.ID, k.UserID, k.Name, k.Hash, nanos(k.CreatedAt), nullNanos(k.ExpiresAt), nullString(k.CreatedByKey),
+		l.rateRequests, l.ratePer, l.quotaCalls, l.quotaPer)
 	return err
+}
+
+// keyLimitCols are a key's limit columns (zero: none).
+type keyLimitCols struct{ rateRequests, ratePer, quotaCalls, quotaPer int64 }
+
+// keyLimitColumns is their list for a SELECT from api_keys aliased k.
+const keyLimitColumns = `k.rate_requests, k.rate_per_seconds, k.quota_calls, k.quota_per_seconds`
+
+func (l *keyLimitCols) from(k sesame.APIKey) {
+	if k.RateLimit != nil {
+		l.rateRequests, l.ratePer = k.RateLimit.Requests, k.RateLimit.PerSeconds
+	}
+	if k.Quota != nil {
+		l.quotaCalls, l.quotaPer = k.Quota.Calls, k.Quota.PerSeconds
+	}
+}
+
+func (l *keyLimitCols) dest() []any {
+	return []any{&l.rateRequests, &l.ratePer, &l.quotaCalls, &l.quotaPer}
+}
+
+func (l keyLimitCols) to(k *sesame.APIKey) {
+	if l.rateRequests > 0 {
+		k.RateLimit = &sesame.RateLimit{Requests: l.rateRequests, PerSeconds: l.ratePer}
+	}
+	if l.quotaCalls > 0 {
+		k.Quota = &sesame.Quota{Calls: l.quotaCalls, PerSeconds: l.quotaPer}
+	}
+}
+
+// ReserveQuota reserves up to batch calls of a key's quota in the period starting at
+// window (Unix seconds), at most what is left of limit: granted is how many (0 when the
+// quota is used up) and used the period's total reserved so far, this reservation
+// included. Older periods' counts are dropped. It is one transaction, serialized with other
+// reservations for the key on every replica (a row lock on PostgreSQL, the single writer on
+// SQLite), so that together the replicas never reserve more than limit.
+func (s *Store) ReserveQuota(ctx context.Context, keyID string, window, limit, batch int64) (granted, used int64, err error) {
+	// Not a change of the request's: no audit outbox row.
+	ctx = sesame.WithAuditIntents(ctx)
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		granted = 0
+		if _, err := tx.ExecContext(ctx, `DELETE FROM key_quota_usage WHERE key_id = $1 AND window_start < $2`, keyID, window); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO key_quota_usage (key_id, window_start, used) VALUES ($1, $2, 0)
+			ON CONFLICT (key_id, window_start) DO NOTHING`, keyID, window); err != nil {
+			return err
+		}
+		q := `SELECT used FROM key_quota_usage WHERE key_id = $1 AND window_start = $2`
+		if s.dialect.name() == "postgres" {
+			q += ` FOR UPDATE`
+		}
+		if err := tx.QueryRowContext(ctx, q, keyID, window).Scan(&used); err != nil {
+			return err
+		}
+		if used >= limit {
+			return nil
+		}
+		granted = min(batch, limit-used)
+		used += granted
+		_, err := tx.ExecContext(ctx, `UPDATE key_quota_usage SET used = $3 WHERE key_id = $1 AND window_start = $2`, keyID, window, used)
+		return err
+	})
+	return granted, used, err
 }
 
 func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
@@ -79,13 +147,15 @@ func (s *Store) APIKeyByHash(ctx context.Context, hash []byte) (sesame.APIKey, s
 	var kc, uc int64
 	var exp, rev, used sql.NullInt64
 	var by sql.NullString
+	var l keyLimitCols
 	err := s.reads.QueryRowContext(ctx, `SELECT k.id, k.name, k.hash, k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.created_by_key,
-			u.id, u.name, u.disabled, u.created_at
+			u.id, u.name, u.disabled, u.created_at, `+keyLimitColumns+`
 		FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.hash = $1`, hash).
-		Scan(&k.ID, &k.Name, &k.Hash, &kc, &exp, &rev, &used, &by, &u.ID, &u.Name, &u.Disabled, &uc)
+		Scan(append([]any{&k.ID, &k.Name, &k.Hash, &kc, &exp, &rev, &used, &by, &u.ID, &u.Name, &u.Disabled, &uc}, l.dest()...)...)
 	if err != nil {
 		return k, u, s.wrap(err)
 	}
+	l.to(&k)
 	k.UserID, k.CreatedByKey = u.ID, by.String
 	k.CreatedAt, u.CreatedAt = fromNanos(kc), fromNanos(uc)
 	k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromNullNanos(exp), fromNullNanos(rev), fromNullNanos(used)

@@ -78,6 +78,15 @@ type Actor struct {
 // and an oauth2 credential with stored grants may not change them at all. An update that
 // omits "hosts" keeps the stored ones. It reports whether the credential was created.
 func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
+	if err := checkNames(ws, key); err != nil {
+		return CredentialView{}, false, err
+	}
+	return v.put(ctx, ws, key, body, by)
+}
+
+// put is PutCredential without the name check (the OAuth apps' workspace has a name no
+// client can use).
+func (v *Vault) put(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
 	view, created, err := v.putCredential(ctx, ws, key, body, by)
 	if errors.Is(err, store.ErrPrimaryChanged) {
 		// A rotation changed the primary master key after this replica sealed: nothing was
@@ -91,11 +100,11 @@ func (v *Vault) PutCredential(ctx context.Context, ws, key string, body []byte, 
 }
 
 func (v *Vault) putCredential(ctx context.Context, ws, key string, body []byte, by Actor) (CredentialView, bool, error) {
-	if err := checkNames(ws, key); err != nil {
-		return CredentialView{}, false, err
-	}
 	in, err := credential.ParseUnchecked(body)
 	if err != nil {
+		return CredentialView{}, false, err
+	}
+	if err := v.checkOAuthApp(ctx, ws, in); err != nil {
 		return CredentialView{}, false, err
 	}
 	old, err := v.store.GetCredential(ctx, ws, key)
