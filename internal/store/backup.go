@@ -18,7 +18,7 @@ import (
 // replicas (heartbeats of running processes, meaningless elsewhere). A migration that adds
 // a table adds it here; TestBackupCoversEveryTable fails until it does.
 var backupTables = []string{
-	"meta", "workspaces", "credentials", "credential_secrets", "users", "api_keys",
+	"meta", "workspaces", "credentials", "credential_secrets", "users", "api_keys", "key_quota_usage",
 	"objects", "object_refs", "oauth_grants", "oauth_states",
 	"groups", "group_members", "roles", "grants",
 	"app_certs", "app_tokens", "app_revocation_seq", "app_revocations",
