@@ -2,6 +2,7 @@ package function
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,6 +57,13 @@ func (r Request) LogValue() slog.Value       { return slog.StringValue(r.String(
 // a bad value) and name parameters, never values. A secret for a parameter that is not a
 // credential parameter is a programming error and gives a plain error.
 func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) (Request, error) {
+	return f.BuildContext(context.Background(), args, secrets)
+}
+
+// BuildContext is Build with a context, which bounds a Jigx function's inputTransform:
+// with one, the body is the transform's result on the values of the parameters that are
+// not credentials (its failure is a *sesame.Error with code CodeTransformFailed).
+func (f *Function) BuildContext(ctx context.Context, args map[string]any, secrets map[string]sesame.Secret) (Request, error) {
 	for name := range secrets {
 		p, ok := f.Parameters[name]
 		if !ok || !IsAuth(name, p) {
@@ -140,7 +148,12 @@ func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) 
 			r.Header.Set(name, s)
 		}
 	}
-	if r.Body, err = f.buildBody(values); err != nil {
+	if f.input != nil {
+		r.Body, err = f.inputBody(ctx, values, fromSecret)
+	} else {
+		r.Body, err = f.buildBody(values)
+	}
+	if err != nil {
 		return Request{}, err
 	}
 	if r.Body != nil {
