@@ -4,6 +4,7 @@
 package gateway
 
 import (
+	"crypto/x509"
 	"context"
 	"errors"
 	"log/slog"
@@ -95,7 +96,16 @@ type Config struct {
 	MaxBody int64
 	// Injectors for kinds without a static injector, by credential type.
 	Injectors map[string]Injector
+	// MaxPages bounds how many pages one call of a function with a continuation (Jigx)
+	// fetches; 0 means DefaultMaxPages.
+	MaxPages int
+	// RootCAs, when not nil, replaces the system's TLS roots for outbound calls. Only
+	// tests set it (to trust an httptest TLS upstream).
+	RootCAs *x509.CertPool
 }
+
+// DefaultMaxPages is Config.MaxPages when it is 0.
+const DefaultMaxPages = 100
 
 // Gateway runs outbound calls.
 type Gateway struct {
@@ -135,6 +145,9 @@ func New(cfg Config) *Gateway {
 	if cfg.Recorder == nil {
 		cfg.Recorder = LogRecorder{Log: cfg.Logger}
 	}
+	if cfg.MaxPages <= 0 {
+		cfg.MaxPages = DefaultMaxPages
+	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 1 << 30
 	}
@@ -153,6 +166,7 @@ func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *out
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
+	p.RootCAs = g.cfg.RootCAs
 	c := outbound.NewClient(p, g.cfg.Clock)
 	g.clients[cacheKey] = cachedClient{version: version, client: c}
 	return c
