@@ -4,8 +4,8 @@
 package gateway
 
 import (
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
