@@ -64,10 +64,15 @@ func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) 
 // with one, the body is the transform's result on the values of the parameters that are
 // not credentials (its failure is a *sesame.Error with code CodeTransformFailed).
 func (f *Function) BuildContext(ctx context.Context, args map[string]any, secrets map[string]sesame.Secret) (Request, error) {
+	// A parameter is a credential parameter if it says so (IsAuth), or if the server
+	// found that its default value names a stored credential and gave its value here.
+	isCred := func(name string, p Param) bool {
+		_, ok := secrets[name]
+		return ok || IsAuth(name, p)
+	}
 	for name := range secrets {
-		p, ok := f.Parameters[name]
-		if !ok || !IsAuth(name, p) {
-			return Request{}, fmt.Errorf("function %s: a credential value was given for %q, which is not a credential parameter", f.Name, name)
+		if _, ok := f.Parameters[name]; !ok {
+			return Request{}, fmt.Errorf("function %s: a credential value was given for %q, which is not a parameter", f.Name, name)
 		}
 	}
 
@@ -78,7 +83,7 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 			unknown = append(unknown, name)
 			continue
 		}
-		if IsAuth(name, p) {
+		if isCred(name, p) {
 			return Request{}, sesame.Errorf(sesame.CodeInvalidArgument,
 				"parameter %q is a credential reference; credentials cannot be passed by callers", name)
 		}
@@ -93,7 +98,7 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 	var missing []string
 	for _, name := range sortedKeys(f.Parameters) {
 		p := f.Parameters[name]
-		if IsAuth(name, p) {
+		if isCred(name, p) {
 			if s, ok := secrets[name]; ok {
 				values[name] = string(s.Reveal())
 				fromSecret[name] = true
