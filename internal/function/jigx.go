@@ -78,7 +78,9 @@ var jigxParamFields = []string{"location", "required", "type", "value", "descrip
 
 var jigxLocations = []string{LocationPath, LocationQuery, LocationHeader, LocationBody, "credential", "secret"}
 
-var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image"}
+// jigxTypes are Jigx's parameter types, and "credential", which is how Sesame's JSON form
+// of a Jigx function writes a parameter in location credential or secret.
+var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image", "credential"}
 
 // isJigx reports whether root (a mapping) has a top-level provider field.
 func isJigx(root *yaml.Node) bool {
@@ -123,6 +125,15 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 			return strField(&f.URL, MaxPathLen)
 		case "description":
 			return strField(&desc, MaxDescriptionLen)
+		case "name": // not Jigx's: the JSON form Sesame shows has it
+			var s string
+			if err := strField(&s, 256); err != nil {
+				return err
+			}
+			if s != "" && s != f.Name {
+				return p.errNode(sesame.CodeInvalidField, v, key, "does not match the function's name %q", f.Name)
+			}
+			return nil
 		case "useLocalCall":
 			var err error
 			f.UseLocalCall, err = p.boolean(v, key)
@@ -249,6 +260,9 @@ func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string
 		switch prm.Location {
 		case "credential", "secret":
 			prm.Location, prm.Type = LocationHeader, "credential"
+		}
+		if prm.Type == "credential" && prm.Location == "" {
+			prm.Location = LocationHeader
 		}
 		auth := IsAuth(name, prm)
 		if prm.Value != nil && strings.HasPrefix(*prm.Value, "=") && !auth && !keepExpr {
