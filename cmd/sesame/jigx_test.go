@@ -383,3 +383,50 @@ func testJigx(t *testing.T, args ...string) {
 		t.Fatal("the provider issued no token: the leak check proves nothing")
 	}
 }
+
+// TestJigxFunctionsFolder: the server's --functions folder loads .jigx files; one whose
+// url's origin has no connection stops the start, naming the file and the origin.
+func TestJigxFunctionsFolder(t *testing.T) {
+	up := newGraphUpstream(t, nil)
+	roots := x509.NewCertPool()
+	roots.AddCert(up.Certificate())
+	dir := t.TempDir()
+	src := "provider: DATA_PROVIDER_REST\nmethod: GET\nurl: " + up.URL + "/v1.0/tickets\nparameters:\n  status: {location: query, type: string, value: open}\nrecords: $.tickets\n"
+	if err := os.WriteFile(filepath.Join(dir, "tickets.jigx"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), testRootsKey{}, roots))
+	defer cancel()
+	var stdout, stderr syncBuffer
+	// If the server starts (the .jigx file was not loaded), stop it: run returns 0.
+	code := run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--functions", dir}, envFunc(nil), strings.NewReader(""),
+		&stdout, &stderr, func(string) { cancel() })
+	if code == 0 || !strings.Contains(stderr.String(), "tickets.jigx") || !strings.Contains(stderr.String(), "has the origin "+up.URL) {
+		t.Fatalf("start without a connection: code %d\n%s", code, stderr.String())
+	}
+
+	admin := strings.TrimSpace(lineAfter(stdout.String(), "admin key: "))
+	s := startServerTrusting(t, roots, nil, "--data", data)
+	if s.AdminKey == "" {
+		s.AdminKey = admin
+	}
+	admin = s.AdminKey
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/desk?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL)), 201)
+	s.Stop()
+	s = startServerTrusting(t, roots, nil, "--data", data, "--functions", dir)
+	s.AdminKey = admin
+	r := mustStatus(t, s.do("POST", "/v1/workspaces/default/functions/tickets/call", `{}`), 200)
+	if !strings.Contains(string(r.Body), `"body":[{"n":1}]`) {
+		t.Fatalf("result %s", r.Body)
+	}
+}
+
+func lineAfter(out, prefix string) string {
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			return v
+		}
+	}
+	return ""
+}
