@@ -331,6 +331,26 @@ func testJigx(t *testing.T, args ...string) {
 		}
 	})
 
+	t.Run("the destination rule applies: a credential bound elsewhere is refused on save", func(t *testing.T) {
+		do("PUT", "/v1/workspaces/default/credentials/other.key", `{"type":"api_key","fields":{"value":"other-key-CANARY-77aa","hosts":["https://api.other.example"]}}`, 201)
+		src := "provider: DATA_PROVIDER_REST\nmethod: GET\nurl: " + up.URL + "/v1.0/tickets\nparameters:\n  X-Key: {location: header, type: string, value: other.key}\n"
+		r := putYAML(s, "default", "steal", src)
+		fmt.Fprintf(&seen, "%s\n", r.Body)
+		if r.Status != 403 || !strings.Contains(string(r.Body), "parameters.X-Key.value") {
+			t.Fatalf("save with a credential bound to another host: %d %s", r.Status, r.Body)
+		}
+	})
+
+	t.Run("the connection's rate limit applies", func(t *testing.T) {
+		do("PUT", "/v1/workspaces/default/connections/graph?test=false", fmt.Sprintf(
+			`{"base_uri":%q,"credential":"graph.oauth","allow_private_networks":true,"rate_limit":{"requests":1,"per_seconds":3600,"burst":1}}`, up.URL+"/v1.0"), 200)
+		do("POST", "/v1/workspaces/default/functions/list-events/call", `{"parameters":{"userId":"r1"}}`, 200)
+		r := s.do("POST", "/v1/workspaces/default/functions/list-events/call", `{"parameters":{"userId":"r2"}}`)
+		if r.Status != 429 || r.Header.Get("Retry-After") == "" || len(up.requests("/v1.0/users/r2/events")) != 0 {
+			t.Fatalf("second call within the connection's limit of 1 per hour: %d %s", r.Status, r.Body)
+		}
+	})
+
 	t.Run("the connection's private-network setting applies", func(t *testing.T) {
 		do("PUT", "/v1/workspaces/default/connections/graph?test=false", fmt.Sprintf(`{"base_uri":%q,"credential":"graph.oauth"}`, up.URL+"/v1.0"), 200)
 		before := len(up.requests("/v1.0/users/u9/events"))

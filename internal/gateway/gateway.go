@@ -120,6 +120,10 @@ type Gateway struct {
 	// conns holds the same connections decoded, for the proxy's per-call path. Callers
 	// treat the decoded value as read-only.
 	conns *ttlcache.Cache[string, parsedConn]
+	// byOrigin caches which connection serves a Jigx function's url (connectionName),
+	// by workspace and url; this process's writes clear it, another replica's show
+	// within the TTL.
+	byOrigin *ttlcache.Cache[string, string]
 	// buffers are the redacting readers' buffers (see redactResponse).
 	buffers *redact.Buffers
 }
@@ -153,7 +157,8 @@ func New(cfg Config) *Gateway {
 	}
 	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{},
 		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil),
-		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil), buffers: redact.NewBuffers()}
+		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil), buffers: redact.NewBuffers(),
+		byOrigin: ttlcache.New[string, string](time.Second, 10_000, nil)}
 }
 
 // client returns the outbound client for an object version, building it on first use.
@@ -186,6 +191,7 @@ func (g *Gateway) object(ctx context.Context, ws, kind, name string) (sesame.Obj
 }
 
 func (g *Gateway) forget(cacheKey string) {
+	g.byOrigin.Clear()
 	g.objects.Delete(cacheKey)
 	g.conns.Delete(cacheKey)
 	g.mu.Lock()

@@ -27,6 +27,10 @@ func (g *Gateway) connectionName(ctx context.Context, ws string, f *function.Fun
 	if f.Connection != "" || f.Provider == "" {
 		return f.Connection, nil
 	}
+	cacheKey := ws + "\x00" + f.URL
+	if name, ok := g.byOrigin.Get(cacheKey); ok {
+		return name, nil
+	}
 	fu, err := url.Parse(f.URL)
 	if err != nil {
 		return "", sesame.Errorf(sesame.CodeInvalidField, "url: does not parse")
@@ -70,6 +74,7 @@ func (g *Gateway) connectionName(ctx context.Context, ws string, f *function.Fun
 			"url: no connection in workspace %q has the origin %s (and a base path the url is under): create one with that base_uri first",
 			ws, f.BaseURL())
 	}
+	g.byOrigin.Set(cacheKey, best)
 	return best, nil
 }
 
