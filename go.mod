@@ -3,6 +3,7 @@ module github.com/sesamehq/sesame
 go 1.26.8
 
 require (
+	github.com/blues/jsonata-go v1.5.4
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-jose/go-jose/v4 v4.1.8
 	github.com/go-oauth2/oauth2/v4 v4.5.4

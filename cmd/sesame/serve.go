@@ -42,6 +42,7 @@ type serveConfig struct {
 	logLevel      string
 	functions     string
 	maxBody       int64
+	maxPages      int
 	authFailures  int
 	// decisionMaxAge bounds how long a cached key or access decision is used without
 	// asking the store (a missed notification heals within it).
@@ -95,6 +96,8 @@ func newServeFlags(name string, c *serveConfig, getenv func(string) string, stde
 	fs.StringVar(&c.logFormat, "log-format", env("SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	fs.StringVar(&c.logLevel, "log-level", env("SESAME_LOG_LEVEL", "info"), "log level: debug, info, warn, error (SESAME_LOG_LEVEL)")
 	fs.StringVar(&c.functions, "functions", env("SESAME_FUNCTIONS", ""), "folder of function YAML files loaded at start into the default workspace; subfolders load into the workspace of their name (SESAME_FUNCTIONS)")
+	fs.IntVar(&c.maxPages, "function-max-pages", envInt(getenv, "SESAME_FUNCTION_MAX_PAGES", gateway.DefaultMaxPages),
+		"most pages one call of a function with a continuation (Jigx) fetches; the result then says truncated (SESAME_FUNCTION_MAX_PAGES)")
 	fs.IntVar(&c.authFailures, "auth-failures-per-minute", envInt(getenv, "SESAME_AUTH_FAILURES_PER_MINUTE", 20), "failed authentications allowed per source address per minute before it gets 429 (SESAME_AUTH_FAILURES_PER_MINUTE)")
 	fs.DurationVar(&c.decisionMaxAge, "decision-cache-max-age", envDuration(getenv, "SESAME_DECISION_CACHE_MAX_AGE", access.DefaultMaxAge),
 		"longest a cached API key or access decision is used before it is read from the store again; changes clear the caches at once on every replica, this bounds a missed notification (SESAME_DECISION_CACHE_MAX_AGE)")
@@ -144,6 +147,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.heartbeat <= 0 {
 		return fmt.Errorf("--heartbeat must be positive")
+	}
+	if c.maxPages < 1 || c.maxPages > 100_000 {
+		return fmt.Errorf("--function-max-pages must be from 1 to 100000")
 	}
 	return nil
 }
@@ -270,6 +276,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: teeRecorder{callRecorder(trail, log), metrics},
+		MaxPages: c.maxPages, RootCAs: testRootCAs(ctx),
 		Injectors: map[string]gateway.Injector{
 			"oauth2":     om,
 			"jwt_bearer": jwtInj,

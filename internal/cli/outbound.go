@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -159,7 +162,8 @@ const fnUsage = `usage:
   sesame fn get  [-w WS] NAME
   sesame fn put  [-w WS] NAME --file FUNCTION.yaml      (- reads stdin)
   sesame fn call [-w WS] NAME [PARAM=VALUE | PARAM:=JSON ...]
-  sesame fn rm   [-w WS] NAME`
+  sesame fn rm   [-w WS] NAME
+  sesame fn import [-w WS] DIR                          (a Jigx solution's functions/ folder: every *.jigx file, recursively)`
 
 func fnCommand(ctx context.Context, c *client, args []string) error {
 	if len(args) == 0 {
@@ -256,8 +260,78 @@ func fnCommand(ctx context.Context, c *client, args []string) error {
 		return c.printRaw(raw)
 	case "rm", "delete":
 		return c.do(ctx, http.MethodDelete, base+"/"+url.PathEscape(pos[0]), nil, nil, nil)
+	case "import":
+		return c.importFunctions(ctx, base, pos[0])
 	}
 	return usagef(fnUsage)
+}
+
+// importResult is one file of `fn import`.
+type importResult struct {
+	File  string `json:"file"`
+	Name  string `json:"name"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// importFunctions saves every *.jigx file under dir (recursively) as the function named
+// after the file, reporting each file's result. It fails if any file failed.
+func (c *client) importFunctions(ctx context.Context, base, dir string) error {
+	var files []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(d.Name(), ".jigx") {
+			files = append(files, path)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("fn import: %w", err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("fn import: no .jigx files under %s", dir)
+	}
+	sort.Strings(files)
+	var results []importResult
+	seen := map[string]string{}
+	failed := 0
+	for _, path := range files {
+		r := importResult{File: path, Name: strings.TrimSuffix(filepath.Base(path), ".jigx")}
+		if other, dup := seen[r.Name]; dup {
+			r.Error = fmt.Sprintf("function %q is also defined in %s", r.Name, other)
+		} else if src, err := c.readSource(path); err != nil {
+			r.Error = err.Error()
+		} else if err := c.doRaw(ctx, http.MethodPut, base+"/"+url.PathEscape(r.Name), "application/yaml", src, nil); err != nil {
+			r.Error = err.Error()
+		} else {
+			r.OK = true
+		}
+		if _, dup := seen[r.Name]; !dup {
+			seen[r.Name] = path
+		}
+		if !r.OK {
+			failed++
+		}
+		results = append(results, r)
+		if !c.json {
+			if r.OK {
+				fmt.Fprintf(c.env.Stdout, "ok      %s  (%s)\n", r.Name, r.File)
+			} else {
+				fmt.Fprintf(c.env.Stdout, "failed  %s  (%s): %s\n", r.Name, r.File, r.Error)
+			}
+		}
+	}
+	if c.json {
+		if err := c.printJSON(results); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("fn import: %d of %d files failed", failed, len(files))
+	}
+	return nil
 }
 
 // printRaw pretty-prints a JSON document as received.

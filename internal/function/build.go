@@ -2,6 +2,7 @@ package function
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -56,10 +57,22 @@ func (r Request) LogValue() slog.Value       { return slog.StringValue(r.String(
 // a bad value) and name parameters, never values. A secret for a parameter that is not a
 // credential parameter is a programming error and gives a plain error.
 func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) (Request, error) {
+	return f.BuildContext(context.Background(), args, secrets)
+}
+
+// BuildContext is Build with a context, which bounds a Jigx function's inputTransform:
+// with one, the body is the transform's result on the values of the parameters that are
+// not credentials (its failure is a *sesame.Error with code CodeTransformFailed).
+func (f *Function) BuildContext(ctx context.Context, args map[string]any, secrets map[string]sesame.Secret) (Request, error) {
+	// A parameter is a credential parameter if it says so (IsAuth), or if the server
+	// found that its default value names a stored credential and gave its value here.
+	isCred := func(name string, p Param) bool {
+		_, ok := secrets[name]
+		return ok || IsAuth(name, p)
+	}
 	for name := range secrets {
-		p, ok := f.Parameters[name]
-		if !ok || !IsAuth(name, p) {
-			return Request{}, fmt.Errorf("function %s: a credential value was given for %q, which is not a credential parameter", f.Name, name)
+		if _, ok := f.Parameters[name]; !ok {
+			return Request{}, fmt.Errorf("function %s: a credential value was given for %q, which is not a parameter", f.Name, name)
 		}
 	}
 
@@ -70,7 +83,7 @@ func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) 
 			unknown = append(unknown, name)
 			continue
 		}
-		if IsAuth(name, p) {
+		if isCred(name, p) {
 			return Request{}, sesame.Errorf(sesame.CodeInvalidArgument,
 				"parameter %q is a credential reference; credentials cannot be passed by callers", name)
 		}
@@ -85,7 +98,7 @@ func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) 
 	var missing []string
 	for _, name := range sortedKeys(f.Parameters) {
 		p := f.Parameters[name]
-		if IsAuth(name, p) {
+		if isCred(name, p) {
 			if s, ok := secrets[name]; ok {
 				values[name] = string(s.Reveal())
 				fromSecret[name] = true
@@ -140,7 +153,12 @@ func (f *Function) Build(args map[string]any, secrets map[string]sesame.Secret) 
 			r.Header.Set(name, s)
 		}
 	}
-	if r.Body, err = f.buildBody(values); err != nil {
+	if f.input != nil {
+		r.Body, err = f.inputBody(ctx, values, fromSecret)
+	} else {
+		r.Body, err = f.buildBody(values)
+	}
+	if err != nil {
 		return Request{}, err
 	}
 	if r.Body != nil {

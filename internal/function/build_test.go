@@ -354,9 +354,22 @@ func TestBuildRefuses(t *testing.T) {
 	}
 }
 
-func TestBuildRefusesSecretsForOrdinaryParameters(t *testing.T) {
+// TestBuildSecretsForOrdinaryParameters: the server gives a secret for an ordinary
+// parameter whose default names a stored api_key, bearer or secret credential (Jigx
+// writes them so); that parameter is then a credential parameter: the secret goes in
+// its location and a caller cannot set it. A secret for an undeclared name is a
+// programming error, reported without the secret.
+func TestBuildSecretsForOrdinaryParameters(t *testing.T) {
 	f := mustParse(t, "every", every)
-	_, err := f.Build(map[string]any{"id": "1", "name": "n"}, secrets("q", canary))
+	r, err := f.Build(map[string]any{"id": "1", "name": "n"}, secrets("q", canary))
+	if err != nil || r.Query.Get("q") != canary {
+		t.Fatalf("err = %v, query %v; want the secret in q", err, r.Query)
+	}
+	_, err = f.Build(map[string]any{"id": "1", "name": "n", "q": "mine"}, secrets("q", canary))
+	if sesame.ErrorCode(err) != sesame.CodeInvalidArgument || strings.Contains(err.Error(), canary) {
+		t.Errorf("a caller's value for a credential parameter: err = %v, want invalid_argument", err)
+	}
+	_, err = f.Build(map[string]any{"id": "1", "name": "n"}, secrets("nosuch", canary))
 	if err == nil || sesame.ErrorCode(err) != sesame.CodeInternal || strings.Contains(err.Error(), canary) {
 		t.Errorf("err = %v, want an internal error without the secret", err)
 	}

@@ -24,8 +24,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/itchyny/gojq"
 )
 
 // Limits on a definition.
@@ -119,13 +117,17 @@ type Function struct {
 	// MaxResponseBytes bounds what a call buffers of the upstream response (see
 	// ResponseBuffer); 0 means DefaultMaxResponseBytes.
 	MaxResponseBytes int64 `yaml:"maxResponseBytes" json:"maxResponseBytes,omitempty"`
+	// The fields of a Jigx function file (see jigx.go); zero for Sesame's own format.
+	jigxFields
 
 	base      string         // for a url function: scheme://host[:port]; "" for a connection
 	baseQuery url.Values     // for a url function: the url's query
 	path      []part         // path template (url path + path), parsed
 	defaults  map[string]any // typed default values of non-credential parameters
 	bodyUsed  map[string]bool
-	transform *gojq.Code
+	transform transformer       // outputTransform: jq, or JSONata for a Jigx function
+	input     *jsonataTransform // Jigx inputTransform
+	records   *jsonataTransform // Jigx records
 }
 
 // part is a piece of the path template: a literal (already escaped) or a placeholder.

@@ -11,7 +11,7 @@ import (
 	"github.com/sesamehq/sesame"
 )
 
-// LoadDir parses every *.yaml and *.yml file in dir (not its subfolders); a function's
+// LoadDir parses every *.yaml, *.yml and *.jigx (Jigx) file in dir (not its subfolders); a function's
 // name is its file's name without the extension. It returns the functions sorted by name,
 // or the first error, whose message starts with the file's path (a *sesame.Error keeps
 // its code).
@@ -24,7 +24,7 @@ func LoadDir(dir string) ([]*Function, error) {
 	seen := map[string]string{}
 	for _, e := range entries { // sorted by file name
 		ext := filepath.Ext(e.Name())
-		if ext != ".yaml" && ext != ".yml" {
+		if ext != ".yaml" && ext != ".yml" && ext != ".jigx" {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())

@@ -38,6 +38,12 @@ func Parse(name string, src []byte) (*Function, error) {
 	}
 	p := &parser{lines: map[string]int{"": root.Line}}
 	f := &Function{Name: name}
+	if isJigx(root) {
+		if err := p.parseJigx(root, f); err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
 	if err := p.decode(root, f); err != nil {
 		return nil, err
 	}
@@ -576,7 +582,7 @@ func (p *parser) validate(f *Function) error {
 		if err != nil {
 			return p.fail(sesame.CodeInvalidField, "outputTransform", "is not a valid jq expression: %s", truncate(err.Error(), 200))
 		}
-		f.transform = code
+		f.transform = jqTransform{code}
 	}
 	for i, h := range f.ResponseHeaders {
 		if !validToken(h) {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/itchyny/gojq"
 	"github.com/sesamehq/sesame"
 )
 
@@ -23,23 +24,40 @@ const TransformTimeout = time.Second
 // maxTransformOutputs bounds how many results a transform may emit.
 const maxTransformOutputs = 100_000
 
-// Transform applies the output transform (jq) to v, a decoded JSON body (decode with
-// UseNumber to keep large integers exact). With no transform it returns v. One result is
-// returned as it is, several become an array, none give nil. A run is bounded by
-// TransformTimeout and the limits of guard.go. A failure is a *sesame.Error with code CodeTransformFailed whose
+// transformer is a compiled transform: jq for Sesame's own format, JSONata for Jigx's.
+// apply runs it on a decoded JSON value with the hard limits of its kind (TransformTimeout,
+// TransformMaxOutput, and for jq the limits of guard.go). Its errors are *sesame.Error
+// with code CodeTransformFailed and a message that holds nothing of the value (field is
+// the field the transform was written in), or ctx's error when ctx ends first.
+type transformer interface {
+	apply(ctx context.Context, fn, field string, v any) (any, error)
+}
+
+// jqTransform is a compiled, guarded jq program.
+type jqTransform struct{ code *gojq.Code }
+
+// Transform applies the output transform (jq, or JSONata for a Jigx function) to v, a
+// decoded JSON body (decode with UseNumber to keep large integers exact). With no
+// transform it returns v. One result is returned as it is, several become an array, none
+// give nil. A run is bounded by TransformTimeout and the limits of guard.go (jq) or
+// jsonata.go (JSONata). A failure is a *sesame.Error with code CodeTransformFailed whose
 // message holds nothing of the response (jq errors quote the values they failed on); a
 // ctx that ends first gives ctx's error.
 func (f *Function) Transform(ctx context.Context, v any) (any, error) {
 	if f.transform == nil {
 		return v, nil
 	}
+	return f.transform.apply(ctx, f.Name, "outputTransform", v)
+}
+
+func (t jqTransform) apply(ctx context.Context, fn, field string, v any) (any, error) {
 	if err := checkInput(v, 0); err != nil {
 		return nil, err
 	}
 	runCtx, cancel := context.WithTimeout(ctx, TransformTimeout)
 	defer cancel()
 	budget := newAllocBudget(runCtx, TransformMaxAlloc)
-	iter := f.transform.RunWithContext(budget, v)
+	iter := t.code.RunWithContext(budget, v)
 	var out []any
 	size := 0
 	for {
@@ -53,19 +71,19 @@ func (f *Function) Transform(ctx context.Context, v any) (any, error) {
 			}
 			var le *limitError
 			if errors.As(err, &le) || errors.As(budget.Err(), &le) {
-				return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s", f.Name, le.Error())
+				return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s", fn, le.Error())
 			}
 			if errors.Is(err, context.DeadlineExceeded) || runCtx.Err() != nil {
-				return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform took longer than %s", f.Name, TransformTimeout)
+				return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s took longer than %s", fn, field, TransformTimeout)
 			}
-			return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform failed on the response", f.Name)
+			return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s failed on the response", fn, field)
 		}
 		if len(out) == maxTransformOutputs {
-			return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform gave more than %d results", f.Name, maxTransformOutputs)
+			return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s gave more than %d results", fn, field, maxTransformOutputs)
 		}
 		n, over := sizeOf(r, TransformMaxOutput-size)
 		if size += n; over {
-			return nil, sesame.Errorf(CodeTransformFailed, "function %s: outputTransform gave more than %d bytes", f.Name, TransformMaxOutput)
+			return nil, sesame.Errorf(CodeTransformFailed, "function %s: %s gave more than %d bytes", fn, field, TransformMaxOutput)
 		}
 		r, _ = clean(r)
 		out = append(out, r)

@@ -27,6 +27,10 @@ type CallResult struct {
 	// Stream, when set, is a body too large to buffer: Body is nil and the caller writes
 	// the result with Stream.WriteResult, which also closes it.
 	Stream *BodyStream `json:"-"`
+	// Pages is how many pages a function with a continuation (Jigx) fetched; Truncated
+	// says it stopped at the server's page cap while the continuation asked for more.
+	Pages     int  `json:"pages,omitempty"`
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // defaultResponseHeaders are returned when a function does not choose its own.
@@ -42,21 +46,24 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	if err := mayCall(ctx, f); err != nil {
 		return CallResult{}, err
 	}
-	base, conn, co, err := g.target(ctx, ws, f)
+	base, conn, co, connName, err := g.target(ctx, ws, f)
 	if err != nil {
 		return CallResult{}, err
 	}
-	host := hostOf(base)
 
 	// Where each credential may go is decided in send, for the built request's URL.
 	// Credentials placed like parameters (api_key, secret) go through Build; the others
 	// (basic, bearer, ...) are injected into the built request.
 	secrets := map[string]sesame.Secret{}
 	defer wipe(secrets)
+	placed := map[string]bool{} // query parameters Build fills with a credential value
+	bare := map[string]sesame.Secret{}
+	defer wipe(bare) // bearer tokens whose scheme was added: redacted on their own too
 	var injections []injection
 	for pname, p := range f.Parameters {
 		key := ""
-		if function.IsAuth(pname, p) {
+		auth := function.IsAuth(pname, p)
+		if auth {
 			key = *p.Value
 		} else if k, ok := g.namedSecret(ctx, ws, p); ok {
 			key = k
@@ -68,61 +75,64 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 		if err != nil {
 			return CallResult{}, err
 		}
-		switch r.Type {
-		case "api_key", "secret":
+		switch {
+		case r.Type == "api_key", r.Type == "secret":
 			secrets[pname] = r.Secrets["value"]
-			injections = append(injections, injection{key: key, placed: true})
+		case r.Type == "bearer" && !auth:
+			// A bearer token named by an ordinary parameter goes where the parameter
+			// goes, as it is (with its scheme in an Authorization header).
+			tok := r.Secrets["token"]
+			if p.Location == function.LocationHeader && http.CanonicalHeaderKey(pname) == "Authorization" {
+				scheme, _ := r.Public["scheme"].(string)
+				if scheme == "" {
+					scheme = "Bearer"
+				}
+				bare[pname] = tok
+				tok = sesame.NewSecret(append([]byte(scheme+" "), tok.Reveal()...))
+			}
+			secrets[pname] = tok
 		default:
 			wipe(r.Secrets)
 			injections = append(injections, injection{key: key, t: credential.Target{In: p.Location, Name: pname}})
+			continue
+		}
+		injections = append(injections, injection{key: key, placed: true})
+		if p.Location == function.LocationQuery {
+			placed[pname] = true
 		}
 	}
-	built, err := f.Build(args, secrets)
+	built, err := f.BuildContext(ctx, args, secrets)
 	if err != nil {
 		return CallResult{}, err
 	}
-
-	var body io.Reader
-	if built.Body != nil {
-		body = bytes.NewReader(built.Body)
-	}
-	u, err := built.URL(base)
+	req, err := newRequest(ctx, built, base)
 	if err != nil {
-		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call could not be built into a request on the function's host")
-	}
-	req, err := http.NewRequestWithContext(ctx, built.Method, u.String(), body)
-	if err != nil {
-		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call could not be built into a request")
-	}
-	if built.Body != nil {
-		b := built.Body
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-	}
-	for k, vs := range built.Header {
-		req.Header[k] = vs
-	}
-	if built.ContentType != "" {
-		req.Header.Set("Content-Type", built.ContentType)
-	}
-	if req.URL.Host != host {
-		return CallResult{}, sesame.Errorf(sesame.CodeInvalidArgument, "the call would leave the function's host")
+		return CallResult{}, err
 	}
 
 	c := Connection{BaseURI: base}
 	cacheKey, version := objectKey(ws, KindFunction, name), fo.Version
 	if conn != nil {
-		c, cacheKey, version = *conn, objectKey(ws, KindConnection, f.Connection), co.Version
+		c, cacheKey, version = *conn, objectKey(ws, KindConnection, connName), co.Version
+		c.BaseURI = base
 		if len(injections) > 0 {
 			c.Credential = "" // the function's own credentials replace the connection's
 		}
 	}
-	rec := CallRecord{Kind: "function", Target: name, Connection: f.Connection}
+	rec := CallRecord{Kind: "function", Target: name, Connection: connName}
 	// send injects the function's credentials, and again if it must retry after a refresh.
 	seen := &injected{}
 	for _, s := range secrets {
 		seen.add(string(s.Reveal()))
 	}
-	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec, seen, injections...)
+	for _, s := range bare {
+		seen.add(string(s.Reveal()))
+	}
+	cl := g.client(cacheKey, version, c.policy())
+	if f.Paged() {
+		return g.callPages(ctx, ws, f, built, base, cl, c, rec, seen, placed, injections)
+	}
+	resp, err := g.send(ctx, ws, cl, req, c, credential.Target{}, &rec, seen, injections...)
 	if err != nil {
 		return CallResult{}, err
 	}

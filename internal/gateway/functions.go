@@ -64,31 +64,40 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 }
 
 // namedSecret reports whether a non-auth parameter's default value names a stored
-// api_key or secret credential, which then stands in for the value.
+// api_key, secret or bearer credential, which then stands in for the value.
 func (g *Gateway) namedSecret(ctx context.Context, ws string, p function.Param) (string, bool) {
 	if p.Value == nil || !sesame.ValidCredentialKey(*p.Value) {
 		return "", false
 	}
 	rec, err := g.cfg.Store.GetCredential(ctx, ws, *p.Value)
-	if err != nil || (rec.Type != "api_key" && rec.Type != "secret") {
+	if err != nil || (rec.Type != "api_key" && rec.Type != "secret" && rec.Type != "bearer") {
 		return "", false
 	}
 	return *p.Value, true
 }
 
 // target returns the base URI a function calls and, if any, its connection.
-func (g *Gateway) target(ctx context.Context, ws string, f *function.Function) (string, *Connection, sesame.Object, error) {
-	if f.Connection == "" {
-		return f.BaseURL(), nil, sesame.Object{}, nil
+// A Jigx function's url is served by the connection with its origin (connectionFor); the
+// base is then the url's origin, and the connection's name is returned too.
+func (g *Gateway) target(ctx context.Context, ws string, f *function.Function) (base string, conn *Connection, o sesame.Object, connName string, err error) {
+	connName, err = g.connectionName(ctx, ws, f)
+	if err != nil {
+		return "", nil, sesame.Object{}, "", err
 	}
-	c, o, err := g.loadConnection(ctx, ws, f.Connection)
+	if connName == "" {
+		return f.BaseURL(), nil, sesame.Object{}, "", nil
+	}
+	c, o, err := g.loadConnection(ctx, ws, connName)
 	if sesame.ErrorCode(err) == sesame.CodeNotFound {
-		return "", nil, o, sesame.Errorf(sesame.CodeInvalidField, "connection: connection %q does not exist in workspace %q", f.Connection, ws)
+		return "", nil, o, "", sesame.Errorf(sesame.CodeInvalidField, "connection: connection %q does not exist in workspace %q", connName, ws)
 	}
 	if err != nil {
-		return "", nil, o, err
+		return "", nil, o, "", err
 	}
-	return c.BaseURI, &c, o, nil
+	if f.Connection == "" {
+		return f.BaseURL(), &c, o, connName, nil
+	}
+	return c.BaseURI, &c, o, connName, nil
 }
 
 // PutFunction creates or replaces a function from its YAML (or JSON) definition.
@@ -103,7 +112,7 @@ func (g *Gateway) PutFunction(ctx context.Context, ws, name string, src []byte) 
 	if err != nil {
 		return FunctionView{}, false, err
 	}
-	base, _, _, err := g.target(ctx, ws, f)
+	base, _, _, _, err := g.target(ctx, ws, f)
 	if err != nil {
 		return FunctionView{}, false, err
 	}
@@ -201,7 +210,7 @@ func (g *Gateway) DeleteFunction(ctx context.Context, ws, name string) error {
 	return err
 }
 
-// LoadDir stores every function defined in dir (*.yaml or *.yml; the name is the file
+// LoadDir stores every function defined in dir (*.yaml, *.yml, or Jigx's *.jigx; the name is the file
 // name without the extension) in workspace ws. It stops at the first invalid file, naming it.
 func (g *Gateway) LoadDir(ctx context.Context, ws, dir string) (int, error) {
 	entries, err := os.ReadDir(dir)
@@ -211,7 +220,7 @@ func (g *Gateway) LoadDir(ctx context.Context, ws, dir string) (int, error) {
 	n := 0
 	for _, e := range entries {
 		ext := filepath.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml") {
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".jigx") {
 			continue
 		}
 		src, err := os.ReadFile(filepath.Join(dir, e.Name()))

@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -95,7 +96,16 @@ type Config struct {
 	MaxBody int64
 	// Injectors for kinds without a static injector, by credential type.
 	Injectors map[string]Injector
+	// MaxPages bounds how many pages one call of a function with a continuation (Jigx)
+	// fetches; 0 means DefaultMaxPages.
+	MaxPages int
+	// RootCAs, when not nil, replaces the system's TLS roots for outbound calls. Only
+	// tests set it (to trust an httptest TLS upstream).
+	RootCAs *x509.CertPool
 }
+
+// DefaultMaxPages is Config.MaxPages when it is 0.
+const DefaultMaxPages = 100
 
 // Gateway runs outbound calls.
 type Gateway struct {
@@ -110,6 +120,10 @@ type Gateway struct {
 	// conns holds the same connections decoded, for the proxy's per-call path. Callers
 	// treat the decoded value as read-only.
 	conns *ttlcache.Cache[string, parsedConn]
+	// byOrigin caches which connection serves a Jigx function's url (connectionName),
+	// by workspace and url; this process's writes clear it, another replica's show
+	// within the TTL.
+	byOrigin *ttlcache.Cache[string, string]
 	// buffers are the redacting readers' buffers (see redactResponse).
 	buffers *redact.Buffers
 }
@@ -136,12 +150,16 @@ func New(cfg Config) *Gateway {
 	if cfg.Recorder == nil {
 		cfg.Recorder = LogRecorder{Log: cfg.Logger}
 	}
+	if cfg.MaxPages <= 0 {
+		cfg.MaxPages = DefaultMaxPages
+	}
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 1 << 30
 	}
 	return &Gateway{cfg: cfg, clients: map[string]cachedClient{}, parsed: map[string]cachedFunc{},
 		objects: ttlcache.New[string, sesame.Object](time.Second, 10_000, nil),
-		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil), buffers: redact.NewBuffers()}
+		conns:   ttlcache.New[string, parsedConn](time.Second, 10_000, nil), buffers: redact.NewBuffers(),
+		byOrigin: ttlcache.New[string, string](time.Second, 10_000, nil)}
 }
 
 // client returns the outbound client for an object version, building it on first use.
@@ -157,6 +175,7 @@ func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *out
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
+	p.RootCAs = g.cfg.RootCAs
 	c := outbound.NewClient(p, g.cfg.Clock)
 	g.clients[cacheKey] = cachedClient{version: version, policy: p, client: c}
 	return c
@@ -176,6 +195,7 @@ func (g *Gateway) object(ctx context.Context, ws, kind, name string) (sesame.Obj
 }
 
 func (g *Gateway) forget(cacheKey string) {
+	g.byOrigin.Clear()
 	g.objects.Delete(cacheKey)
 	g.conns.Delete(cacheKey)
 	g.mu.Lock()

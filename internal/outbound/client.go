@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,9 @@ type Policy struct {
 	Retry        RetryPolicy
 	Timeout      time.Duration // per attempt, until the response headers; 0 = 30s
 	AllowPrivate bool          // allow loopback, private and link-local addresses
+	// RootCAs, when not nil, replaces the system's roots for TLS. Only tests set it (to
+	// trust an httptest TLS server); the server never does.
+	RootCAs *x509.CertPool
 }
 
 // DefaultTimeout bounds each attempt until the response headers when Policy.Timeout is 0.
@@ -68,6 +72,9 @@ func NewClient(p Policy, c Clock) *Client {
 		c = SystemClock()
 	}
 	t := NewTransport(p.AllowPrivate)
+	if p.RootCAs != nil {
+		t.TLSClientConfig.RootCAs = p.RootCAs
+	}
 	cl := &Client{
 		retry:     p.Retry.withDefaults(),
 		timeout:   p.Timeout,
