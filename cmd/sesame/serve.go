@@ -49,6 +49,7 @@ type serveConfig struct {
 	apps           appFlags
 	audit          auditFlags
 	metricsAnon    bool
+	console        consoleFlags
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -82,10 +83,14 @@ func parseServeFlags(args []string, getenv func(string) string, stderr io.Writer
 	c.apps.register(fs, getenv)
 	c.audit.register(fs, getenv)
 	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics without a key; false: it needs read_audit (SESAME_METRICS_ANONYMOUS)")
+	c.console.register(fs, getenv)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if err := c.audit.check(); err != nil {
+		return c, err
+	}
+	if err := c.console.check(); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -230,12 +235,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	// 20 failed authentications per source address per minute, then 429 until the minute
+	// ends; console sign-ins count against the same limit.
+	failures := auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now)
 	api := httpapi.New(httpapi.Config{
-		Vault:  v,
-		Auth:   authn,
-		Access: acc,
-		// 20 failed authentications per source address per minute, then 429 until the minute ends.
-		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Vault:    v,
+		Auth:     authn,
+		Access:   acc,
+		Failures: failures,
 		Gateway:  gw,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
@@ -260,8 +267,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MetricsAnonymous: c.metricsAnon,
 	})
 
+	handler, err := withConsole(c, api, st, hasher, authn, acc, failures, log)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: c.limits.readHeaderTimeout,
 		IdleTimeout:       c.limits.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

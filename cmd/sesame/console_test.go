@@ -1,0 +1,343 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/testpg"
+)
+
+// browser is a minimal cookie-keeping client for the console that never follows redirects,
+// so each test sees every status and Set-Cookie.
+type browser struct {
+	t      *testing.T
+	s      *testServer
+	cookie *http.Cookie
+}
+
+func (b *browser) send(method, path string, form url.Values, h http.Header) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.s.URL+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	// What a browser sends on a same-origin form post.
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	if method == http.MethodPost {
+		req.Header.Set("Origin", b.s.URL)
+	}
+	for k, vs := range h {
+		req.Header[k] = vs
+	}
+	if b.cookie != nil {
+		req.AddCookie(b.cookie)
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp, string(out)
+}
+
+// signIn signs in with key and keeps the session cookie.
+func (b *browser) signIn(key string) *http.Cookie {
+	b.t.Helper()
+	resp, body := b.send("POST", "/console/signin", url.Values{"api_key": {key}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		b.t.Fatalf("sign in: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range resp.Cookies() {
+		if strings.HasSuffix(c.Name, "sesame_session") {
+			b.cookie = c
+			return c
+		}
+	}
+	b.t.Fatalf("sign in set no session cookie: %v", resp.Header)
+	return nil
+}
+
+func TestConsoleSessionCookieHeadersAndSignOut(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	b := &browser{t: t, s: s}
+
+	// No session: pages redirect to sign-in, state changes are refused and change nothing.
+	resp, _ := b.send("GET", "/", nil, nil)
+	if resp.StatusCode != 303 || resp.Header.Get("Location") != "/console/" {
+		t.Fatalf("GET /: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, _ = b.send("GET", "/console/workspaces", nil, nil)
+	if resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/console/signin") {
+		t.Fatalf("no session GET: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, _ = b.send("POST", "/console/workspaces", url.Values{"name": {"nosession"}}, nil)
+	if resp.StatusCode != 401 {
+		t.Fatalf("no session POST: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/nosession", ""), 404)
+	// A made-up session ID is no session.
+	b.cookie = &http.Cookie{Name: "sesame_session", Value: strings.Repeat("A", 43)}
+	resp, _ = b.send("GET", "/console/workspaces", nil, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("forged session: %d", resp.StatusCode)
+	}
+	b.cookie = nil
+
+	// The sign-in page: labelled field, hardening headers.
+	resp, body := b.send("GET", "/console/signin", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `<label for="api_key">API key</label>`) {
+		t.Fatalf("sign-in page: %d %s", resp.StatusCode, body)
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || resp.Header.Get("Referrer-Policy") != "no-referrer" {
+		t.Errorf("headers: %v", resp.Header)
+	}
+	if strings.Contains(body, "<script>") || strings.Contains(body, "style=") || strings.Contains(body, "http://") || strings.Contains(body, "https://") {
+		t.Errorf("sign-in page has inline script/style or loads from another origin: %s", body)
+	}
+
+	// A wrong key: refused, no cookie.
+	resp, body = b.send("POST", "/console/signin", url.Values{"api_key": {"sesame_wrong"}}, nil)
+	if resp.StatusCode != 401 || len(resp.Cookies()) != 0 || !strings.Contains(body, "not valid") {
+		t.Fatalf("bad key: %d %v %s", resp.StatusCode, resp.Cookies(), body)
+	}
+
+	first := b.signIn(s.AdminKey)
+	if first.Name != "sesame_session" || !first.HttpOnly || first.SameSite != http.SameSiteStrictMode || first.Secure || first.Path != "/" || first.MaxAge <= 0 {
+		t.Fatalf("cookie attributes: %+v", first)
+	}
+	if strings.Contains(first.Value, s.AdminKey) || len(first.Value) != 43 {
+		t.Fatalf("session ID %q", first.Value)
+	}
+	resp, body = b.send("GET", "/console/workspaces", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "default") || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("workspaces: %d %s", resp.StatusCode, body)
+	}
+	if strings.Contains(body, s.AdminKey) {
+		t.Fatal("the page shows the API key")
+	}
+
+	// Signing in again (with the old cookie) gives a new ID and ends the old session.
+	second := b.signIn(s.AdminKey)
+	if second.Value == first.Value {
+		t.Fatal("session ID not rotated at sign-in")
+	}
+	b.cookie = first
+	if resp, _ := b.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("old session still works after a new sign-in: %d", resp.StatusCode)
+	}
+	// Sign-out ends the session in the store, not only in the browser.
+	b.cookie = second
+	if resp, _ := b.send("POST", "/console/signout", url.Values{}, nil); resp.StatusCode != 303 {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	if resp, _ := b.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("session still works after sign-out: %d", resp.StatusCode)
+	}
+
+	// The API is unchanged next to the console: unknown paths are its JSON 404.
+	r := s.do("GET", "/nope", "")
+	if r.Status != 404 || !strings.Contains(string(r.Body), "route_not_found") {
+		t.Fatalf("API 404: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestConsoleSecureCookieBehindHTTPS(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--console-secure-cookie")
+	b := &browser{t: t, s: s}
+	c := b.signIn(s.AdminKey)
+	if c.Name != "__Host-sesame_session" || !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteStrictMode || c.Path != "/" || c.Domain != "" {
+		t.Fatalf("cookie: %+v", c)
+	}
+}
+
+// TestConsoleCrossSitePostRefused: a form on another site posting to the console with the
+// victim's session (as a browser would send it, were the cookie not SameSite) changes nothing.
+func TestConsoleCrossSitePostRefused(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	b := &browser{t: t, s: s}
+	b.signIn(s.AdminKey)
+	for _, h := range []http.Header{
+		{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}},
+		{"Sec-Fetch-Site": {"same-site"}, "Origin": {"http://sub.127.0.0.1.nip.io"}},
+		{"Sec-Fetch-Site": {""}, "Origin": {"https://evil.example"}}, // an older browser: Origin alone
+	} {
+		resp, body := b.send("POST", "/console/workspaces", url.Values{"name": {"csrf"}}, h)
+		if resp.StatusCode != 403 {
+			t.Fatalf("cross-site post %v: %d %s", h, resp.StatusCode, body)
+		}
+		resp, _ = b.send("POST", "/console/signout", url.Values{}, h)
+		if resp.StatusCode != 403 {
+			t.Fatalf("cross-site sign-out %v: %d", h, resp.StatusCode)
+		}
+	}
+	// Login CSRF: another site cannot sign the browser in to an attacker's account.
+	resp, _ := b.send("POST", "/console/signin", url.Values{"api_key": {s.AdminKey}}, http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}})
+	if resp.StatusCode != 403 || len(resp.Cookies()) != 0 {
+		t.Fatalf("cross-site sign-in: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/csrf", ""), 404)
+	// The same post from the console's own page works.
+	resp, body := b.send("POST", "/console/workspaces", url.Values{"name": {"csrf"}}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("same-origin post: %d %s", resp.StatusCode, body)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/csrf", ""), 200)
+}
+
+// TestConsoleActsAsKeyWithItsPrivileges: a console session has exactly its key's rights,
+// and its changes are audited as that key's.
+func TestConsoleActsAsKeyWithItsPrivileges(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	_, key := newCaller(t, s, "carol", "default")
+	b := &browser{t: t, s: s}
+	b.signIn(key)
+	resp, body := b.send("GET", "/console/workspaces", nil, nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("workspaces: %d", resp.StatusCode)
+	}
+	for _, hidden := range []string{"nav-access", "nav-audit", "Create workspace", "/credentials", "Delete…"} {
+		if strings.Contains(body, hidden) {
+			t.Errorf("a caller sees %q", hidden)
+		}
+	}
+	// Going to the URLs anyway: the API refuses, nothing changes.
+	for _, path := range []string{"/console/w/default/credentials", "/console/access", "/console/audit"} {
+		if resp, _ := b.send("GET", path, nil, nil); resp.StatusCode != 403 {
+			t.Errorf("caller GET %s: %d", path, resp.StatusCode)
+		}
+	}
+	resp, _ = b.send("POST", "/console/workspaces", url.Values{"name": {"carols"}}, nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("caller creating a workspace: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/carols", ""), 404)
+	resp, _ = b.send("POST", "/console/w/default/credentials/new", url.Values{"type": {"basic"}, "key": {"x.y"}, "username": {"u"}, "password": {"p"}}, nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("caller creating a credential: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/credentials/x.y", ""), 404)
+
+	// The admin's console change is audited as the API's, naming the admin's key.
+	admin := &browser{t: t, s: s}
+	admin.signIn(s.AdminKey)
+	resp, _ = admin.send("POST", "/console/workspaces", url.Values{"name": {"audited"}}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("admin create: %d", resp.StatusCode)
+	}
+	me := decode[struct {
+		KeyID string `json:"key_id"`
+	}](t, s.do("GET", "/v1/me", ""))
+	ev := decode[struct {
+		Items []struct {
+			Action, Target, Result, Workspace string
+			KeyID                             string `json:"key_id"`
+		}
+	}](t, s.do("GET", "/v1/audit?order=desc&action=workspace.create", ""))
+	found := false
+	for _, e := range ev.Items {
+		if e.Result == "ok" {
+			found = e.KeyID == me.KeyID
+		}
+	}
+	if !found {
+		t.Fatalf("no workspace.create event for the console change by %s: %+v", me.KeyID, ev.Items)
+	}
+}
+
+// TestConsoleSecretsNeverRendered: a secret typed into a form is never written back into
+// any page: not after saving, not into an edit form, not into a form that failed.
+func TestConsoleSecretsNeverRendered(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	b := &browser{t: t, s: s}
+	b.signIn(s.AdminKey)
+	const pw = "hunter2-very-secret-pw"
+	resp, body := b.send("POST", "/console/w/default/credentials/new", url.Values{"type": {"basic"}, "key": {"weather.basic"}, "username": {"bob"}, "password": {pw}}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("create: %d %s", resp.StatusCode, body)
+	}
+	// A failing save (bad username) with a new secret typed: the form comes back without it.
+	resp, body = b.send("POST", "/console/w/default/credentials/weather.basic/edit", url.Values{"username": {"a:b"}, "password": {pw + "-new"}}, nil)
+	if resp.StatusCode != 400 || !strings.Contains(body, `id="e-username"`) || strings.Contains(body, pw) {
+		t.Fatalf("failed edit: %d %s", resp.StatusCode, body)
+	}
+	// Edit without typing the secret keeps it.
+	resp, body = b.send("POST", "/console/w/default/credentials/weather.basic/edit", url.Values{"username": {"bob2"}, "password": {""}}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("edit keeping the secret: %d %s", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/console/w/default/credentials", "/console/w/default/credentials/weather.basic/edit", "/console/audit"} {
+		resp, body := b.send("GET", path, nil, nil)
+		if resp.StatusCode != 200 || strings.Contains(body, pw) {
+			t.Fatalf("%s: %d, secret shown: %v", path, resp.StatusCode, strings.Contains(body, pw))
+		}
+	}
+	_, body = b.send("GET", "/console/w/default/credentials", nil, nil)
+	if !strings.Contains(body, "bob2") || !strings.Contains(body, "set, changed") {
+		t.Fatalf("list: %s", body)
+	}
+	// The stored password is still the first one: the upstream receives it.
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/up?test=false", fmt.Sprintf(`{"base_uri":%q,"credential":"weather.basic","allow_private_networks":true}`, up.URL)), 201)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/up/x", ""), 200)
+	got := (&http.Request{Header: up.last(t).Header}).Header.Get("Authorization")
+	req := &http.Request{Header: http.Header{"Authorization": {got}}}
+	if u, p, ok := req.BasicAuth(); !ok || u != "bob2" || p != pw {
+		t.Fatalf("upstream got %q %q %v", u, p, ok)
+	}
+}
+
+// TestConsoleSessionEndsOnRevocationOnEveryReplica: two servers on one PostgreSQL schema;
+// a session started on one ends when its key is revoked, or its user disabled, on the other.
+func TestConsoleSessionEndsOnRevocationOnEveryReplica(t *testing.T) {
+	pg := testpg.URL(t)
+	k, _ := crypt.GenerateMasterKey()
+	env := map[string]string{"SESAME_MASTER_KEY": k.Encode()}
+	a := startServer(t, env, "--data", t.TempDir(), "--postgres", pg)
+	b := startServer(t, env, "--data", t.TempDir(), "--postgres", pg)
+	b.AdminKey = a.AdminKey
+	userID, key := newCaller(t, a, "erin", "default")
+	onB := &browser{t: t, s: b}
+	cookie := onB.signIn(key)
+	// The session made on b is valid on a too (it lives in the store).
+	onA := &browser{t: t, s: a, cookie: cookie}
+	if resp, _ := onA.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("session on the other replica: %d", resp.StatusCode)
+	}
+	keys := decode[struct{ Items []struct{ ID string } }](t, a.do("GET", "/v1/users/"+userID+"/keys", ""))
+	mustStatus(t, a.do("DELETE", "/v1/keys/"+keys.Items[0].ID, ""), 204)
+	for _, br := range []*browser{onA, onB} {
+		if resp, _ := br.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+			t.Fatalf("session on %s after revocation: %d", br.s.URL, resp.StatusCode)
+		}
+	}
+	// Disabling the user ends the sessions of its other keys.
+	k2 := decode[struct{ Key string }](t, mustStatus(t, a.do("POST", "/v1/users/"+userID+"/keys", `{}`), 201))
+	onB.signIn(k2.Key)
+	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("second session: %d", resp.StatusCode)
+	}
+	mustStatus(t, a.do("PATCH", "/v1/users/"+userID, `{"disabled":true}`), 200)
+	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("session after disabling the user: %d", resp.StatusCode)
+	}
+}
