@@ -91,4 +91,5 @@ func (c *Console) raw(ctx context.Context, r *http.Request, p sesame.Principal, 
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
 var jsonUnmarshal = json.Unmarshal
