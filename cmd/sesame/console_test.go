@@ -161,6 +161,39 @@ func TestConsoleSessionCookieHeadersAndSignOut(t *testing.T) {
 	}
 }
 
+// TestConsoleSignInLimitsAndRedirects: failed sign-ins count against the API's failure
+// limiter, and the page a sign-in returns to is never another site.
+func TestConsoleSignInLimitsAndRedirects(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--auth-failures-per-minute", "3")
+	b := &browser{t: t, s: s}
+	for _, next := range []string{"//evil.example/x", "https://evil.example/", "/\\evil.example", "/v1/workspaces", "javascript:alert(1)"} {
+		resp, _ := b.send("POST", "/console/signin", url.Values{"api_key": {s.AdminKey}, "next": {next}}, nil)
+		if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || loc != "/console/" {
+			t.Fatalf("next=%q: %d %q", next, resp.StatusCode, loc)
+		}
+	}
+	resp, _ := b.send("POST", "/console/signin", url.Values{"api_key": {s.AdminKey}, "next": {"/console/audit?x=1"}}, nil)
+	if loc := resp.Header.Get("Location"); loc != "/console/audit?x=1" {
+		t.Fatalf("console next: %q", loc)
+	}
+	for i := 0; i < 3; i++ {
+		if resp, _ := b.send("POST", "/console/signin", url.Values{"api_key": {"sesame_wrong"}}, nil); resp.StatusCode != 401 {
+			t.Fatalf("failure %d: %d", i, resp.StatusCode)
+		}
+	}
+	resp, _ = b.send("POST", "/console/signin", url.Values{"api_key": {"sesame_wrong"}}, nil)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the limit: %d", resp.StatusCode)
+	}
+	// The same limiter as the API's: a bad key there is refused with 429 too.
+	r := s.doWith("GET", "/v1/me", "", withKey("sesame_wrong"))
+	if r.Status != 429 {
+		t.Fatalf("API after console failures: %d", r.Status)
+	}
+	// As for the API, a valid key is never refused by the limiter.
+	b.signIn(s.AdminKey)
+}
+
 func TestConsoleSecureCookieBehindHTTPS(t *testing.T) {
 	s := startServer(t, nil, "--data", t.TempDir(), "--console-secure-cookie")
 	b := &browser{t: t, s: s}

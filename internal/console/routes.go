@@ -73,7 +73,19 @@ func (c *Console) routes() http.Handler {
 		c.log.Warn("console: cross-origin request refused", "method", r.Method, "path", r.URL.Path, "remote", sourceOf(r))
 		c.render(w, r, http.StatusForbidden, "error", &page{Title: "Refused", Error: "Cross-origin request refused."})
 	}))
-	return securityHeaders(csrf.Handler(mux))
+	return securityHeaders(csrf.Handler(limitBody(mux)))
+}
+
+// maxForm bounds a console request body (a PKCS#12 upload is the largest thing a form sends).
+const maxForm = 2 << 20
+
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // authed runs h for a signed-in principal. Without a session, a page view is sent to the

@@ -102,21 +102,13 @@ type signInData struct {
 
 // signIn checks the API key, then starts a new session (a new ID every time, whatever
 // cookie came with the request). Failures count against the source address in the same
-// limiter as the API's failed authentications.
+// limiter as the API's failed authentications, with the same rule.
 func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	source := sourceOf(r)
 	next := safeNext(r.PostFormValue("next"))
 	fail := func(status int, msg string) {
 		c.render(w, r, status, "signin", &page{Title: "Sign in", Data: signInData{Error: msg, Next: next}})
-	}
-	if c.cfg.Failures != nil {
-		if wait, blocked := c.cfg.Failures.Blocked(source); blocked {
-			w.Header().Set("Retry-After", retryAfter(wait))
-			c.authEvent(r, "blocked", source, "")
-			fail(http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again later.")
-			return
-		}
 	}
 	key := strings.TrimSpace(r.PostFormValue("api_key"))
 	p, err := c.cfg.Auth.Authenticate(ctx, key)
@@ -132,7 +124,15 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			c.renderError(w, r, err)
 			return
 		}
+		// As the API does: once an address failed too often its failures get 429 until
+		// its window ends; a valid key is never refused (many people share an address).
 		if c.cfg.Failures != nil {
+			if wait, blocked := c.cfg.Failures.Blocked(source); blocked {
+				w.Header().Set("Retry-After", retryAfter(wait))
+				c.authEvent(r, "blocked", source, "")
+				fail(http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again later.")
+				return
+			}
 			c.cfg.Failures.Fail(source)
 		}
 		c.authEvent(r, "failed", source, p.KeyID)
