@@ -262,6 +262,40 @@ func TestBrowserConsoleAdmin(t *testing.T) {
 		t.Fatalf("failed test shows %q", got)
 	}
 
+	// A function in the YAML editor: an error is shown at its line; then "Try it" with a
+	// form generated from the parameters.
+	bad := "connection: up\nmethod: FETCH\npath: /items/{id}\nparameters:\n  id: {location: path, required: true, type: string}\n"
+	do(t, ctx,
+		chromedp.Navigate(s.URL+"/console/w/default/functions/new"),
+		chromedp.WaitVisible(`#function-form`, chromedp.ByQuery),
+		chromedp.SendKeys(`#fn-name`, "item", chromedp.ByQuery),
+		chromedp.SetValue(`#fn-source`, bad, chromedp.ByQuery),
+		chromedp.Click(`#save-function`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#fn-error-line`, chromedp.ByQuery),
+	)
+	if got := text(t, ctx, `#fn-error-line`); got != "2" {
+		t.Fatalf("error line %q", got)
+	}
+	if got := text(t, ctx, `li.bad`); !strings.Contains(got, "FETCH") {
+		t.Fatalf("marked line %q", got)
+	}
+	do(t, ctx,
+		chromedp.SetValue(`#fn-source`, strings.Replace(bad, "FETCH", "GET", 1), chromedp.ByQuery),
+		chromedp.Click(`#save-function`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#try-item`, chromedp.ByQuery),
+		chromedp.Click(`#try-item`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#p-id`, chromedp.ByQuery),
+		chromedp.SendKeys(`#p-id`, "42", chromedp.ByQuery),
+		chromedp.Click(`#call-function`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#call-result`, chromedp.ByQuery),
+	)
+	if got := text(t, ctx, `#call-status`); got != "200" {
+		t.Fatalf("call status %q", got)
+	}
+	if got := text(t, ctx, `#call-body`); !strings.Contains(got, `"ok"`) {
+		t.Fatalf("call body %q", got)
+	}
+
 	// A user and a key: shown once, as text only.
 	do(t, ctx,
 		chromedp.Navigate(s.URL+"/console/access"),

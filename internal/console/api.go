@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/sesamehq/sesame"
 )
@@ -66,7 +67,10 @@ func (c *Console) call(r *http.Request, p sesame.Principal, method, path string,
 
 func (c *Console) raw(ctx context.Context, r *http.Request, p sesame.Principal, method, path string, body any) (*recorder, error) {
 	var rd io.Reader
-	if body != nil {
+	contentType := "application/json"
+	if y, ok := body.(yamlBody); ok {
+		rd, contentType = strings.NewReader(string(y)), "application/yaml"
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
@@ -78,7 +82,7 @@ func (c *Console) raw(ctx context.Context, r *http.Request, p sesame.Principal, 
 		return nil, err
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.RemoteAddr = r.RemoteAddr
 	req.Host = r.Host
@@ -89,6 +93,9 @@ func (c *Console) raw(ctx context.Context, r *http.Request, p sesame.Principal, 
 	c.cfg.API.ServeAs(rec, req, p)
 	return rec, nil
 }
+
+// yamlBody is a request body sent as application/yaml, as it is (a function's source).
+type yamlBody string
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -20,6 +20,7 @@ type workspaceRow struct {
 	Name        string
 	Credentials bool
 	Connections bool
+	Functions   bool
 }
 
 type workspacesData struct {
@@ -44,6 +45,7 @@ func (c *Console) renderWorkspaces(w http.ResponseWriter, r *http.Request, p ses
 			Name:        ws.Name,
 			Credentials: c.can(r, p, sesame.PrivManageCredentials, ws.Name),
 			Connections: c.can(r, p, sesame.PrivManageConnections, ws.Name),
+			Functions:   c.can(r, p, sesame.PrivManageConnections, ws.Name) || c.can(r, p, sesame.PrivRunFunctions, ws.Name),
 		})
 	}
 	base.Title, base.Data = "Workspaces", d

@@ -29,6 +29,10 @@ type nav struct {
 	Access bool // manage_users
 	Audit  bool // read_audit
 	Admin  bool
+	// In the page's workspace:
+	Credentials bool // manage_credentials
+	Connections bool // manage_connections
+	Functions   bool // run_functions or manage_connections
 }
 
 var funcs = template.FuncMap{

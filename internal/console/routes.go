@@ -50,6 +50,14 @@ func (c *Console) routes() http.Handler {
 		{"POST /console/w/{ws}/connections/{name}/edit", c.saveConnection},
 		{"POST /console/w/{ws}/connections/{name}/test", c.testConnection},
 
+		{"GET /console/w/{ws}/functions", c.functions},
+		{"GET /console/w/{ws}/functions/new", c.functionForm},
+		{"POST /console/w/{ws}/functions/new", c.saveFunction},
+		{"GET /console/w/{ws}/functions/{name}/edit", c.functionForm},
+		{"POST /console/w/{ws}/functions/{name}/edit", c.saveFunction},
+		{"GET /console/w/{ws}/functions/{name}/try", c.tryFunction},
+		{"POST /console/w/{ws}/functions/{name}/try", c.tryFunction},
+
 		{"GET /console/access", c.access},
 		{"POST /console/access/users", c.createUser},
 		{"POST /console/access/grants", c.createGrant},
@@ -112,6 +120,11 @@ func (c *Console) authed(h handlerFunc) http.Handler {
 			return err == nil && ok
 		}
 		base.Nav = nav{Access: has(sesame.PrivManageUsers), Audit: has(sesame.PrivReadAudit), Admin: has(sesame.PrivAdmin)}
+		if base.WS != "" {
+			base.Nav.Credentials = c.can(r, p, sesame.PrivManageCredentials, base.WS)
+			base.Nav.Connections = c.can(r, p, sesame.PrivManageConnections, base.WS)
+			base.Nav.Functions = base.Nav.Connections || c.can(r, p, sesame.PrivRunFunctions, base.WS)
+		}
 		h(w, r, p, base)
 	})
 }
