@@ -39,13 +39,18 @@ func (f *consoleFlags) check() error {
 
 // withConsole puts the console in front of the API: / and /console/… are the console's,
 // every other path the API's.
-func withConsole(c serveConfig, api *httpapi.Server, st *store.Store, hasher *auth.Hasher, authn *auth.Authenticator,
+func withConsole(c serveConfig, addr string, api *httpapi.Server, st *store.Store, hasher *auth.Hasher, authn *auth.Authenticator,
 	acc *access.Service, failures *auth.FailureLimiter, log *slog.Logger) (http.Handler, error) {
 	if !c.console.enabled {
 		return api, nil
 	}
+	public := strings.TrimRight(c.oauth.publicURL, "/")
+	if public == "" {
+		public = "http://" + addr
+	}
 	con, err := console.New(console.Config{
-		API: api, Sessions: st, Hasher: hasher, Auth: authn, Access: acc, Failures: failures,
+		PublicURL: public,
+		API:       api, Sessions: st, Hasher: hasher, Auth: authn, Access: acc, Failures: failures,
 		Logger: log.With("component", "console"), Lifetime: c.console.lifetime,
 		Secure: c.console.secure || strings.HasPrefix(c.oauth.publicURL, "https://"),
 	})

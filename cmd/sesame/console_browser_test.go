@@ -15,6 +15,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/sesamehq/sesame/internal/oauthtest"
 )
 
 // The console's browser tests drive a real Chromium (Debian's chromium package) with
@@ -86,7 +88,9 @@ func newTab(t *testing.T) context.Context {
 		if t.Failed() {
 			var png []byte
 			sctx, scancel := context.WithTimeout(tab, 5*time.Second)
-			if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 90)); err == nil {
+			if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+				t.Logf("no screenshot of the failing page: %v", err)
+			} else {
 				dir, _ := os.MkdirTemp("", "sesame-console-failure-")
 				file := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".png")
 				if os.WriteFile(file, png, 0o644) == nil {
@@ -357,5 +361,68 @@ func TestBrowserConsoleWithoutPrivileges(t *testing.T) {
 	}
 	if strings.Contains(pageHTML(t, ctx), `id="users"`) {
 		t.Fatal("a caller sees the users table")
+	}
+}
+
+// TestBrowserConsoleOAuthConnect: "Connect" runs the authorization-code flow against a real
+// authorization server in the test, the browser lands on a human page, the grant shows as
+// valid, and "Revoke" removes it. No token or client secret reaches any page.
+func TestBrowserConsoleOAuthConnect(t *testing.T) {
+	ctx := newTab(t)
+	p := oauthtest.New(t, oauthtest.Options{})
+	s := startServer(t, map[string]string{"SESAME_ALLOW_PRIVATE_TOKEN_URLS": "true"}, "--data", t.TempDir())
+	p.AddClient("sesame-app", oauthClientSecret, s.URL+"/")
+	browserSignIn(t, ctx, s, s.AdminKey)
+	var pages []string
+	do(t, ctx,
+		chromedp.Navigate(s.URL+"/console/w/default/credentials/new?type=oauth2"),
+		chromedp.WaitVisible(`#credential-form`, chromedp.ByQuery),
+		chromedp.SendKeys(`#f-key`, "gh", chromedp.ByQuery),
+		chromedp.SetValue(`#f-grant`, "authorization_code", chromedp.ByQuery),
+		chromedp.SetValue(`#f-client_id`, "sesame-app", chromedp.ByQuery),
+		chromedp.SendKeys(`#f-client_secret`, oauthClientSecret, chromedp.ByQuery),
+		chromedp.SetValue(`#f-auth_url`, p.AuthURL(), chromedp.ByQuery),
+		chromedp.SetValue(`#f-token_url`, p.TokenURL(), chromedp.ByQuery),
+		chromedp.SetValue(`#f-revocation_url`, p.RevocationURL(), chromedp.ByQuery),
+		chromedp.SetValue(`#f-scopes`, "read", chromedp.ByQuery),
+		chromedp.Click(`#save-credential`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#connect-gh`, chromedp.ByQuery),
+	)
+	pages = append(pages, pageHTML(t, ctx))
+	do(t, ctx,
+		chromedp.Click(`#connect-gh`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#oauth-result`, chromedp.ByQuery),
+	)
+	var landed string
+	do(t, ctx, chromedp.Location(&landed))
+	if !strings.HasPrefix(landed, s.URL+"/console/oauth/done?") {
+		t.Fatalf("landed on %q", landed)
+	}
+	if got := text(t, ctx, `#oauth-result`); !strings.Contains(got, "holds a grant for gh") {
+		t.Fatalf("landing page: %q", got)
+	}
+	pages = append(pages, pageHTML(t, ctx))
+	do(t, ctx, chromedp.Click(`#oauth-back`, chromedp.ByQuery), chromedp.WaitVisible(`#grants`, chromedp.ByQuery))
+	if got := text(t, ctx, `.grant-status`); !strings.Contains(got, "valid") {
+		t.Fatalf("grant status %q", got)
+	}
+	pages = append(pages, pageHTML(t, ctx))
+	do(t, ctx,
+		chromedp.Click(`#revoke-grant-`, chromedp.ByQuery),
+		chromedp.WaitVisible(`.flash`, chromedp.ByQuery),
+	)
+	if html := pageHTML(t, ctx); !strings.Contains(html, "No grant yet") {
+		t.Fatal("the grant is still listed after Revoke")
+	}
+	if p.Revocations() == 0 {
+		t.Fatal("Revoke did not reach the provider")
+	}
+	issued := append(p.Issued(), "client_secret:"+oauthClientSecret)
+	for _, html := range pages {
+		for _, item := range issued {
+			if _, v, _ := strings.Cut(item, ":"); v != "" && strings.Contains(html, v) {
+				t.Fatalf("%s is on a page", strings.SplitN(item, ":", 2)[0])
+			}
+		}
 	}
 }

@@ -228,6 +228,12 @@ func TestConsoleCrossSitePostRefused(t *testing.T) {
 	if resp.StatusCode != 403 || len(resp.Cookies()) != 0 {
 		t.Fatalf("cross-site sign-in: %d", resp.StatusCode)
 	}
+	// OAuth "Connect" is a GET (a form could not be redirected to the provider under the
+	// CSP); started from another site it is refused before any state is made.
+	resp, _ = b.send("GET", "/console/w/default/credentials/gh/connect", nil, http.Header{"Sec-Fetch-Site": {"cross-site"}})
+	if resp.StatusCode != 403 {
+		t.Fatalf("cross-site connect: %d", resp.StatusCode)
+	}
 	mustStatus(t, s.do("GET", "/v1/workspaces/csrf", ""), 404)
 	// The same post from the console's own page works.
 	resp, body := b.send("POST", "/console/workspaces", url.Values{"name": {"csrf"}}, nil)

@@ -70,6 +70,9 @@ type Config struct {
 	// reached over https, for example behind a TLS-terminating proxy). A request that
 	// arrived over TLS is always treated as secure.
 	Secure bool
+	// PublicURL is where browsers reach this server (--public-url, else http://<listen
+	// address>): the OAuth2 callback returns the browser to PublicURL/console/oauth/done.
+	PublicURL string
 }
 
 // Console serves the web console.

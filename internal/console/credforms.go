@@ -48,7 +48,7 @@ type credentialForm struct {
 func credentialTypes() []string { return credential.Types() }
 
 func credentialRowOf(v vault.CredentialView) credentialRow {
-	row := credentialRow{Key: v.Key, Type: v.Type}
+	row := credentialRow{Key: v.Key, Type: v.Type, OAuth: v.Type == "oauth2" && v.Fields["grant"] == "authorization_code"}
 	kind, _ := credential.Lookup(v.Type)
 	names := make([]string, 0, len(v.Fields))
 	for n := range v.Fields {

@@ -115,6 +115,7 @@ func (c *Console) formError(w http.ResponseWriter, r *http.Request, p sesame.Pri
 type credentialRow struct {
 	Key     string
 	Type    string
+	OAuth   bool // an authorization-code oauth2 credential: Connect and grants
 	Public  []kv
 	Secrets []secretState
 	Hosts   string

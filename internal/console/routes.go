@@ -23,6 +23,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET /console/signin", c.signInPage)
 	mux.HandleFunc("POST /console/signin", c.signIn)
 	mux.HandleFunc("POST /console/signout", c.signOut)
+	mux.HandleFunc("GET /console/oauth/done", c.oauthDone)
 
 	pages := []struct {
 		pattern string
@@ -42,6 +43,10 @@ func (c *Console) routes() http.Handler {
 		{"POST /console/w/{ws}/credentials/{key}/edit", c.saveCredential},
 		{"GET /console/w/{ws}/credentials/{key}/delete", c.confirmDeleteCredential},
 		{"POST /console/w/{ws}/credentials/{key}/delete", c.deleteCredential},
+
+		{"GET /console/w/{ws}/credentials/{key}/connect", c.connectOAuth},
+		{"GET /console/w/{ws}/credentials/{key}/grants", c.grants},
+		{"POST /console/w/{ws}/credentials/{key}/grants/revoke", c.revokeGrant},
 
 		{"GET /console/w/{ws}/connections", c.connections},
 		{"GET /console/w/{ws}/connections/new", c.connectionForm},
