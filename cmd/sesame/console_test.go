@@ -380,3 +380,67 @@ func TestConsoleSessionEndsOnRevocationOnEveryReplica(t *testing.T) {
 		t.Fatalf("session after disabling the user: %d", resp.StatusCode)
 	}
 }
+
+// TestConsoleAccessAppsAndCopy: the access and apps screens change what the API changes:
+// a grant removed, a user disabled (its console session ends), an app token revoked, a
+// workspace copied with its credentials marked as needing their secrets.
+func TestConsoleAccessAppsAndCopy(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	admin := &browser{t: t, s: s}
+	admin.signIn(s.AdminKey)
+	userID, key := newCaller(t, s, "dana", "default")
+	dana := &browser{t: t, s: s}
+	dana.signIn(key)
+
+	grants := decode[struct {
+		Items []struct{ ID, Subject string }
+	}](t, s.do("GET", "/v1/grants", ""))
+	var grantID string
+	for _, g := range grants.Items {
+		if g.Subject == userID {
+			grantID = g.ID
+		}
+	}
+	if resp, body := admin.send("POST", "/console/access/grants/"+grantID+"/delete", url.Values{}, nil); resp.StatusCode != 303 {
+		t.Fatalf("remove grant: %d %s", resp.StatusCode, body)
+	}
+	mustStatus(t, s.do("DELETE", "/v1/grants/"+grantID, ""), 404)
+	if resp, _ := admin.send("POST", "/console/access/users/"+userID+"/disabled", url.Values{"disabled": {"true"}}, nil); resp.StatusCode != 303 {
+		t.Fatalf("disable: %d", resp.StatusCode)
+	}
+	if resp, _ := dana.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("a disabled user's session: %d", resp.StatusCode)
+	}
+
+	tok := decode[struct{ Token string }](t, mustStatus(t, s.appAuth(manifestJSON("com.example.app", "x", "1")), 200))
+	resp, body := admin.send("GET", "/console/apps", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Revoke every token of app") || strings.Contains(body, tok.Token) {
+		t.Fatalf("apps page: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.doWith("GET", "/v1/me", "", http.Header{"Authorization": {"Bearer " + tok.Token}}), 200)
+	if resp, _ := admin.send("POST", "/console/apps/tokens/revoke", url.Values{"app": {"com.example.app"}}, nil); resp.StatusCode != 303 {
+		t.Fatalf("revoke tokens: %d", resp.StatusCode)
+	}
+	r := s.doWith("GET", "/v1/me", "", http.Header{"Authorization": {"Bearer " + tok.Token}})
+	if r.Status != 401 {
+		t.Fatalf("revoked app token still works: %d", r.Status)
+	}
+
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/w.key", `{"type":"api_key","fields":{"value":"copy-me-not"}}`), 201)
+	if resp, _ := admin.send("POST", "/console/workspaces/default/copy", url.Values{"name": {"staging"}}, nil); resp.StatusCode != 303 {
+		t.Fatalf("copy: %d", resp.StatusCode)
+	}
+	_, body = admin.send("GET", "/console/w/staging/credentials", nil, nil)
+	if !strings.Contains(body, "w.key") || !strings.Contains(body, "needs secret") || strings.Contains(body, "copy-me-not") {
+		t.Fatalf("copied credentials: %s", body)
+	}
+	// Delete with confirmation: the GET only asks.
+	if resp, body := admin.send("GET", "/console/workspaces/staging/delete", nil, nil); resp.StatusCode != 200 || !strings.Contains(body, "cannot be undone") {
+		t.Fatalf("confirm page: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/staging", ""), 200)
+	if resp, _ := admin.send("POST", "/console/workspaces/staging/delete", url.Values{}, nil); resp.StatusCode != 303 {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/workspaces/staging", ""), 404)
+}

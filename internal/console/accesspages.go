@@ -10,6 +10,7 @@ import (
 )
 
 type accessData struct {
+	Groups []sesame.Group
 	Users  []sesame.User
 	Roles  []sesame.Role
 	Grants []sesame.Grant
@@ -30,18 +31,24 @@ func (c *Console) renderAccess(w http.ResponseWriter, r *http.Request, p sesame.
 	var grants struct {
 		Items []sesame.Grant `json:"items"`
 	}
+	var groups struct {
+		Items []sesame.Group `json:"items"`
+	}
 	for _, call := range []struct {
 		path string
 		out  any
-	}{{"/v1/users?limit=500", &users}, {"/v1/roles?limit=500", &roles}, {"/v1/grants?limit=500", &grants}} {
+	}{{"/v1/users?limit=500", &users}, {"/v1/roles?limit=500", &roles}, {"/v1/grants?limit=500", &grants}, {"/v1/groups?limit=500", &groups}} {
 		if err := c.call(r, p, http.MethodGet, call.path, nil, call.out); err != nil {
 			c.renderError(w, r, err)
 			return
 		}
 	}
-	d := accessData{Users: users.Items, Roles: roles.Items, Grants: grants.Items, Names: map[string]string{}}
+	d := accessData{Groups: groups.Items, Users: users.Items, Roles: roles.Items, Grants: grants.Items, Names: map[string]string{}}
 	for _, u := range users.Items {
 		d.Names[u.ID] = u.Name
+	}
+	for _, g := range groups.Items {
+		d.Names[g.ID] = g.Name
 	}
 	base.Title, base.Data = "Access", d
 	if base.Flash == "" {
@@ -61,7 +68,12 @@ func (c *Console) createUser(w http.ResponseWriter, r *http.Request, p sesame.Pr
 }
 
 func (c *Console) createGrant(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
-	body := map[string]string{"role": r.PostFormValue("role"), "user": r.PostFormValue("user"), "workspace": strings.TrimSpace(r.PostFormValue("workspace"))}
+	body := map[string]string{"role": r.PostFormValue("role"), "workspace": strings.TrimSpace(r.PostFormValue("workspace"))}
+	if g := r.PostFormValue("group"); g != "" {
+		body["group"] = g
+	} else {
+		body["user"] = r.PostFormValue("user")
+	}
 	if err := c.call(r, p, http.MethodPost, "/v1/grants", body, nil); err != nil {
 		c.formError(w, r, p, base, err, c.renderAccess)
 		return

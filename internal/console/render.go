@@ -29,6 +29,7 @@ type nav struct {
 	Access bool // manage_users
 	Audit  bool // read_audit
 	Admin  bool
+	Apps   bool // manage_apps
 	// In the page's workspace:
 	Credentials bool // manage_credentials
 	Connections bool // manage_connections

@@ -70,6 +70,16 @@ func (c *Console) routes() http.Handler {
 		{"POST /console/access/users/{id}/keys", c.createKey},
 		{"POST /console/access/users/{id}/keys/{key}/revoke", c.revokeKey},
 
+		{"POST /console/access/grants/{id}/delete", c.deleteGrant},
+		{"POST /console/access/users/{id}/disabled", c.setUserDisabled},
+		{"POST /console/access/groups", c.createGroup},
+
+		{"GET /console/apps", c.apps},
+		{"POST /console/apps/certs", c.issueCert},
+		{"POST /console/apps/certs/{id}/revoke", c.revokeCert},
+		{"POST /console/apps/tokens/{id}/revoke", c.revokeAppToken},
+		{"POST /console/apps/tokens/revoke", c.revokeAppTokens},
+
 		{"GET /console/audit", c.audit},
 		{"POST /console/audit/verify", c.verifyAudit},
 		{"GET /console/audit/export", c.exportAudit},
@@ -124,7 +134,7 @@ func (c *Console) authed(h handlerFunc) http.Handler {
 			ok, err := c.cfg.Access.Has(ctx, p, priv, "")
 			return err == nil && ok
 		}
-		base.Nav = nav{Access: has(sesame.PrivManageUsers), Audit: has(sesame.PrivReadAudit), Admin: has(sesame.PrivAdmin)}
+		base.Nav = nav{Access: has(sesame.PrivManageUsers), Audit: has(sesame.PrivReadAudit), Admin: has(sesame.PrivAdmin), Apps: has(sesame.PrivManageApps)}
 		if base.WS != "" {
 			base.Nav.Credentials = c.can(r, p, sesame.PrivManageCredentials, base.WS)
 			base.Nav.Connections = c.can(r, p, sesame.PrivManageConnections, base.WS)
