@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sesamehq/sesame/internal/access"
+	"github.com/sesamehq/sesame/internal/audit"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/console"
 	"github.com/sesamehq/sesame/internal/httpapi"
@@ -40,7 +41,7 @@ func (f *consoleFlags) check() error {
 // withConsole puts the console in front of the API: / and /console/… are the console's,
 // every other path the API's.
 func withConsole(c serveConfig, addr string, api *httpapi.Server, st *store.Store, hasher *auth.Hasher, authn *auth.Authenticator,
-	acc *access.Service, failures *auth.FailureLimiter, log *slog.Logger) (http.Handler, error) {
+	acc *access.Service, failures *auth.FailureLimiter, trail *audit.Log, log *slog.Logger) (http.Handler, error) {
 	if !c.console.enabled {
 		return api, nil
 	}
@@ -50,7 +51,7 @@ func withConsole(c serveConfig, addr string, api *httpapi.Server, st *store.Stor
 	}
 	con, err := console.New(console.Config{
 		PublicURL: public,
-		API:       api, Sessions: st, Hasher: hasher, Auth: authn, Access: acc, Failures: failures,
+		API:       api, Sessions: st, Audit: trail, Hasher: hasher, Auth: authn, Access: acc, Failures: failures,
 		Logger: log.With("component", "console"), Lifetime: c.console.lifetime,
 		Secure: c.console.secure || strings.HasPrefix(c.oauth.publicURL, "https://"),
 	})

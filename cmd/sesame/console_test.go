@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/testpg"
@@ -152,6 +153,30 @@ func TestConsoleSessionCookieHeadersAndSignOut(t *testing.T) {
 	}
 	if resp, _ := b.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
 		t.Fatalf("session still works after sign-out: %d", resp.StatusCode)
+	}
+
+	// Sign-ins and sign-outs are in the audit trail; a refused key only as an HMAC.
+	want := map[string]bool{"console.signin ok": false, "console.signin denied": false, "console.signout ok": false}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := s.do("GET", "/v1/audit?action=console.signin&limit=100", "")
+		r2 := s.do("GET", "/v1/audit?action=console.signout&limit=100", "")
+		if strings.Contains(string(r.Body)+string(r2.Body), "sesame_wrong") {
+			t.Fatal("a presented key is in the audit trail")
+		}
+		for _, body := range [][]byte{r.Body, r2.Body} {
+			ev := decode[struct{ Items []struct{ Action, Result, Detail string } }](t, response{Body: body})
+			for _, e := range ev.Items {
+				want[e.Action+" "+e.Result] = true
+			}
+		}
+		if want["console.signin ok"] && want["console.signin denied"] && want["console.signout ok"] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("console events in the trail: %v", want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// The API is unchanged next to the console: unknown paths are its JSON 404.

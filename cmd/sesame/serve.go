@@ -267,7 +267,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MetricsAnonymous: c.metricsAnon,
 	})
 
-	handler, err := withConsole(c, ln.Addr().String(), api, st, hasher, authn, acc, failures, log)
+	handler, err := withConsole(c, ln.Addr().String(), api, st, hasher, authn, acc, failures, trail, log)
 	if err != nil {
 		return err
 	}

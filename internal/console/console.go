@@ -53,6 +53,13 @@ type Access interface {
 	HasAnywhere(ctx context.Context, p sesame.Principal, priv sesame.Privilege) (bool, error)
 }
 
+// Audit records the console's own events (sign-in, sign-out) in the audit trail; every
+// other action is an API request and is recorded by the API.
+type Audit interface {
+	Record(ctx context.Context, e sesame.AuditEvent)
+	HMAC(value string) string
+}
+
 // Config holds the console's dependencies.
 type Config struct {
 	API      API
@@ -60,6 +67,7 @@ type Config struct {
 	Hasher   *auth.Hasher
 	Auth     Authenticator
 	Access   Access
+	Audit    Audit // nil: sign-ins are only logged
 	// Failures limits failed sign-ins per source address (shared with the API); nil: no limit.
 	Failures *auth.FailureLimiter
 	Logger   *slog.Logger

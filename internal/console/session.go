@@ -130,12 +130,14 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			if wait, blocked := c.cfg.Failures.Blocked(source); blocked {
 				w.Header().Set("Retry-After", retryAfter(wait))
 				c.authEvent(r, "blocked", source, "")
+				c.record(r, sesame.Principal{}, "console.signin", sesame.AuditDenied, sesame.CodeRateLimited, c.presented(key))
 				fail(http.StatusTooManyRequests, "Too many failed sign-ins from this address; try again later.")
 				return
 			}
 			c.cfg.Failures.Fail(source)
 		}
 		c.authEvent(r, "failed", source, p.KeyID)
+		c.record(r, sesame.Principal{}, "console.signin", sesame.AuditDenied, sesame.ErrorCode(err), c.presented(key))
 		fail(http.StatusUnauthorized, "That API key is not valid.")
 		return
 	}
@@ -157,12 +159,16 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		Name: c.cookieName(r), Value: id, Path: "/", Expires: sess.ExpiresAt, MaxAge: int(c.cfg.Lifetime / time.Second),
 		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode,
 	})
+	c.record(r, p, "console.signin", sesame.AuditOK, "", "")
 	c.log.LogAttrs(ctx, slog.LevelInfo, "console sign-in", slog.String("user", p.UserName), slog.String("key_id", p.KeyID), slog.String("remote", source))
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
 // signOut ends the session in the store and clears the cookie.
 func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
+	if p, ok, _ := c.session(r); ok {
+		c.record(r, p, "console.signout", sesame.AuditOK, "", "")
+	}
 	if ck, err := r.Cookie(c.cookieName(r)); err == nil && validSessionID(ck.Value) {
 		if err := c.cfg.Sessions.DeleteSession(r.Context(), c.hashSession(ck.Value)); err != nil {
 			c.renderError(w, r, err)
@@ -171,6 +177,40 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: c.cookieName(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/console/signin", http.StatusSeeOther)
+}
+
+// record adds a console event to the audit trail. A presented key appears only as an
+// HMAC, as in the API's auth.failed events.
+func (c *Console) record(r *http.Request, p sesame.Principal, action, result string, code sesame.Code, detail string) {
+	if c.cfg.Audit == nil {
+		return
+	}
+	e := sesame.AuditEvent{Action: action, Result: result, Code: string(code), Source: sourceOf(r), Detail: detail,
+		Principal: p.Kind, UserID: p.UserID, KeyID: p.KeyID, RequestID: r.Header.Get("X-Request-Id")}
+	if !validRequestIDText(e.RequestID) {
+		e.RequestID = ""
+	}
+	c.cfg.Audit.Record(r.Context(), e)
+}
+
+// presented names a presented key in an event by its HMAC only.
+func (c *Console) presented(key string) string {
+	if c.cfg.Audit == nil || key == "" {
+		return ""
+	}
+	return "credential " + c.cfg.Audit.HMAC(key)
+}
+
+func validRequestIDText(id string) bool {
+	if len(id) > 64 {
+		return false
+	}
+	for _, ch := range id {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Console) authEvent(r *http.Request, outcome, source, keyID string) {
