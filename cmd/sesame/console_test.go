@@ -165,7 +165,9 @@ func TestConsoleSessionCookieHeadersAndSignOut(t *testing.T) {
 			t.Fatal("a presented key is in the audit trail")
 		}
 		for _, body := range [][]byte{r.Body, r2.Body} {
-			ev := decode[struct{ Items []struct{ Action, Result, Detail string } }](t, response{Body: body})
+			ev := decode[struct {
+				Items []struct{ Action, Result, Detail string }
+			}](t, response{Body: body})
 			for _, e := range ev.Items {
 				want[e.Action+" "+e.Result] = true
 			}
