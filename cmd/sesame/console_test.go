@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -470,4 +474,77 @@ func TestConsoleAccessAppsAndCopy(t *testing.T) {
 		t.Fatalf("delete: %d", resp.StatusCode)
 	}
 	mustStatus(t, s.do("GET", "/v1/workspaces/staging", ""), 404)
+}
+
+// TestConsoleSignedJWTKeyImport: a PEM pasted with literal \n sequences (as web forms and
+// JSON escapes leave it) and a PKCS#12 file upload both import through the form; a bad key
+// is reported next to its field; no key material or password is ever on a page.
+func TestConsoleSignedJWTKeyImport(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	b := &browser{t: t, s: s}
+	b.signIn(s.AdminKey)
+	const canary = "pfx-Password-CANARY-4242"
+	var pemBody struct {
+		Fields struct {
+			PrivateKey string `json:"private_key"`
+		}
+	}
+	if err := json.Unmarshal([]byte(canaryPEMBody("bag-attr")), &pemBody); err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.ReplaceAll(pemBody.Fields.PrivateKey, "\n", `\n`)
+	resp, body := b.send("POST", "/console/w/default/credentials/new", url.Values{"type": {"jwt_bearer"}, "key": {"svc.pem"}, "alg": {"ES256"}, "private_key": {flat}}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("PEM with literal \\n: %d %s", resp.StatusCode, body)
+	}
+	resp, body = b.send("POST", "/console/w/default/credentials/new", url.Values{"type": {"jwt_bearer"}, "key": {"svc.bad"}, "alg": {"ES256"}, "private_key": {"-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----"}}, nil)
+	if resp.StatusCode != 400 || !strings.Contains(body, `id="e-private_key"`) {
+		t.Fatalf("bad PEM: %d %s", resp.StatusCode, body)
+	}
+
+	var p12Body struct {
+		Fields struct {
+			PKCS12 string `json:"pkcs12"`
+		}
+	}
+	if err := json.Unmarshal([]byte(canaryPKCS12Body(canary)), &p12Body); err != nil {
+		t.Fatal(err)
+	}
+	pfx, err := base64.StdEncoding.DecodeString(p12Body.Fields.PKCS12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	for k, v := range map[string]string{"type": "jwt_bearer", "key": "svc.p12", "alg": "ES256", "pkcs12_password": canary} {
+		_ = mw.WriteField(k, v)
+	}
+	fw, _ := mw.CreateFormFile("pkcs12", "key.p12")
+	_, _ = fw.Write(pfx)
+	_ = mw.Close()
+	req, _ := http.NewRequest("POST", s.URL+"/console/w/default/credentials/new", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.AddCookie(b.cookie)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 303 {
+		t.Fatalf("PKCS#12 upload: %d %s", res.StatusCode, out)
+	}
+	stored := decode[struct{ Fields map[string]any }](t, s.do("GET", "/v1/workspaces/default/credentials/svc.p12", ""))
+	if st, _ := stored.Fields["pkcs12"].(map[string]any); st["set"] != true {
+		t.Fatalf("pkcs12 not stored: %v", stored.Fields)
+	}
+	keyLine := strings.Split(strings.TrimSpace(pemBody.Fields.PrivateKey), "\n")[2]
+	for _, path := range []string{"/console/w/default/credentials", "/console/w/default/credentials/svc.p12/edit", "/console/w/default/credentials/svc.pem/edit"} {
+		_, html := b.send("GET", path, nil, nil)
+		if strings.Contains(html, canary) || strings.Contains(html, keyLine) || strings.Contains(html, p12Body.Fields.PKCS12[:40]) {
+			t.Fatalf("%s shows key material", path)
+		}
+	}
 }
