@@ -548,3 +548,42 @@ func TestConsoleSignedJWTKeyImport(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleAuditPage: filter, live tail, export as JSON lines, verify; a person without
+// read_audit gets none of it.
+func TestConsoleAuditPage(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	admin := &browser{t: t, s: s}
+	admin.signIn(s.AdminKey)
+	mustStatus(t, s.do("POST", "/v1/workspaces", `{"name":"trail"}`), 201)
+	resp, body := admin.send("GET", "/console/audit?workspace=trail&tail=1", nil, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, `<meta http-equiv="refresh" content="5">`) || !strings.Contains(body, "Stop live tail") {
+		t.Fatalf("live tail: %d %s", resp.StatusCode, body)
+	}
+	resp, body = admin.send("GET", "/console/audit/export?action=workspace.create", nil, nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
+		t.Fatalf("export: %d %v", resp.StatusCode, resp.Header)
+	}
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	for _, line := range lines {
+		var e struct{ Action string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil || e.Action != "workspace.create" {
+			t.Fatalf("export line %q", line)
+		}
+	}
+	resp, body = admin.send("POST", "/console/audit/verify", url.Values{}, nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "Chain verified") {
+		t.Fatalf("verify: %d", resp.StatusCode)
+	}
+	_, key := newCaller(t, s, "eve", "default")
+	eve := &browser{t: t, s: s}
+	eve.signIn(key)
+	for _, path := range []string{"/console/audit", "/console/audit/export"} {
+		if resp, body := eve.send("GET", path, nil, nil); resp.StatusCode != 403 || resp.Header.Get("Content-Disposition") != "" || !strings.Contains(body, "read_audit") {
+			t.Fatalf("caller %s: %d %v", path, resp.StatusCode, resp.Header)
+		}
+	}
+	if resp, _ := eve.send("POST", "/console/audit/verify", url.Values{}, nil); resp.StatusCode != 403 {
+		t.Fatalf("caller verify: %d", resp.StatusCode)
+	}
+}

@@ -161,6 +161,7 @@ type auditData struct {
 	Filter map[string]string
 	Query  string
 	Verify *verifyView
+	Tail   bool
 }
 
 type verifyView struct {
@@ -203,7 +204,11 @@ func (c *Console) renderAudit(w http.ResponseWriter, r *http.Request, p sesame.P
 	}
 	q.Del("order")
 	q.Del("limit")
-	base.Title, base.Data = "Audit trail", auditData{Events: events.Items, Filter: f, Query: q.Encode(), Verify: v}
+	tail := r.URL.Query().Get("tail") == "1" && v == nil
+	if tail {
+		base.Refresh = 5
+	}
+	base.Title, base.Data = "Audit trail", auditData{Events: events.Items, Filter: f, Query: q.Encode(), Verify: v, Tail: tail}
 	c.render(w, r, http.StatusOK, "audit", base)
 }
 
@@ -239,7 +244,66 @@ func (c *Console) exportAudit(w http.ResponseWriter, r *http.Request, p sesame.P
 		return
 	}
 	req.RemoteAddr, req.Host = r.RemoteAddr, r.Host
-	w.Header().Set("Content-Disposition", `attachment; filename="sesame-audit.jsonl"`)
-	w.Header().Set("Cache-Control", "no-store")
-	c.cfg.API.ServeAs(w, req, p)
+	ew := &exportWriter{w: w}
+	c.cfg.API.ServeAs(ew, req, p)
+	if ew.failed != nil {
+		e := &apiError{Status: ew.failed.status}
+		if jsonUnmarshal(ew.failed.body.Bytes(), e) != nil || e.Code == "" {
+			e.Code, e.Message = sesame.CodeInternal, "internal error"
+		}
+		c.renderError(w, r, e)
+	}
+}
+
+// exportWriter streams a successful export to the browser as a download; a refusal is
+// kept and shown as a page instead.
+type exportWriter struct {
+	w      http.ResponseWriter
+	hdr    http.Header
+	failed *recorder
+	wrote  bool
+}
+
+func (e *exportWriter) Header() http.Header {
+	if e.hdr == nil {
+		e.hdr = http.Header{}
+	}
+	return e.hdr
+}
+
+func (e *exportWriter) WriteHeader(code int) {
+	if e.wrote || e.failed != nil {
+		return
+	}
+	if code != http.StatusOK {
+		e.failed = &recorder{header: e.hdr, status: code}
+		return
+	}
+	e.wrote = true
+	h := e.w.Header()
+	for _, k := range []string{"Content-Type", "X-Request-Id"} {
+		if v := e.Header().Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	h.Set("Content-Disposition", `attachment; filename="sesame-audit.jsonl"`)
+	h.Set("Cache-Control", "no-store")
+	e.w.WriteHeader(code)
+}
+
+func (e *exportWriter) Write(b []byte) (int, error) {
+	if !e.wrote && e.failed == nil {
+		e.WriteHeader(http.StatusOK)
+	}
+	if e.failed != nil {
+		return e.failed.body.Write(b)
+	}
+	return e.w.Write(b)
+}
+
+// Flush passes the API's flushes on, so the export streams.
+func (e *exportWriter) Flush() {
+	if f, ok := e.w.(http.Flusher); ok && e.wrote {
+		f.Flush()
+	}
 }

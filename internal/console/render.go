@@ -22,6 +22,9 @@ type page struct {
 	Flash string
 	Error string
 	Data  any
+	// Refresh reloads the page every so many seconds (the audit trail's live tail): a
+	// <meta> refresh, so no script is needed.
+	Refresh int
 }
 
 // nav says which sections the signed-in principal may open; the API decides the same.
