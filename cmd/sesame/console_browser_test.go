@@ -123,10 +123,33 @@ func browserSignIn(t *testing.T, ctx context.Context, s *testServer, key string)
 	)
 }
 
+// pageCheck finds, on the page in the browser, what the console must never have: an input
+// without a <label>, a button without text, an inline script or style, or anything loaded
+// from another origin.
+const pageCheck = `(() => {
+  const p = [];
+  for (const el of document.querySelectorAll('input:not([type=hidden]), select, textarea')) {
+    if (!el.id || !document.querySelector('label[for="' + el.id + '"]')) p.push('unlabelled ' + (el.name || el.id));
+  }
+  for (const b of document.querySelectorAll('button')) if (!b.textContent.trim()) p.push('button without text');
+  for (const el of document.querySelectorAll('script[src], link[href], img[src], iframe, object, embed')) {
+    const u = new URL(el.src || el.href || el.data || '', location.href);
+    if (u.origin !== location.origin) p.push('loads from ' + u.origin);
+  }
+  if (document.querySelector('script:not([src])')) p.push('inline script');
+  if (document.querySelector('[style]')) p.push('inline style attribute');
+  return p;
+})()`
+
+// pageHTML returns the DOM of the page in the browser, after checking it with pageCheck.
 func pageHTML(t *testing.T, ctx context.Context) string {
 	t.Helper()
-	var html string
-	do(t, ctx, chromedp.OuterHTML("html", &html, chromedp.ByQuery))
+	var html, where string
+	var problems []string
+	do(t, ctx, chromedp.OuterHTML("html", &html, chromedp.ByQuery), chromedp.Evaluate(pageCheck, &problems), chromedp.Location(&where))
+	if len(problems) > 0 {
+		t.Errorf("%s: %v", where, problems)
+	}
 	return html
 }
 
