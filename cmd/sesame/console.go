@@ -38,6 +38,15 @@ func (f *consoleFlags) check() error {
 	return nil
 }
 
+// consoleLanding is where a browser lands after an OAuth2 callback: the console's page
+// when the console is served, otherwise nowhere (JSON).
+func consoleLanding(c serveConfig) string {
+	if !c.console.enabled {
+		return ""
+	}
+	return "/console/oauth/done"
+}
+
 // withConsole puts the console in front of the API: / and /console/… are the console's,
 // every other path the API's.
 func withConsole(c serveConfig, addr string, api *httpapi.Server, st *store.Store, hasher *auth.Hasher, authn *auth.Authenticator,

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/oauthtest"
 	"github.com/sesamehq/sesame/internal/testpg"
 )
 
@@ -585,5 +586,61 @@ func TestConsoleAuditPage(t *testing.T) {
 	}
 	if resp, _ := eve.send("POST", "/console/audit/verify", url.Values{}, nil); resp.StatusCode != 403 {
 		t.Fatalf("caller verify: %d", resp.StatusCode)
+	}
+}
+
+// TestOAuthCallbackLandsBrowsersOnAPage: a browser that comes back from the provider after
+// an authorization started without a return URL lands on the console's page, not on JSON;
+// so does one with a bad state. Clients that do not ask for HTML still get JSON.
+func TestOAuthCallbackLandsBrowsersOnAPage(t *testing.T) {
+	o := newOAuthSetup(t, oauthtest.Options{}, nil)
+	o.createCredentialAndConnection(t, "authorization_code", "")
+	start := decode[struct {
+		URL string `json:"authorize_url"`
+	}](t, o.do(t, "GET", "/v1/oauth/authorize?credential=gh&redirect=false", "", 200))
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(start.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cb := resp.Header.Get("Location")
+	req, _ := http.NewRequest("GET", cb, nil)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 303 || !strings.HasPrefix(loc, "/console/oauth/done?") || !strings.Contains(loc, "status=authorized") || !strings.Contains(loc, "credential=gh") {
+		t.Fatalf("callback for a browser: %d %q", resp.StatusCode, loc)
+	}
+	resp, err = client.Get(o.s.URL + loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "holds a grant for <strong>gh</strong>") {
+		t.Fatalf("landing page: %d %s", resp.StatusCode, page)
+	}
+	// A replayed (spent) state: a page that says so, for a browser; JSON otherwise.
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || !strings.Contains(loc, "status=error") {
+		t.Fatalf("replayed callback for a browser: %d %q", resp.StatusCode, loc)
+	}
+	resp, err = client.Get(cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode < 400 || !strings.Contains(string(body), `"code"`) {
+		t.Fatalf("replayed callback for a program: %d %s", resp.StatusCode, body)
 	}
 }

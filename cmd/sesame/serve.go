@@ -250,14 +250,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return v.Ready()
 		},
-		Classify:   store.Classify,
-		Rotate:     rotator(v, save),
-		KeyStatus:  v.KeyStatus,
-		OAuth:      om,
-		Apps:       appSvc, // accepts app tokens wherever API keys are
-		AppService: appSvc, // POST /api/v2/auth, /v1/apps
-		Logger:     log,
-		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+		Classify:  store.Classify,
+		Rotate:    rotator(v, save),
+		KeyStatus: v.KeyStatus,
+		OAuth:     om,
+		// A browser back from a provider lands on the console's page, not on JSON.
+		OAuthLanding: consoleLanding(c),
+		Apps:         appSvc, // accepts app tokens wherever API keys are
+		AppService:   appSvc, // POST /api/v2/auth, /v1/apps
+		Logger:       log,
+		Audit:        trail, // GET /v1/audit, POST /v1/audit/verify
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
