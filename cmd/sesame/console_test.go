@@ -444,8 +444,21 @@ func TestConsoleAccessAppsAndCopy(t *testing.T) {
 		t.Fatalf("a disabled user's session: %d", resp.StatusCode)
 	}
 
+	// A role through its form; a bad privilege is the API's error, shown on the page.
+	if resp, body := admin.send("POST", "/console/access/roles", url.Values{"name": {"reviewer"}, "privileges": {"read_audit", "use_api_key"}}, nil); resp.StatusCode != 303 {
+		t.Fatalf("create role: %d %s", resp.StatusCode, body)
+	}
+	role := decode[struct{ Privileges []string }](t, mustStatus(t, s.do("GET", "/v1/roles/reviewer", ""), 200))
+	if strings.Join(role.Privileges, ",") != "read_audit,use_api_key" && strings.Join(role.Privileges, ",") != "use_api_key,read_audit" {
+		t.Fatalf("role privileges %v", role.Privileges)
+	}
+	resp, body := admin.send("POST", "/console/access/roles", url.Values{"name": {"bad"}, "privileges": {"fly"}}, nil)
+	if resp.StatusCode != 400 || !strings.Contains(body, `id="page-error"`) {
+		t.Fatalf("bad role: %d", resp.StatusCode)
+	}
+
 	tok := decode[struct{ Token string }](t, mustStatus(t, s.appAuth(manifestJSON("com.example.app", "x", "1")), 200))
-	resp, body := admin.send("GET", "/console/apps", nil, nil)
+	resp, body = admin.send("GET", "/console/apps", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, "Revoke every token of app") || strings.Contains(body, tok.Token) {
 		t.Fatalf("apps page: %d", resp.StatusCode)
 	}

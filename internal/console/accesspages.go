@@ -10,7 +10,8 @@ import (
 )
 
 type accessData struct {
-	Groups []sesame.Group
+	Privileges []sesame.Privilege // for the new-role form
+	Groups     []sesame.Group
 	Users  []sesame.User
 	Roles  []sesame.Role
 	Grants []sesame.Grant
@@ -43,7 +44,7 @@ func (c *Console) renderAccess(w http.ResponseWriter, r *http.Request, p sesame.
 			return
 		}
 	}
-	d := accessData{Groups: groups.Items, Users: users.Items, Roles: roles.Items, Grants: grants.Items, Names: map[string]string{}}
+	d := accessData{Privileges: sesame.Privileges, Groups: groups.Items, Users: users.Items, Roles: roles.Items, Grants: grants.Items, Names: map[string]string{}}
 	for _, u := range users.Items {
 		d.Names[u.ID] = u.Name
 	}
@@ -65,6 +66,20 @@ func (c *Console) createUser(w http.ResponseWriter, r *http.Request, p sesame.Pr
 		return
 	}
 	http.Redirect(w, r, "/console/access?done="+url.QueryEscape("Created user "+name+"."), http.StatusSeeOther)
+}
+
+// createRole creates a role with the privileges ticked; the privilege ceiling is the API's.
+func (c *Console) createRole(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	privs := r.PostForm["privileges"]
+	if privs == nil {
+		privs = []string{}
+	}
+	if err := c.call(r, p, http.MethodPost, "/v1/roles", map[string]any{"name": name, "privileges": privs}, nil); err != nil {
+		c.formError(w, r, p, base, err, c.renderAccess)
+		return
+	}
+	http.Redirect(w, r, "/console/access?done="+url.QueryEscape("Created role "+name+"."), http.StatusSeeOther)
 }
 
 func (c *Console) createGrant(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {

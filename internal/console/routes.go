@@ -73,6 +73,7 @@ func (c *Console) routes() http.Handler {
 		{"POST /console/access/grants/{id}/delete", c.deleteGrant},
 		{"POST /console/access/users/{id}/disabled", c.setUserDisabled},
 		{"POST /console/access/groups", c.createGroup},
+		{"POST /console/access/roles", c.createRole},
 
 		{"GET /console/apps", c.apps},
 		{"POST /console/apps/certs", c.issueCert},
