@@ -12,10 +12,10 @@ import (
 type accessData struct {
 	Privileges []sesame.Privilege // for the new-role form
 	Groups     []sesame.Group
-	Users  []sesame.User
-	Roles  []sesame.Role
-	Grants []sesame.Grant
-	Names  map[string]string // user ID → name, for the grants table
+	Users      []sesame.User
+	Roles      []sesame.Role
+	Grants     []sesame.Grant
+	Names      map[string]string // user ID → name, for the grants table
 }
 
 func (c *Console) access(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
