@@ -657,3 +657,42 @@ func TestOAuthCallbackLandsBrowsersOnAPage(t *testing.T) {
 		t.Fatalf("replayed callback for a program: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestConsoleKeepsThePrivilegeCeiling: a user manager who is not an admin cannot, through
+// the console, make a role or grant with privileges they do not hold.
+func TestConsoleKeepsThePrivilegeCeiling(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	mustStatus(t, s.do("POST", "/v1/roles", `{"name":"usermgr","privileges":["use_api_key","manage_users"]}`), 201)
+	u := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"mallory"}`), 201))
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"usermgr","user":"`+u.ID+`","workspace":"*"}`), 201)
+	k := decode[struct{ Key string }](t, mustStatus(t, s.do("POST", "/v1/users/"+u.ID+"/keys", `{}`), 201))
+	m := &browser{t: t, s: s}
+	m.signIn(k.Key)
+	resp, body := m.send("POST", "/console/access/roles", url.Values{"name": {"root"}, "privileges": {"admin"}}, nil)
+	if resp.StatusCode != 403 || !strings.Contains(body, "page-error") {
+		t.Fatalf("role with admin: %d", resp.StatusCode)
+	}
+	mustStatus(t, s.do("GET", "/v1/roles/root", ""), 404)
+	resp, _ = m.send("POST", "/console/access/grants", url.Values{"role": {"admin"}, "user": {u.ID}, "workspace": {"*"}}, nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("grant admin to self: %d", resp.StatusCode)
+	}
+	if ok := decode[struct {
+		Privileges map[string][]string `json:"privileges"`
+	}](t, s.doWith("GET", "/v1/me", "", withKey(k.Key))); strings.Contains(fmt.Sprint(ok.Privileges), "admin") {
+		t.Fatalf("mallory got admin: %v", ok.Privileges)
+	}
+}
+
+func TestConsoleCanBeTurnedOff(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--console=false")
+	for _, path := range []string{"/", "/console/signin"} {
+		r := s.do("GET", path, "")
+		if r.Status != 404 || !strings.Contains(string(r.Body), "route_not_found") {
+			t.Fatalf("%s with the console off: %d %s", path, r.Status, r.Body)
+		}
+	}
+	if bad := startServer(t, nil, "--data", t.TempDir(), "--console-session-lifetime", "0s"); !bad.stopped {
+		t.Fatal("a zero session lifetime was accepted")
+	}
+}
