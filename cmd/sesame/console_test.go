@@ -696,3 +696,28 @@ func TestConsoleCanBeTurnedOff(t *testing.T) {
 		t.Fatal("a zero session lifetime was accepted")
 	}
 }
+
+// TestConsoleSessionLifetimeIsEnforcedByTheServer: a cookie kept past its lifetime (as a
+// stolen one would be) no longer works.
+func TestConsoleSessionLifetimeIsEnforcedByTheServer(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir(), "--console-session-lifetime", "1s")
+	b := &browser{t: t, s: s}
+	c := b.signIn(s.AdminKey)
+	if c.MaxAge != 1 {
+		t.Fatalf("Max-Age %d", c.MaxAge)
+	}
+	if resp, _ := b.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("fresh session: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, _ := b.send("GET", "/console/workspaces", nil, nil)
+		if resp.StatusCode == 303 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the session outlived its lifetime")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
