@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sesamehq/sesame"
@@ -117,7 +118,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.handler.
 
 // Owns reports whether path is the console's (/ and /console/…); everything else is the API's.
 func Owns(path string) bool {
-	return path == "/" || path == "/console" || len(path) >= 9 && path[:9] == "/console/"
+	return path == "/" || path == "/console" || strings.HasPrefix(path, "/console/")
 }
 
 // contentSecurityPolicy allows nothing but this origin's own files: no inline script or
