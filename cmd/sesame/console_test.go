@@ -721,3 +721,32 @@ func TestConsoleSessionLifetimeIsEnforcedByTheServer(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestConsoleDeletesAskFirst: connections and functions are deleted only by the POST of a
+// confirmation page; a credential in use is not deleted, and the page says by what.
+func TestConsoleDeletesAskFirst(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	b := &browser{t: t, s: s}
+	b.signIn(s.AdminKey)
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/k", `{"type":"api_key","fields":{"value":"v"}}`), 201)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/up?test=false", fmt.Sprintf(`{"base_uri":%q,"credential":"k","allow_private_networks":true}`, up.URL)), 201)
+	mustStatus(t, putYAML(s, "default", "f", "connection: up\nmethod: GET\npath: /x\n"), 201)
+	resp, body := b.send("POST", "/console/w/default/credentials/k/delete", url.Values{}, nil)
+	if resp.StatusCode != 409 || !strings.Contains(body, "up") {
+		t.Fatalf("deleting a credential in use: %d %s", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ page, api string }{
+		{"/console/w/default/functions/f/delete", "/v1/workspaces/default/functions/f"},
+		{"/console/w/default/connections/up/delete", "/v1/workspaces/default/connections/up"},
+	} {
+		if resp, body := b.send("GET", c.page, nil, nil); resp.StatusCode != 200 || !strings.Contains(body, `id="confirm"`) {
+			t.Fatalf("confirm %s: %d", c.page, resp.StatusCode)
+		}
+		mustStatus(t, s.do("GET", c.api, ""), 200)
+		if resp, _ := b.send("POST", c.page, url.Values{}, nil); resp.StatusCode != 303 {
+			t.Fatalf("delete %s: %d", c.page, resp.StatusCode)
+		}
+		mustStatus(t, s.do("GET", c.api, ""), 404)
+	}
+}

@@ -252,3 +252,40 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 	f.Result = failed.Test
 	again(rec.status, "Not saved: "+failed.Message)
 }
+
+func (c *Console) confirmDelete(kind, ws, name, back string) confirmData {
+	return confirmData{
+		Question: "Delete " + kind + " " + name + " from " + ws + "? Functions or callers that use it stop working.",
+		Action:   back + "/" + url.PathEscape(name) + "/delete", Button: "Delete " + kind + " " + name, Back: back,
+	}
+}
+
+func (c *Console) confirmDeleteConnection(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
+	ws := r.PathValue("ws")
+	base.Title, base.Data = "Delete connection", c.confirmDelete("connection", ws, r.PathValue("name"), "/console/w/"+url.PathEscape(ws)+"/connections")
+	c.render(w, r, http.StatusOK, "confirm", base)
+}
+
+func (c *Console) deleteConnection(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
+	ws, name := r.PathValue("ws"), r.PathValue("name")
+	if err := c.call(r, p, http.MethodDelete, connsPath(ws)+"/"+url.PathEscape(name), nil, nil); err != nil {
+		c.renderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/console/w/"+url.PathEscape(ws)+"/connections?done="+url.QueryEscape("Deleted connection "+name+"."), http.StatusSeeOther)
+}
+
+func (c *Console) confirmDeleteFunction(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
+	ws := r.PathValue("ws")
+	base.Title, base.Data = "Delete function", c.confirmDelete("function", ws, r.PathValue("name"), "/console/w/"+url.PathEscape(ws)+"/functions")
+	c.render(w, r, http.StatusOK, "confirm", base)
+}
+
+func (c *Console) deleteFunction(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
+	ws, name := r.PathValue("ws"), r.PathValue("name")
+	if err := c.call(r, p, http.MethodDelete, fnsPath(ws)+"/"+url.PathEscape(name), nil, nil); err != nil {
+		c.renderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/console/w/"+url.PathEscape(ws)+"/functions?done="+url.QueryEscape("Deleted function "+name+"."), http.StatusSeeOther)
+}

@@ -54,6 +54,8 @@ func (c *Console) routes() http.Handler {
 		{"GET /console/w/{ws}/connections/{name}/edit", c.connectionForm},
 		{"POST /console/w/{ws}/connections/{name}/edit", c.saveConnection},
 		{"POST /console/w/{ws}/connections/{name}/test", c.testConnection},
+		{"GET /console/w/{ws}/connections/{name}/delete", c.confirmDeleteConnection},
+		{"POST /console/w/{ws}/connections/{name}/delete", c.deleteConnection},
 
 		{"GET /console/w/{ws}/functions", c.functions},
 		{"GET /console/w/{ws}/functions/new", c.functionForm},
@@ -62,6 +64,8 @@ func (c *Console) routes() http.Handler {
 		{"POST /console/w/{ws}/functions/{name}/edit", c.saveFunction},
 		{"GET /console/w/{ws}/functions/{name}/try", c.tryFunction},
 		{"POST /console/w/{ws}/functions/{name}/try", c.tryFunction},
+		{"GET /console/w/{ws}/functions/{name}/delete", c.confirmDeleteFunction},
+		{"POST /console/w/{ws}/functions/{name}/delete", c.deleteFunction},
 
 		{"GET /console/access", c.access},
 		{"POST /console/access/users", c.createUser},
