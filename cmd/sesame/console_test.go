@@ -750,3 +750,15 @@ func TestConsoleDeletesAskFirst(t *testing.T) {
 		mustStatus(t, s.do("GET", c.api, ""), 404)
 	}
 }
+
+// TestConsoleSignInNeedsUseAPIKey: a valid key of a user without use_api_key gets no session.
+func TestConsoleSignInNeedsUseAPIKey(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	u := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"nokeys"}`), 201))
+	k := decode[struct{ Key string }](t, mustStatus(t, s.do("POST", "/v1/users/"+u.ID+"/keys", `{}`), 201))
+	b := &browser{t: t, s: s}
+	resp, body := b.send("POST", "/console/signin", url.Values{"api_key": {k.Key}}, nil)
+	if resp.StatusCode != 403 || len(resp.Cookies()) != 0 || !strings.Contains(body, "use_api_key") {
+		t.Fatalf("sign-in without use_api_key: %d %v", resp.StatusCode, resp.Cookies())
+	}
+}

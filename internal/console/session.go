@@ -124,6 +124,12 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			c.renderError(w, r, err)
 			return
 		}
+		if code == sesame.CodeMissingPrivilege {
+			// A valid key of a user who may not use keys: not a guess, not counted (as in the API).
+			c.record(r, p, "console.signin", sesame.AuditDenied, code, "")
+			fail(http.StatusForbidden, "This user may not sign in with an API key (no use_api_key privilege).")
+			return
+		}
 		// As the API does: once an address failed too often its failures get 429 until
 		// its window ends; a valid key is never refused (many people share an address).
 		if c.cfg.Failures != nil {
