@@ -56,6 +56,7 @@ type serveConfig struct {
 	metricsAnon    bool
 	metricsAddr    string
 	configFile     string
+	console        consoleFlags
 }
 
 func parseServeFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (serveConfig, error) {
@@ -113,6 +114,7 @@ func newServeFlags(name string, c *serveConfig, getenv func(string) string, stde
 	c.audit.register(fs, getenv)
 	fs.BoolVar(&c.metricsAnon, "metrics-anonymous", envBool(getenv, "SESAME_METRICS_ANONYMOUS", true), "serve GET /metrics on --addr without a key; false: it needs read_audit. Default true, or false when --metrics-addr is set (SESAME_METRICS_ANONYMOUS)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", env("SESAME_METRICS_ADDR", ""), "a second listen address that serves only GET /metrics, without a key (for an internal network); --addr then asks read_audit for /metrics unless --metrics-anonymous (SESAME_METRICS_ADDR)")
+	c.console.register(fs, getenv)
 	return fs
 }
 
@@ -137,6 +139,9 @@ func (c *serveConfig) finish(fs *flag.FlagSet, getenv func(string) string) error
 // check validates the settings.
 func (c *serveConfig) check() error {
 	if err := c.audit.check(); err != nil {
+		return err
+	}
+	if err := c.console.check(); err != nil {
 		return err
 	}
 	if c.decisionMaxAge <= 0 {
@@ -293,12 +298,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 
+	// 20 failed authentications per source address per minute, then 429 until the minute
+	// ends; console sign-ins count against the same limit.
+	failures := auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now)
 	api := httpapi.New(httpapi.Config{
-		Vault:  v,
-		Auth:   authn,
-		Access: acc,
-		// 20 failed authentications per source address per minute, then 429 until the minute ends.
-		Failures: auth.NewFailureLimiter(c.authFailures, time.Minute, time.Now),
+		Vault:    v,
+		Auth:     authn,
+		Access:   acc,
+		Failures: failures,
 		Gateway:  gw,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
@@ -306,15 +313,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return v.Ready()
 		},
-		Classify:   store.Classify,
-		Rotate:     rotator(v, save),
-		KeyStatus:  v.KeyStatus,
-		OAuth:      om,
-		Apps:       appSvc, // accepts app tokens wherever API keys are
-		AppService: appSvc, // POST /api/v2/auth, /v1/apps
-		Logger:     log,
-		Version:    version.Short(),
-		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+		Classify:  store.Classify,
+		Rotate:    rotator(v, save),
+		KeyStatus: v.KeyStatus,
+		OAuth:     om,
+		// A browser back from a provider lands on the console's page, not on JSON.
+		OAuthLanding: consoleLanding(c),
+		Apps:         appSvc, // accepts app tokens wherever API keys are
+		AppService:   appSvc, // POST /api/v2/auth, /v1/apps
+		Logger:       log,
+		Version:      version.Short(),
+		Audit:        trail, // GET /v1/audit, POST /v1/audit/verify
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
@@ -328,8 +337,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		OAuthApps:        v, // /v1/oauth/apps: shared OAuth apps that credentials name in oauth_app
 	})
 
+	handler, err := withConsole(c, ln.Addr().String(), api, st, hasher, authn, acc, failures, trail, log)
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           handler,
 		ReadHeaderTimeout: c.limits.readHeaderTimeout,
 		IdleTimeout:       c.limits.idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

@@ -146,6 +146,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, key string) (sesame.Pr
 	return sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID, Limits: c.limits}, nil
 }
 
+// Touch records a use of the key keyID now (a console session acting as it), flushed
+// with the other last-use times.
+func (a *Authenticator) Touch(keyID string) {
+	now := a.now()
+	a.mu.Lock()
+	a.lastUse[keyID] = now
+	a.mu.Unlock()
+}
+
 // Invalidate forgets every cached key, so the next use of each is checked against the store.
 func (a *Authenticator) Invalidate() {
 	a.cacheMu.Lock()

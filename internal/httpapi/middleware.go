@@ -34,7 +34,16 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	requestInfoKey
+	actingAsKey
 )
+
+// ServeAs serves r as principal p, already authenticated by the caller (the web console,
+// whose session acts as the API key it signed in with): every route is authorized and
+// audited exactly as for a request carrying that key. Only code holding the Server can do
+// this; nothing a client sends can set the principal.
+func (s *Server) ServeAs(w http.ResponseWriter, r *http.Request, p sesame.Principal) {
+	s.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actingAsKey, p)))
+}
 
 // requestInfo collects what the access log reports about a request as it is handled.
 type requestInfo struct {
@@ -200,7 +209,17 @@ func (s *Server) guard(rt route, next http.Handler) http.Handler {
 			return
 		}
 		var p sesame.Principal
-		if presented == "" && rt.optional {
+		if as, ok := ctx.Value(actingAsKey).(sesame.Principal); ok && as.Kind == sesame.PrincipalUser {
+			p = as
+			if err := s.authorize(r, rt, p); err != nil {
+				s.authEvent(r, "denied", source, p.KeyID, sesame.ErrorCode(err))
+				if info, ok := ctx.Value(requestInfoKey).(*requestInfo); ok {
+					info.principal = &p
+				}
+				s.renderError(w, r, err)
+				return
+			}
+		} else if presented == "" && rt.optional {
 			p = sesame.Principal{Kind: sesame.PrincipalAnonymous}
 			release, ok := s.acquireAnonymous()
 			if !ok {

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"context"
+	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/oauth"
@@ -87,6 +89,12 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	res, err := svc.Callback(r.Context(), r.URL.Query())
 	if err != nil {
+		if s.cfg.OAuthLanding != "" && wantsHTML(r) && sesame.ErrorCode(err) != sesame.CodeInternal && !sesame.Retryable(sesame.ErrorCode(err)) {
+			// A person's browser: a page that says what went wrong, not a JSON error.
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, s.cfg.OAuthLanding+"?"+url.Values{"status": {"error"}, "error": {string(sesame.ErrorCode(err))}}.Encode(), http.StatusSeeOther)
+			return nil
+		}
 		return err
 	}
 	if res.Redirect != "" {
@@ -94,8 +102,32 @@ func (s *Server) oauthCallback(w http.ResponseWriter, r *http.Request) error {
 		http.Redirect(w, r, res.Redirect, http.StatusFound)
 		return nil
 	}
+	if s.cfg.OAuthLanding != "" && wantsHTML(r) {
+		// No return URL was asked for, but a browser came back: the console's landing page
+		// says the result (nothing in it is secret).
+		q := url.Values{"status": {res.Status}, "workspace": {res.Workspace}, "credential": {res.Credential}}
+		if res.User != "" {
+			q.Set("user", res.User)
+		}
+		if res.Error != "" {
+			q.Set("error", res.Error)
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, s.cfg.OAuthLanding+"?"+q.Encode(), http.StatusSeeOther)
+		return nil
+	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
+}
+
+// wantsHTML reports whether the client prefers a web page (a browser's navigation).
+func wantsHTML(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		if mt, _, err := mime.ParseMediaType(strings.TrimSpace(part)); err == nil && mt == "text/html" {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) oauthProviders(w http.ResponseWriter, r *http.Request) error {

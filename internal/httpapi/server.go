@@ -68,6 +68,10 @@ type Config struct {
 	// OAuth serves /v1/oauth/… and the local-call token route (oauth.go); nil: those
 	// routes answer unavailable.
 	OAuth OAuth
+	// OAuthLanding, when set, is the path of a human page (the web console's) that a
+	// browser is sent to after an OAuth2 callback that named no return URL, or failed;
+	// other clients get JSON as before.
+	OAuthLanding string
 	// Failures limits failed authentications per source address; nil means no limit.
 	Failures *auth.FailureLimiter
 	Logger   *slog.Logger
