@@ -164,6 +164,7 @@ func New(cfg Config) *Gateway {
 
 // client returns the outbound client for an object version, building it on first use.
 func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *outbound.Client {
+	p.RootCAs = g.cfg.RootCAs
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// The version alone does not identify an object: one deleted and created again (on
@@ -175,7 +176,6 @@ func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *out
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
-	p.RootCAs = g.cfg.RootCAs
 	c := outbound.NewClient(p, g.cfg.Clock)
 	g.clients[cacheKey] = cachedClient{version: version, policy: p, client: c}
 	return c
