@@ -152,7 +152,7 @@ func buildForm(kind *credential.Kind, view *vault.CredentialView) []formField {
 			ff.Input = "text"
 		}
 		if f.Name == "hosts" {
-			ff.Help = "Hosts this credential may be sent to, separated by spaces (empty: not restricted). Changing them needs the secrets again."
+			ff.Help = "Hosts this credential may be sent to, separated by spaces (empty: bound to the origin of the first connection or function that uses it). Widening them needs the secrets again, or an admin."
 		}
 		if !f.Secret && ff.Value == "" && f.Default != "" && ff.Input != "select" {
 			ff.Help = strings.TrimSpace(ff.Help + " Default: " + f.Default + ".")
