@@ -34,6 +34,9 @@ type Request struct {
 	// ContentType is set when Body is: "application/json", or the value of a
 	// Content-Type header parameter.
 	ContentType string
+	// Inputs are the values of the parameters that are not credentials (the caller's,
+	// or defaults), by name: what a Jigx transform sees as $.inputs.
+	Inputs map[string]any
 }
 
 // String, GoString, Format and LogValue redact: a Request may hold credential values.
@@ -121,7 +124,12 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 		return Request{}, sesame.Errorf(sesame.CodeMissingField, "missing required parameters %s", quoteNames(missing))
 	}
 
-	r := Request{Method: f.Method, Query: url.Values{}, Header: http.Header{}}
+	r := Request{Method: f.Method, Query: url.Values{}, Header: http.Header{}, Inputs: map[string]any{}}
+	for name, v := range values {
+		if !fromSecret[name] && !IsAuth(name, f.Parameters[name]) {
+			r.Inputs[name] = v
+		}
+	}
 	for k, vs := range f.baseQuery {
 		r.Query[k] = append([]string(nil), vs...)
 	}

@@ -2,6 +2,7 @@ package function
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -63,11 +64,61 @@ type jigxFields struct {
 	InputTransform string        `json:"inputTransform,omitempty"`
 	Records        string        `json:"records,omitempty"`
 	Continuation   *Continuation `json:"continuation,omitempty"`
+	// ErrorTransform is applied, instead of the outputTransform, to a response with an
+	// error status (400 and up); the caller gets its result with that status.
+	ErrorTransform string `json:"errorTransform,omitempty"`
+	// Format is how the response is read: "" or "json" as JSON; "pdf", Jigx's generic
+	// binary format, as bytes handed to the outputTransform as {"data": base64,
+	// "inputs": {name: {"value": v}}}.
+	Format string `json:"format,omitempty"`
+
+	errTransform *jsonataTransform
+	// platform are the parameters of type jigx: Jigx's own platform token, which
+	// Sesame has only as a credential of that name.
+	platform map[string]bool
+}
+
+// Jigx response formats.
+const (
+	FormatJSON = "json"
+	FormatPDF  = "pdf" // Jigx's generic binary format
+)
+
+var jigxFormats = []string{FormatJSON, FormatPDF}
+
+// Binary reports whether f reads its response as bytes (format: pdf).
+func (f *Function) Binary() bool { return f.Format == FormatPDF }
+
+// PlatformToken reports whether parameter name is of Jigx's type jigx: Jigx's platform
+// token, which Sesame has only as a credential named as the parameter's value.
+func (f *Function) PlatformToken(name string) bool { return f.platform[name] }
+
+// BinaryInput is what the outputTransform of a binary function (format: pdf) reads:
+// {"data": the body in base64, "inputs": {name: {"value": v}}} for the call's inputs
+// (Request.Inputs), as Jigx gives them.
+func BinaryInput(body []byte, inputs map[string]any) map[string]any {
+	in := make(map[string]any, len(inputs))
+	for k, v := range inputs {
+		in[k] = map[string]any{"value": v}
+	}
+	return map[string]any{"data": base64.StdEncoding.EncodeToString(body), "inputs": in}
+}
+
+// HasErrorTransform reports whether f has an errorTransform.
+func (f *Function) HasErrorTransform() bool { return f.errTransform != nil }
+
+// TransformError applies the errorTransform to an error response v (decoded JSON, or
+// its text). Without one it returns v.
+func (f *Function) TransformError(ctx context.Context, v any) (any, error) {
+	if f.errTransform == nil {
+		return v, nil
+	}
+	return f.errTransform.apply(ctx, f.Name, "errorTransform", v)
 }
 
 var jigxFieldNames = []string{
 	"provider", "method", "url", "useLocalCall", "parameters", "inputTransform", "outputTransform",
-	"records", "continuation", "description", "forRowsWithMatchingIds", "forRowsWithValues", "conversions",
+	"records", "continuation", "errorTransform", "format", "description", "forRowsWithMatchingIds", "forRowsWithValues", "conversions",
 }
 
 // jigxIgnored are Jigx fields that steer the app's local data on the device; Sesame
@@ -80,7 +131,12 @@ var jigxLocations = []string{LocationPath, LocationQuery, LocationHeader, Locati
 
 // jigxTypes are Jigx's parameter types, and "credential", which is how Sesame's JSON form
 // of a Jigx function writes a parameter in location credential or secret.
-var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image", "credential"}
+var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image", "credential", jigxPlatformType}
+
+// jigxPlatformType is Jigx's parameter type for its own platform token (value: jigx).
+// Sesame has no such token: the parameter names a credential, by its value, like an
+// accessToken, and a call without that credential is refused saying so.
+const jigxPlatformType = "jigx"
 
 // isJigx reports whether root (a mapping) has a top-level provider field.
 func isJigx(root *yaml.Node) bool {
@@ -95,6 +151,7 @@ func isJigx(root *yaml.Node) bool {
 // parseJigx decodes and validates a Jigx function file into f.
 func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 	var desc string
+	p.jigx = true
 	err := p.pairs(root, "", func(key string, k, v *yaml.Node) error {
 		p.lines[key] = k.Line
 		strField := func(dst *string, max int) error {
@@ -144,6 +201,16 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 			return strField(&f.OutputTransform, MaxTransformLen)
 		case "records":
 			return strField(&f.Records, MaxTransformLen)
+		case "errorTransform":
+			return strField(&f.ErrorTransform, MaxTransformLen)
+		case "format":
+			if err := strField(&f.Format, 16); err != nil {
+				return err
+			}
+			if !slices.Contains(jigxFormats, f.Format) {
+				return p.errNode(sesame.CodeInvalidField, v, key, "must be one of %s (pdf: any binary response, returned as base64)", strings.Join(jigxFormats, ", "))
+			}
+			return nil
 		case "parameters":
 			return p.decodeJigxParams(k, v, "parameters", &f.Parameters, false)
 		case "continuation":
@@ -192,6 +259,13 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 	if f.records, err = compile("records", f.Records); err != nil {
 		return err
 	}
+	if f.errTransform, err = compile("errorTransform", f.ErrorTransform); err != nil {
+		return err
+	}
+	if f.Binary() && f.Paged() {
+		return p.fail(sesame.CodeInvalidField, "format", "a binary response (format: %s) cannot have records or a continuation", f.Format)
+	}
+	f.platform = p.platform
 	if f.input != nil && f.Body != nil {
 		return p.fail(sesame.CodeInvalidField, "inputTransform", "cannot be used with a body template")
 	}
@@ -254,8 +328,21 @@ func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string
 		if err != nil {
 			return err
 		}
-		if prm.Type == "image" {
+		switch prm.Type {
+		case "image":
 			prm.Type = "string"
+		case jigxPlatformType:
+			prm.Type = "credential"
+			if prm.Value == nil {
+				v := jigxPlatformType
+				prm.Value = &v
+			}
+			if field == "parameters" {
+				if p.platform == nil {
+					p.platform = map[string]bool{}
+				}
+				p.platform[name] = true
+			}
 		}
 		switch prm.Location {
 		case "credential", "secret":
@@ -334,6 +421,18 @@ func (p *parser) validateContinuation(f *Function, c *Continuation, compile func
 	for _, name := range sortedKeys(c.Parameters) {
 		prm := c.Parameters[name]
 		field := join("continuation.parameters", name)
+		if prm.Type == "credential" || IsAuth(name, prm) {
+			// Jigx files repeat the function's credential for the next pages. Every page
+			// gets the function's credentials injected anew, so such a parameter is
+			// accepted when it repeats one of them and does nothing more; a caller never
+			// supplies it, and a continuation cannot bring in another credential.
+			top, ok := f.Parameters[name]
+			if !ok || !IsAuth(name, top) || top.Value == nil || prm.Value == nil || *top.Value != *prm.Value {
+				return p.fail(sesame.CodeInvalidField, field,
+					"a continuation's credential parameter must repeat the function's parameter %q with the same credential (every page gets the function's credentials)", name)
+			}
+			continue
+		}
 		if prm.Location == "" {
 			prm.Location = LocationQuery
 		}
@@ -345,9 +444,6 @@ func (p *parser) validateContinuation(f *Function, c *Continuation, compile func
 			}
 		default:
 			return p.fail(sesame.CodeInvalidField, field+".location", "must be query, header or body")
-		}
-		if prm.Type == "credential" || IsAuth(name, prm) {
-			return p.fail(sesame.CodeInvalidField, field, "a continuation parameter cannot be a credential")
 		}
 		if prm.Value == nil {
 			return p.fail(sesame.CodeMissingField, field+".value", "is required: a literal or an expression (=…) on the last response")
@@ -454,6 +550,9 @@ func (f *Function) NextPage(ctx context.Context, page any) (Next, bool, error) {
 		n.URL = u
 	}
 	for name, prm := range c.Parameters {
+		if prm.Type == "credential" || IsAuth(name, prm) {
+			continue // the function's own credential, injected on every page
+		}
 		var v any = *prm.Value
 		if t := c.valueExpr[name]; t != nil {
 			if v, err = t.apply(ctx, f.Name, "continuation.parameters."+name, page); err != nil {
