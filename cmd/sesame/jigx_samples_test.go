@@ -123,13 +123,13 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	s := startServerTrusting(t, roots, env, append([]string{"--data", t.TempDir()}, args...)...)
 	p.AddClient("sesame-app", oauthClientSecret, s.URL+"/")
 	var seen bytes.Buffer // every response the caller got
-	do := func(method, path, body string, want int) response {
+	do := func(t *testing.T, method, path, body string, want int) response {
 		t.Helper()
 		r := s.do(method, path, body)
 		fmt.Fprintf(&seen, "%v\n%s\n", r.Header, r.Body)
 		return mustStatus(t, r, want)
 	}
-	put := func(name, src string) response {
+	put := func(t *testing.T, name, src string) response {
 		t.Helper()
 		r := putYAML(s, "default", name, src)
 		fmt.Fprintf(&seen, "%v\n%s\n", r.Header, r.Body)
@@ -148,9 +148,9 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 		Pages  int             `json:"pages"`
 		Body   json.RawMessage `json:"body"`
 	}
-	call := func(name, params string, want int) result {
+	call := func(t *testing.T, name, params string, want int) result {
 		t.Helper()
-		r := do("POST", "/v1/workspaces/default/functions/"+name+"/call", `{"parameters":`+params+`}`, want)
+		r := do(t, "POST", "/v1/workspaces/default/functions/"+name+"/call", `{"parameters":`+params+`}`, want)
 		var res result
 		if want == 200 {
 			if err := json.Unmarshal(r.Body, &res); err != nil {
@@ -160,20 +160,20 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 		return res
 	}
 
-	do("PUT", "/v1/workspaces/default/credentials/graph.OAuth", fmt.Sprintf(
+	do(t, "PUT", "/v1/workspaces/default/credentials/graph.OAuth", fmt.Sprintf(
 		`{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"sesame-app","client_secret":%q,"token_url":%q,"scopes":["read"]}}`,
 		oauthClientSecret, p.TokenURL()), 201)
-	do("PUT", "/v1/workspaces/default/connections/graph?test=false", fmt.Sprintf(
+	do(t, "PUT", "/v1/workspaces/default/connections/graph?test=false", fmt.Sprintf(
 		`{"base_uri":%q,"credential":"graph.OAuth","allow_private_networks":true}`, up.URL+"/v1.0"), 201)
-	do("PUT", "/v1/workspaces/default/connections/coins?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL), 201)
+	do(t, "PUT", "/v1/workspaces/default/connections/coins?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL), 201)
 	for _, name := range []string{"calendar-events", "profile-photo", "todo-tasks", "trending", "coin-history"} {
-		if r := put(name, fixture(name)); r.Status != 201 {
+		if r := put(t, name, fixture(name)); r.Status != 201 {
 			t.Errorf("save %s: %d %s", name, r.Status, r.Body)
 		}
 	}
 
 	t.Run("calendar: records over @odata.nextLink pages, the credential repeated under continuation", func(t *testing.T) {
-		res := call("calendar-events", `{"calendarId":"cal1"}`, 200)
+		res := call(t, "calendar-events", `{"calendarId":"cal1"}`, 200)
 		var events []map[string]any
 		if err := json.Unmarshal(res.Body, &events); err != nil || res.Pages != 3 || len(events) != 6 || events[0]["id"] != "e1" || events[4]["id"] != "e5" {
 			t.Fatalf("result %d pages: %s", res.Pages, res.Body)
@@ -191,27 +191,27 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 			t.Fatalf("the reflected token reached the caller: %s", res.Body)
 		}
 		// The continuation's credential parameter is the function's: a caller cannot set it.
-		call("calendar-events", `{"calendarId":"cal1","accessToken":"Bearer mine"}`, 400)
+		call(t, "calendar-events", `{"calendarId":"cal1","accessToken":"Bearer mine"}`, 400)
 	})
 
 	t.Run("paged: an error page goes through the errorTransform, redacted", func(t *testing.T) {
 		src := fixture("calendar-events") + "errorTransform: |\n  {\"error\": \"No events\", \"upstream\": $.error}\n"
-		mustStatus(t, put("calendar-errors", src), 201)
-		res := call("calendar-errors", `{"calendarId":"nowhere"}`, 200)
+		mustStatus(t, put(t, "calendar-errors", src), 201)
+		res := call(t, "calendar-errors", `{"calendarId":"nowhere"}`, 200)
 		if res.Status != 404 || string(res.Body) != `{"error":"No events","upstream":"not found"}` {
 			t.Fatalf("result %d %s", res.Status, res.Body)
 		}
 	})
 
 	t.Run("a continuation credential must repeat the function's own", func(t *testing.T) {
-		do("PUT", "/v1/workspaces/default/credentials/other.OAuth", `{"type":"bearer","fields":{"token":"other-token-CANARY-5d1a"}}`, 201)
+		do(t, "PUT", "/v1/workspaces/default/credentials/other.OAuth", `{"type":"bearer","fields":{"token":"other-token-CANARY-5d1a"}}`, 201)
 		for _, c := range []struct{ name, from, to string }{
 			{"another credential", "      value: graph.OAuth\n", "      value: other.OAuth\n"},
 			{"a credential the function does not have", "    accessToken:\n      location: header\n      required: true\n      type: string\n      value: graph.OAuth\n",
 				"    apiToken:\n      location: header\n      required: true\n      type: credential\n      value: graph.OAuth\n"},
 		} {
 			src := strings.Replace(fixture("calendar-events"), c.from, c.to, 1)
-			r := put("calendar-other", src)
+			r := put(t, "calendar-other", src)
 			if r.Status != 400 || !strings.Contains(string(r.Body), "continuation.parameters.") || !strings.Contains(string(r.Body), "must repeat the function's parameter") {
 				t.Errorf("%s: %d %s", c.name, r.Status, r.Body)
 			}
@@ -219,7 +219,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	})
 
 	t.Run("trending: continuation with $.nextLink and the credential", func(t *testing.T) {
-		res := call("trending", `{}`, 200)
+		res := call(t, "trending", `{}`, 200)
 		var items []map[string]any
 		if err := json.Unmarshal(res.Body, &items); err != nil || res.Pages != 2 || len(items) != 4 || items[3]["id"] != "d4" {
 			t.Fatalf("result %d pages: %s", res.Pages, res.Body)
@@ -232,7 +232,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	})
 
 	t.Run("profile photo: a binary response comes back as base64 with $.inputs", func(t *testing.T) {
-		res := call("profile-photo", `{"userId":"adele@contoso.example"}`, 200)
+		res := call(t, "profile-photo", `{"userId":"adele@contoso.example"}`, 200)
 		var out struct{ Data, UserID string }
 		if err := json.Unmarshal(res.Body, &out); err != nil || out.UserID != "adele@contoso.example" {
 			t.Fatalf("result %s", res.Body)
@@ -253,8 +253,8 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 		}
 		// Without an outputTransform the result is {"data": base64}.
 		src := strings.Replace(fixture("profile-photo"), "outputTransform:", "# outputTransform:", 1)
-		mustStatus(t, put("profile-photo-raw", src), 201)
-		res = call("profile-photo-raw", `{"userId":"u1"}`, 200)
+		mustStatus(t, put(t, "profile-photo-raw", src), 201)
+		res = call(t, "profile-photo-raw", `{"userId":"u1"}`, 200)
 		var raw map[string]string
 		if err := json.Unmarshal(res.Body, &raw); err != nil || len(raw) != 1 || raw["data"] == "" {
 			t.Fatalf("raw result %s", res.Body)
@@ -262,7 +262,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	})
 
 	t.Run("todo tasks: $batch output, and the errorTransform on an error status", func(t *testing.T) {
-		res := call("todo-tasks", `{"batch":{"requests":[{"id":"1","method":"GET","url":"/me/todo/lists/L%3D1/tasks"},{"id":"2","method":"GET","url":"/me/todo/lists/L2/tasks"}]}}`, 200)
+		res := call(t, "todo-tasks", `{"batch":{"requests":[{"id":"1","method":"GET","url":"/me/todo/lists/L%3D1/tasks"},{"id":"2","method":"GET","url":"/me/todo/lists/L2/tasks"}]}}`, 200)
 		var tasks []map[string]any
 		if err := json.Unmarshal(res.Body, &tasks); err != nil || len(tasks) != 2 || tasks[0]["listId"] != "L=1" || tasks[1]["title"] != "task of L2" {
 			t.Fatalf("result %s", res.Body)
@@ -273,7 +273,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 		}
 		// An empty batch: the upstream's 400 goes through the errorTransform, and its
 		// echo of the token (which the errorTransform passes on) is redacted.
-		res = call("todo-tasks", `{"batch":{"requests":[]}}`, 200)
+		res = call(t, "todo-tasks", `{"batch":{"requests":[]}}`, 200)
 		var e struct {
 			Error    string
 			Upstream struct{ Code, Echo string }
@@ -287,7 +287,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	})
 
 	t.Run("coin history: a path parameter the url does not use", func(t *testing.T) {
-		res := call("coin-history", `{}`, 200)
+		res := call(t, "coin-history", `{}`, 200)
 		want := `[{"close":"41000.12500000","ms":1700000060000},{"close":"41234.50000000","ms":1700000000000}]`
 		var v any
 		if err := json.Unmarshal(res.Body, &v); err != nil {
@@ -297,7 +297,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 			t.Fatalf("result %s, want %s", b, want)
 		}
 		// The caller's value does not change the url: the parameter is unused, as in Jigx.
-		call("coin-history", `{"symbol":"ETH-EUR/../../v1.0/me"}`, 200)
+		call(t, "coin-history", `{"symbol":"ETH-EUR/../../v1.0/me"}`, 200)
 		for _, rq := range up.requests("/products/BTC-EUR/candles") {
 			if rq.RawQ != "" {
 				t.Fatalf("query %q", rq.RawQ)
@@ -309,20 +309,20 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	})
 
 	t.Run("type jigx: the platform token is a credential named so, or a clear refusal", func(t *testing.T) {
-		r := put("send-notice", fixture("send-notice"))
+		r := put(t, "send-notice", fixture("send-notice"))
 		if r.Status != 400 || !strings.Contains(string(r.Body), "parameters.accessToken.type: jigx is the Jigx platform's own token") ||
 			!strings.Contains(string(r.Body), `create a credential named \"jigx\"`) {
 			t.Fatalf("save without a jigx credential: %d %s", r.Status, r.Body)
 		}
-		do("PUT", "/v1/workspaces/default/credentials/jigx", `{"type":"bearer","fields":{"token":"jigx-platform-CANARY-0b7e"}}`, 201)
-		mustStatus(t, put("send-notice", fixture("send-notice")), 201)
-		res := call("send-notice", `{"title":"Hi","text":"There","emails":["a@example.com"]}`, 200)
+		do(t, "PUT", "/v1/workspaces/default/credentials/jigx", `{"type":"bearer","fields":{"token":"jigx-platform-CANARY-0b7e"}}`, 201)
+		mustStatus(t, put(t, "send-notice", fixture("send-notice")), 201)
+		res := call(t, "send-notice", `{"title":"Hi","text":"There","emails":["a@example.com"]}`, 200)
 		n := up.requests("/v2.0/tool/organizations/org-1/notifications")
 		if !strings.Contains(string(res.Body), `"sent":true`) || len(n) != 1 || n[0].Header.Get("Authorization") != "Bearer jigx-platform-CANARY-0b7e" ||
 			n[0].Body != `{"content":{"text":"There","title":"Hi"},"emails":["a@example.com"]}` {
 			t.Fatalf("result %s; upstream got %d: %v %s", res.Body, len(n), n[0].Header, n[0].Body)
 		}
-		call("send-notice", `{"title":"Hi","text":"There","emails":[],"accessToken":"x"}`, 400)
+		call(t, "send-notice", `{"title":"Hi","text":"There","emails":[],"accessToken":"x"}`, 400)
 	})
 
 	secrets := []string{oauthClientSecret, "other-token-CANARY-5d1a", "jigx-platform-CANARY-0b7e"}
