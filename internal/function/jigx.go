@@ -39,6 +39,16 @@ import (
 // a string (a URL or base64 text); a `value` that is a Jigx expression (`=@ctx…`) is no
 // default: the caller supplies the value; `inputTransform` builds the request body from
 // the parameters; `records` and `continuation` gather records over pages.
+//
+// As in Jigx's own samples: a string literal as a path step names a field
+// (`$."@odata.nextLink"`, see quotedSteps); `errorTransform` shapes a response with an
+// error status, which keeps its status; `format: pdf` (any binary response) hands the
+// outputTransform {"data": base64 of the body, "inputs": {name: {"value": v}}}, and
+// without one the result is {"data": …}; a continuation may repeat a credential parameter
+// of the function (same name, same credential), which changes nothing since every page
+// gets the function's credentials; a path parameter the url has no {name} for is accepted
+// and unused; type `jigx` (Jigx's platform token) names a credential, by its value
+// ("jigx"), which must exist in the workspace.
 
 // ProviderREST is the one Jigx provider Sesame runs.
 const ProviderREST = "DATA_PROVIDER_REST"
