@@ -128,12 +128,13 @@ func (f *Function) TransformError(ctx context.Context, v any) (any, error) {
 
 var jigxFieldNames = []string{
 	"provider", "method", "url", "useLocalCall", "parameters", "inputTransform", "outputTransform",
-	"records", "continuation", "errorTransform", "format", "description", "forRowsWithMatchingIds", "forRowsWithValues", "conversions",
+	"records", "continuation", "errorTransform", "format", "description", "forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange",
+	"conversions", "disableTokenRefresh",
 }
 
-// jigxIgnored are Jigx fields that steer the app's local data on the device; Sesame
-// accepts and ignores them.
-var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "conversions"}
+// jigxIgnored are Jigx fields that steer the app's local data on the device, or the
+// app's own handling of a 401 (disableTokenRefresh); Sesame accepts and ignores them.
+var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange", "conversions", "disableTokenRefresh"}
 
 var jigxParamFields = []string{"location", "required", "type", "value", "description"}
 
@@ -218,7 +219,7 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 				return err
 			}
 			if !slices.Contains(jigxFormats, f.Format) {
-				return p.errNode(sesame.CodeInvalidField, v, key, "must be one of %s (pdf: any binary response, returned as base64)", strings.Join(jigxFormats, ", "))
+				return p.errNode(sesame.CodeInvalidField, v, key, "must be one of %s (pdf: any binary response, returned as base64); Jigx's text and xml are not supported", strings.Join(jigxFormats, ", "))
 			}
 			return nil
 		case "parameters":

@@ -3,6 +3,7 @@ package function
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -71,4 +72,22 @@ func TestQuotedPathStepsEvaluateAsJigxDoes(t *testing.T) {
 			t.Errorf("%s = %s, want %s", c.src, b, c.want)
 		}
 	}
+}
+
+// FuzzQuotedSteps: the rewrite is idempotent, changes only string literals into
+// backtick names, and what it gives compiles or is refused without a panic.
+func FuzzQuotedSteps(f *testing.F) {
+	for _, s := range []string{`$."@odata.nextLink"`, `"a"[0].b`, `$.a = "b.c"`, `$match(x, /"a"/) . "b"`, `'x\'y'.z`, "$.`a`.\"b\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		out := quotedSteps(src)
+		if again := quotedSteps(out); again != out {
+			t.Fatalf("not idempotent: %q -> %q -> %q", src, out, again)
+		}
+		if strings.Count(out, "`")-strings.Count(src, "`") > 2*strings.Count(src, `"`)+2*strings.Count(src, "'") {
+			t.Fatalf("added more backticks than there were strings: %q -> %q", src, out)
+		}
+		_, _ = compileJSONata(src)
+	})
 }

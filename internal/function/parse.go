@@ -527,7 +527,7 @@ func (p *parser) validate(f *Function) error {
 			f.Parameters[name] = prm
 			continue
 		}
-		if prm.Location == LocationPath && !prm.Required && prm.Value == nil {
+		if prm.Location == LocationPath && inPath[name] && !prm.Required && prm.Value == nil {
 			return p.fail(sesame.CodeInvalidField, field, "a path parameter must be required or have a default value")
 		}
 		if prm.Value != nil {

@@ -49,7 +49,7 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 				if f.PlatformToken(name) && sesame.ErrorCode(err) == sesame.CodeInvalidField {
 					if _, gerr := g.cfg.Store.GetCredential(ctx, ws, *p.Value); errors.Is(gerr, sesame.ErrNotFound) {
 						return nil, sesame.Errorf(sesame.CodeInvalidField,
-							"parameters.%s.type: jigx is the Jigx platform's own token, which Sesame does not have: create a credential named %q in workspace %q (such as a bearer token for the Jigx API) to run this function",
+							"parameters.%s.type: jigx is the Jigx platform's own token, which Sesame does not have: create a credential named %q in workspace %q (a bearer credential holding a Jigx personal access token) to run this function",
 							name, *p.Value, ws)
 					}
 				}
