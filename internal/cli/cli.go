@@ -68,7 +68,7 @@ func groups() map[string]group {
 		"cred":  {credCommand, []string{"list", "ls", "get", "put", "rm", "delete"}, credUsage},
 		"keys":  {keysCommand, []string{"generate", "status", "rotate"}, keysUsage},
 		"conn":  {connCommand, []string{"list", "ls", "get", "put", "test", "rm", "delete"}, connUsage},
-		"fn":    {fnCommand, []string{"list", "ls", "get", "put", "call", "rm", "delete"}, fnUsage},
+		"fn":    {fnCommand, []string{"list", "ls", "get", "put", "call", "import", "rm", "delete"}, fnUsage},
 		"user":  {userCommand, []string{"list", "ls", "create", "get", "disable", "enable", "rm", "delete"}, userUsage},
 		"key":   {keyCommand, []string{"create", "list", "ls", "revoke", "rm", "revoke-all"}, keyUsage},
 		"group": {groupCommand, []string{"list", "ls", "create", "members", "rm", "delete"}, groupUsage},

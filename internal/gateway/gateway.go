@@ -175,9 +175,10 @@ func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *out
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
+	asked := p // compared with the next caller's, which has no RootCAs
 	p.RootCAs = g.cfg.RootCAs
 	c := outbound.NewClient(p, g.cfg.Clock)
-	g.clients[cacheKey] = cachedClient{version: version, policy: p, client: c}
+	g.clients[cacheKey] = cachedClient{version: version, policy: asked, client: c}
 	return c
 }
 
