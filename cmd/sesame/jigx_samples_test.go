@@ -64,6 +64,10 @@ func newGraphLike(t *testing.T) *graphLike {
 			}
 			fmt.Fprintf(w, `{"@odata.context":"x","value":[{"id":"e%d","subject":"Event %d"},{"id":"e%d","subject":%q}]%s}`, skip+1, skip+1, skip+2, auth, next)
 		case "/v1.0/me/photo/$value":
+			if r.Method == http.MethodPatch {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
 			w.Header().Set("Content-Type", "image/png")
 			w.Write(append(append(append([]byte(nil), photoBytes...), auth...), 0x00, 0x42))
 		case "/v1.0/$batch":
@@ -166,7 +170,7 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 	do(t, "PUT", "/v1/workspaces/default/connections/graph?test=false", fmt.Sprintf(
 		`{"base_uri":%q,"credential":"graph.OAuth","allow_private_networks":true}`, up.URL+"/v1.0"), 201)
 	do(t, "PUT", "/v1/workspaces/default/connections/coins?test=false", fmt.Sprintf(`{"base_uri":%q,"allow_private_networks":true}`, up.URL), 201)
-	for _, name := range []string{"calendar-events", "profile-photo", "todo-tasks", "trending", "coin-history"} {
+	for _, name := range []string{"calendar-events", "profile-photo", "update-photo", "todo-tasks", "trending", "coin-history"} {
 		if r := put(t, name, fixture(name)); r.Status != 201 {
 			t.Errorf("save %s: %d %s", name, r.Status, r.Body)
 		}
@@ -258,6 +262,24 @@ func testJigxSampleShapes(t *testing.T, args ...string) {
 		var raw map[string]string
 		if err := json.Unmarshal(res.Body, &raw); err != nil || len(raw) != 1 || raw["data"] == "" {
 			t.Fatalf("raw result %s", res.Body)
+		}
+	})
+
+	t.Run("update photo: a body parameter converted to buffer is the request body", func(t *testing.T) {
+		photo := append(append([]byte(nil), photoBytes...), "jpeg bytes"...)
+		for _, value := range []string{base64.StdEncoding.EncodeToString(photo), "data:image/jpeg;base64," + base64.RawURLEncoding.EncodeToString(photo)} {
+			res := call(t, "update-photo", fmt.Sprintf(`{"file":%q}`, value), 200)
+			got := up.requests("/v1.0/me/photo/$value")
+			last := got[len(got)-1]
+			if res.Status != 204 || last.Method != "PATCH" || last.Body != string(photo) || last.Header.Get("Content-Type") != "image/jpeg" ||
+				!strings.HasPrefix(last.Header.Get("Authorization"), "Bearer ") {
+				t.Fatalf("result %d; upstream got %s %q (%s)", res.Status, last.Method, last.Body, last.Header.Get("Content-Type"))
+			}
+		}
+		n := len(up.requests("/v1.0/me/photo/$value"))
+		r := do(t, "POST", "/v1/workspaces/default/functions/update-photo/call", `{"parameters":{"file":"not base64!"}}`, 400)
+		if !strings.Contains(string(r.Body), `parameter \"file\" must be the file's bytes in base64`) || len(up.requests("/v1.0/me/photo/$value")) != n {
+			t.Fatalf("bad base64: %s", r.Body)
 		}
 	})
 

@@ -161,9 +161,14 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 			r.Header.Set(name, s)
 		}
 	}
-	if f.input != nil {
+	raw := false
+	switch v, ok := values[f.bufferBody]; {
+	case f.input != nil:
 		r.Body, err = f.inputBody(ctx, values, fromSecret)
-	} else {
+	case f.bufferBody != "" && ok:
+		r.Body, err = f.bufferBytes(v)
+		raw = true
+	default:
 		r.Body, err = f.buildBody(values)
 	}
 	if err != nil {
@@ -171,6 +176,9 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 	}
 	if r.Body != nil {
 		r.ContentType = "application/json"
+		if raw {
+			r.ContentType = "application/octet-stream"
+		}
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			r.ContentType = ct
 		}

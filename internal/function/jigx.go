@@ -82,10 +82,24 @@ type jigxFields struct {
 	// "inputs": {name: {"value": v}}}.
 	Format string `json:"format,omitempty"`
 
+	// Conversions are Jigx's file conversions. Sesame acts on one: a body parameter
+	// converted to "buffer" is the whole request body, sent as the bytes of the caller's
+	// base64 (or data: URI) value. The others concern files on the device and are kept
+	// as they are.
+	Conversions []Conversion `json:"conversions,omitempty"`
+
+	bufferBody   string // the body parameter sent as raw bytes, if any
 	errTransform *jsonataTransform
 	// platform are the parameters of type jigx: Jigx's own platform token, which
 	// Sesame has only as a credential of that name.
 	platform map[string]bool
+}
+
+// Conversion is one entry of a Jigx function's conversions.
+type Conversion struct {
+	Property string `json:"property"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
 }
 
 // Jigx response formats.
@@ -134,7 +148,7 @@ var jigxFieldNames = []string{
 
 // jigxIgnored are Jigx fields that steer the app's local data on the device, or the
 // app's own handling of a 401 (disableTokenRefresh); Sesame accepts and ignores them.
-var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange", "conversions", "disableTokenRefresh"}
+var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange", "disableTokenRefresh"}
 
 var jigxParamFields = []string{"location", "required", "type", "value", "description"}
 
@@ -226,6 +240,8 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 			return p.decodeJigxParams(k, v, "parameters", &f.Parameters, false)
 		case "continuation":
 			return p.decodeContinuation(v, f)
+		case "conversions":
+			return p.decodeConversions(v, f)
 		}
 		if slices.Contains(jigxIgnored, key) {
 			return nil
@@ -277,6 +293,9 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 		return p.fail(sesame.CodeInvalidField, "format", "a binary response (format: %s) cannot have records or a continuation", f.Format)
 	}
 	f.platform = p.platform
+	if err := p.bufferBody(f); err != nil {
+		return err
+	}
 	if f.input != nil && f.Body != nil {
 		return p.fail(sesame.CodeInvalidField, "inputTransform", "cannot be used with a body template")
 	}
@@ -629,4 +648,101 @@ func (f *Function) inputBody(ctx context.Context, values map[string]any, fromSec
 		return nil, fmt.Errorf("function %s: encode inputTransform result: %w", f.Name, err)
 	}
 	return b, nil
+}
+
+// decodeConversions reads Jigx's conversions: a list of {property, from, to}; other keys
+// of an entry (such as convertHeicToJpg) are the app's and are dropped.
+func (p *parser) decodeConversions(n *yaml.Node, f *Function) error {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errNode(sesame.CodeInvalidField, n, "conversions", "must be a list of {property, from, to}")
+	}
+	if len(n.Content) > MaxParameters {
+		return p.errNode(sesame.CodeInvalidField, n, "conversions", "must have at most %d entries", MaxParameters)
+	}
+	for i, e := range n.Content {
+		field := fmt.Sprintf("conversions[%d]", i)
+		if e.Kind != yaml.MappingNode {
+			return p.errNode(sesame.CodeInvalidField, e, field, "must be a mapping with fields property, from, to")
+		}
+		var c Conversion
+		err := p.pairs(e, field, func(key string, k, v *yaml.Node) error {
+			sub := join(field, key)
+			p.lines[sub] = k.Line
+			var dst *string
+			switch key {
+			case "property":
+				dst = &c.Property
+			case "from":
+				dst = &c.From
+			case "to":
+				dst = &c.To
+			default:
+				return nil
+			}
+			s, _, err := p.str(v, sub)
+			if err == nil && len(s) > MaxParamNameLen {
+				err = p.errNode(sesame.CodeInvalidField, v, sub, "must be at most %d bytes", MaxParamNameLen)
+			}
+			*dst = s
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if c.Property == "" {
+			return p.errNode(sesame.CodeMissingField, e, join(field, "property"), "is required")
+		}
+		f.Conversions = append(f.Conversions, c)
+	}
+	return nil
+}
+
+// bufferBody finds the body parameter a conversion to "buffer" makes the whole request
+// body. It must be the function's only body parameter, without an inputTransform.
+func (p *parser) bufferBody(f *Function) error {
+	for i, c := range f.Conversions {
+		prm, ok := f.Parameters[c.Property]
+		if c.To != "buffer" || !ok || prm.Location != LocationBody {
+			continue // a conversion of a response property, or of a file on the device
+		}
+		field := fmt.Sprintf("conversions[%d]", i)
+		if f.bufferBody != "" && f.bufferBody != c.Property {
+			return p.fail(sesame.CodeInvalidField, field, "only one body parameter can be sent as the request body (buffer)")
+		}
+		if f.input != nil {
+			return p.fail(sesame.CodeInvalidField, field, "a body parameter sent as the request body (buffer) cannot be used with an inputTransform")
+		}
+		for name, other := range f.Parameters {
+			if name != c.Property && other.Location == LocationBody {
+				return p.fail(sesame.CodeInvalidField, field, "parameter %q is sent as the request body (buffer), so no other parameter can be in location body", c.Property)
+			}
+		}
+		f.bufferBody = c.Property
+	}
+	return nil
+}
+
+// bufferBytes decodes the value of the buffer body parameter: base64 (standard or URL
+// alphabet, padded or not) or a data: URI with base64 data.
+func (f *Function) bufferBytes(v any) ([]byte, error) {
+	s, ok := v.(string)
+	if ok {
+		if rest, isURI := strings.CutPrefix(s, "data:"); isURI {
+			_, data, found := strings.Cut(rest, ";base64,")
+			s, ok = data, found
+		}
+	}
+	if ok {
+		s = strings.TrimRight(s, "=")
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			if b, err := enc.DecodeString(s); err == nil {
+				return b, nil
+			}
+		}
+	}
+	return nil, sesame.Errorf(sesame.CodeInvalidField,
+		"parameter %q must be the file's bytes in base64 (or a data: URI with base64): it is sent as the request body", f.bufferBody)
 }

@@ -183,6 +183,7 @@ func FuzzParseJigx(f *testing.F) {
 		"provider: DATA_PROVIDER_SQL\n",
 		"provider: DATA_PROVIDER_REST\nurl: [\n",
 		jigxSampleShapes,
+		"provider: DATA_PROVIDER_REST\nmethod: PATCH\nurl: https://a.example/p\nparameters:\n  file: {location: body, type: image}\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
 		"provider: DATA_PROVIDER_REST\nmethod: GET\nformat: pdf\nurl: https://a.example/p/$value\noutputTransform: '$.{\"d\": $.data, \"u\": $.inputs.u.value}'\nparameters:\n  u: {location: path}\n  accessToken: {type: jigx, value: jigx}\n",
 	} {
 		f.Add(seed)
@@ -297,6 +298,12 @@ func TestJigxSampleShapeErrorsNameLineAndField(t *testing.T) {
 			"invalid_field", "line 9: continuation.parameters.accessToken: a continuation's credential parameter must repeat the function's parameter \"accessToken\""},
 		{"continuation with a credential the function lacks", base + "continuation:\n  when: =$.next\n  parameters:\n    basicAuth: {value: graph.oauth}\n",
 			"invalid_field", "line 9: continuation.parameters.basicAuth: a continuation's credential parameter must repeat"},
+		{"conversions not a list", base + "conversions: {property: file}\n", "invalid_field", "line 6: conversions: must be a list"},
+		{"conversion without property", base + "conversions:\n  - from: local-uri\n    to: buffer\n", "missing_field", "line 7: conversions[0].property: is required"},
+		{"buffer body with another body parameter", base + "  file: {location: body, type: image}\n  name: {location: body}\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
+			"invalid_field", "conversions[0]: parameter \"file\" is sent as the request body (buffer), so no other parameter can be in location body"},
+		{"buffer body with an inputTransform", base + "  file: {location: body, type: image}\ninputTransform: '{\"f\": file}'\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
+			"invalid_field", "conversions[0]: a body parameter sent as the request body (buffer) cannot be used with an inputTransform"},
 		{"quoted step in a bad expression", base + "records: '$.\"a\" +'\n", "invalid_field", "line 6: records: is not a valid JSONata expression"},
 	}
 	for _, c := range cases {
@@ -309,5 +316,26 @@ func TestJigxSampleShapeErrorsNameLineAndField(t *testing.T) {
 	_, err := function.Parse("fn", []byte("url: https://api.example.com/x\nmethod: GET\nparameters:\n  id: {location: path}\n"))
 	if err == nil || !strings.Contains(err.Error(), "parameters.id.location: is path but the url has no {id}") {
 		t.Errorf("Sesame format, unused path parameter: %v", err)
+	}
+}
+
+func TestJigxBufferBody(t *testing.T) {
+	src := "provider: DATA_PROVIDER_REST\nmethod: PATCH\nurl: https://graph.example.com/v1.0/me/photo/$value\nparameters:\n" +
+		"  accessToken: {location: header, type: string, value: graph.oauth}\n  Content-Type: {location: header, value: image/png}\n" +
+		"  file: {location: body, type: image, required: true}\nconversions:\n  - property: file\n    from: local-uri\n    to: buffer\n    convertHeicToJpg: true\n  - {property: data, from: base64, to: local-uri}\n"
+	f, err := function.Parse("photo", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"AAEC/w==", "AAEC_w", "data:image/png;base64,AAEC/w=="} {
+		r, err := f.Build(map[string]any{"file": v}, nil)
+		if err != nil || string(r.Body) != "\x00\x01\x02\xff" || r.ContentType != "image/png" {
+			t.Errorf("%s: body %q (%s): %v", v, r.Body, r.ContentType, err)
+		}
+	}
+	for _, v := range []any{"not base64!", 12, "data:image/png,AAEC"} {
+		if _, err := f.Build(map[string]any{"file": v}, nil); sesame.ErrorCode(err) != sesame.CodeInvalidField && sesame.ErrorCode(err) != sesame.CodeInvalidArgument {
+			t.Errorf("%v: %v", v, err)
+		}
 	}
 }
