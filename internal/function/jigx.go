@@ -664,6 +664,7 @@ func (p *parser) decodeConversions(n *yaml.Node, f *Function) error {
 	}
 	for i, e := range n.Content {
 		field := fmt.Sprintf("conversions[%d]", i)
+		p.lines[field] = e.Line
 		if e.Kind != yaml.MappingNode {
 			return p.errNode(sesame.CodeInvalidField, e, field, "must be a mapping with fields property, from, to")
 		}

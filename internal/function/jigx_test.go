@@ -301,9 +301,9 @@ func TestJigxSampleShapeErrorsNameLineAndField(t *testing.T) {
 		{"conversions not a list", base + "conversions: {property: file}\n", "invalid_field", "line 6: conversions: must be a list"},
 		{"conversion without property", base + "conversions:\n  - from: local-uri\n    to: buffer\n", "missing_field", "line 7: conversions[0].property: is required"},
 		{"buffer body with another body parameter", base + "  file: {location: body, type: image}\n  name: {location: body}\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
-			"invalid_field", "conversions[0]: parameter \"file\" is sent as the request body (buffer), so no other parameter can be in location body"},
+			"invalid_field", "line 9: conversions[0]: parameter \"file\" is sent as the request body (buffer), so no other parameter can be in location body"},
 		{"buffer body with an inputTransform", base + "  file: {location: body, type: image}\ninputTransform: '{\"f\": file}'\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
-			"invalid_field", "conversions[0]: a body parameter sent as the request body (buffer) cannot be used with an inputTransform"},
+			"invalid_field", "line 9: conversions[0]: a body parameter sent as the request body (buffer) cannot be used with an inputTransform"},
 		{"quoted step in a bad expression", base + "records: '$.\"a\" +'\n", "invalid_field", "line 6: records: is not a valid JSONata expression"},
 	}
 	for _, c := range cases {
