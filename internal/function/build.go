@@ -34,6 +34,9 @@ type Request struct {
 	// ContentType is set when Body is: "application/json", or the value of a
 	// Content-Type header parameter.
 	ContentType string
+	// Inputs are the values of the parameters that are not credentials (the caller's,
+	// or defaults), by name: what a Jigx transform sees as $.inputs.
+	Inputs map[string]any
 }
 
 // String, GoString, Format and LogValue redact: a Request may hold credential values.
@@ -121,7 +124,12 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 		return Request{}, sesame.Errorf(sesame.CodeMissingField, "missing required parameters %s", quoteNames(missing))
 	}
 
-	r := Request{Method: f.Method, Query: url.Values{}, Header: http.Header{}}
+	r := Request{Method: f.Method, Query: url.Values{}, Header: http.Header{}, Inputs: map[string]any{}}
+	for name, v := range values {
+		if !fromSecret[name] && !IsAuth(name, f.Parameters[name]) {
+			r.Inputs[name] = v
+		}
+	}
 	for k, vs := range f.baseQuery {
 		r.Query[k] = append([]string(nil), vs...)
 	}
@@ -153,9 +161,14 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 			r.Header.Set(name, s)
 		}
 	}
-	if f.input != nil {
+	raw := false
+	switch v, ok := values[f.bufferBody]; {
+	case f.input != nil:
 		r.Body, err = f.inputBody(ctx, values, fromSecret)
-	} else {
+	case f.bufferBody != "" && ok:
+		r.Body, err = f.bufferBytes(v)
+		raw = true
+	default:
 		r.Body, err = f.buildBody(values)
 	}
 	if err != nil {
@@ -163,6 +176,9 @@ func (f *Function) BuildContext(ctx context.Context, args map[string]any, secret
 	}
 	if r.Body != nil {
 		r.ContentType = "application/json"
+		if raw {
+			r.ContentType = "application/octet-stream"
+		}
 		if ct := r.Header.Get("Content-Type"); ct != "" {
 			r.ContentType = ct
 		}

@@ -150,6 +150,7 @@ func TestBuildPlacesSecrets(t *testing.T) {
 		Header:      http.Header{"X-Api-Key": {"hk"}},
 		Body:        []byte(`{"client_secret":"cs\"x","text":"hi"}`),
 		ContentType: "application/json",
+		Inputs:      map[string]any{"text": "hi"}, // never a credential value
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got  %s %v %v %s\nwant %s %v %v %s", r.Path, r.Query, r.Header, r.Body, want.Path, want.Query, want.Header, want.Body)

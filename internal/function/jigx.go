@@ -2,6 +2,7 @@ package function
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -38,6 +39,16 @@ import (
 // a string (a URL or base64 text); a `value` that is a Jigx expression (`=@ctx…`) is no
 // default: the caller supplies the value; `inputTransform` builds the request body from
 // the parameters; `records` and `continuation` gather records over pages.
+//
+// As in Jigx's own samples: a string literal as a path step names a field
+// (`$."@odata.nextLink"`, see quotedSteps); `errorTransform` shapes a response with an
+// error status, which keeps its status; `format: pdf` (any binary response) hands the
+// outputTransform {"data": base64 of the body, "inputs": {name: {"value": v}}}, and
+// without one the result is {"data": …}; a continuation may repeat a credential parameter
+// of the function (same name, same credential), which changes nothing since every page
+// gets the function's credentials; a path parameter the url has no {name} for is accepted
+// and unused; type `jigx` (Jigx's platform token) names a credential, by its value
+// ("jigx"), which must exist in the workspace.
 
 // ProviderREST is the one Jigx provider Sesame runs.
 const ProviderREST = "DATA_PROVIDER_REST"
@@ -63,16 +74,81 @@ type jigxFields struct {
 	InputTransform string        `json:"inputTransform,omitempty"`
 	Records        string        `json:"records,omitempty"`
 	Continuation   *Continuation `json:"continuation,omitempty"`
+	// ErrorTransform is applied, instead of the outputTransform, to a response with an
+	// error status (400 and up); the caller gets its result with that status.
+	ErrorTransform string `json:"errorTransform,omitempty"`
+	// Format is how the response is read: "" or "json" as JSON; "pdf", Jigx's generic
+	// binary format, as bytes handed to the outputTransform as {"data": base64,
+	// "inputs": {name: {"value": v}}}.
+	Format string `json:"format,omitempty"`
+
+	// Conversions are Jigx's file conversions. Sesame acts on one: a body parameter
+	// converted to "buffer" is the whole request body, sent as the bytes of the caller's
+	// base64 (or data: URI) value. The others concern files on the device and are kept
+	// as they are.
+	Conversions []Conversion `json:"conversions,omitempty"`
+
+	bufferBody   string // the body parameter sent as raw bytes, if any
+	errTransform *jsonataTransform
+	// platform are the parameters of type jigx: Jigx's own platform token, which
+	// Sesame has only as a credential of that name.
+	platform map[string]bool
+}
+
+// Conversion is one entry of a Jigx function's conversions.
+type Conversion struct {
+	Property string `json:"property"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
+}
+
+// Jigx response formats.
+const (
+	FormatJSON = "json"
+	FormatPDF  = "pdf" // Jigx's generic binary format
+)
+
+var jigxFormats = []string{FormatJSON, FormatPDF}
+
+// Binary reports whether f reads its response as bytes (format: pdf).
+func (f *Function) Binary() bool { return f.Format == FormatPDF }
+
+// PlatformToken reports whether parameter name is of Jigx's type jigx: Jigx's platform
+// token, which Sesame has only as a credential named as the parameter's value.
+func (f *Function) PlatformToken(name string) bool { return f.platform[name] }
+
+// BinaryInput is what the outputTransform of a binary function (format: pdf) reads:
+// {"data": the body in base64, "inputs": {name: {"value": v}}} for the call's inputs
+// (Request.Inputs), as Jigx gives them.
+func BinaryInput(body []byte, inputs map[string]any) map[string]any {
+	in := make(map[string]any, len(inputs))
+	for k, v := range inputs {
+		in[k] = map[string]any{"value": v}
+	}
+	return map[string]any{"data": base64.StdEncoding.EncodeToString(body), "inputs": in}
+}
+
+// HasErrorTransform reports whether f has an errorTransform.
+func (f *Function) HasErrorTransform() bool { return f.errTransform != nil }
+
+// TransformError applies the errorTransform to an error response v (decoded JSON, or
+// its text). Without one it returns v.
+func (f *Function) TransformError(ctx context.Context, v any) (any, error) {
+	if f.errTransform == nil {
+		return v, nil
+	}
+	return f.errTransform.apply(ctx, f.Name, "errorTransform", v)
 }
 
 var jigxFieldNames = []string{
 	"provider", "method", "url", "useLocalCall", "parameters", "inputTransform", "outputTransform",
-	"records", "continuation", "description", "forRowsWithMatchingIds", "forRowsWithValues", "conversions",
+	"records", "continuation", "errorTransform", "format", "description", "forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange",
+	"conversions", "disableTokenRefresh",
 }
 
-// jigxIgnored are Jigx fields that steer the app's local data on the device; Sesame
-// accepts and ignores them.
-var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "conversions"}
+// jigxIgnored are Jigx fields that steer the app's local data on the device, or the
+// app's own handling of a 401 (disableTokenRefresh); Sesame accepts and ignores them.
+var jigxIgnored = []string{"forRowsWithMatchingIds", "forRowsWithValues", "forRowsInRange", "disableTokenRefresh"}
 
 var jigxParamFields = []string{"location", "required", "type", "value", "description"}
 
@@ -80,7 +156,12 @@ var jigxLocations = []string{LocationPath, LocationQuery, LocationHeader, Locati
 
 // jigxTypes are Jigx's parameter types, and "credential", which is how Sesame's JSON form
 // of a Jigx function writes a parameter in location credential or secret.
-var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image", "credential"}
+var jigxTypes = []string{"string", "number", "boolean", "array", "object", "image", "credential", jigxPlatformType}
+
+// jigxPlatformType is Jigx's parameter type for its own platform token (value: jigx).
+// Sesame has no such token: the parameter names a credential, by its value, like an
+// accessToken, and a call without that credential is refused saying so.
+const jigxPlatformType = "jigx"
 
 // isJigx reports whether root (a mapping) has a top-level provider field.
 func isJigx(root *yaml.Node) bool {
@@ -95,6 +176,7 @@ func isJigx(root *yaml.Node) bool {
 // parseJigx decodes and validates a Jigx function file into f.
 func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 	var desc string
+	p.jigx = true
 	err := p.pairs(root, "", func(key string, k, v *yaml.Node) error {
 		p.lines[key] = k.Line
 		strField := func(dst *string, max int) error {
@@ -144,10 +226,22 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 			return strField(&f.OutputTransform, MaxTransformLen)
 		case "records":
 			return strField(&f.Records, MaxTransformLen)
+		case "errorTransform":
+			return strField(&f.ErrorTransform, MaxTransformLen)
+		case "format":
+			if err := strField(&f.Format, 16); err != nil {
+				return err
+			}
+			if !slices.Contains(jigxFormats, f.Format) {
+				return p.errNode(sesame.CodeInvalidField, v, key, "must be one of %s (pdf: any binary response, returned as base64); Jigx's text and xml are not supported", strings.Join(jigxFormats, ", "))
+			}
+			return nil
 		case "parameters":
 			return p.decodeJigxParams(k, v, "parameters", &f.Parameters, false)
 		case "continuation":
 			return p.decodeContinuation(v, f)
+		case "conversions":
+			return p.decodeConversions(v, f)
 		}
 		if slices.Contains(jigxIgnored, key) {
 			return nil
@@ -190,6 +284,16 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 		return err
 	}
 	if f.records, err = compile("records", f.Records); err != nil {
+		return err
+	}
+	if f.errTransform, err = compile("errorTransform", f.ErrorTransform); err != nil {
+		return err
+	}
+	if f.Binary() && f.Paged() {
+		return p.fail(sesame.CodeInvalidField, "format", "a binary response (format: %s) cannot have records or a continuation", f.Format)
+	}
+	f.platform = p.platform
+	if err := p.bufferBody(f); err != nil {
 		return err
 	}
 	if f.input != nil && f.Body != nil {
@@ -254,8 +358,21 @@ func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string
 		if err != nil {
 			return err
 		}
-		if prm.Type == "image" {
+		switch prm.Type {
+		case "image":
 			prm.Type = "string"
+		case jigxPlatformType:
+			prm.Type = "credential"
+			if prm.Value == nil {
+				v := jigxPlatformType
+				prm.Value = &v
+			}
+			if field == "parameters" {
+				if p.platform == nil {
+					p.platform = map[string]bool{}
+				}
+				p.platform[name] = true
+			}
 		}
 		switch prm.Location {
 		case "credential", "secret":
@@ -334,6 +451,18 @@ func (p *parser) validateContinuation(f *Function, c *Continuation, compile func
 	for _, name := range sortedKeys(c.Parameters) {
 		prm := c.Parameters[name]
 		field := join("continuation.parameters", name)
+		if prm.Type == "credential" || IsAuth(name, prm) {
+			// Jigx files repeat the function's credential for the next pages. Every page
+			// gets the function's credentials injected anew, so such a parameter is
+			// accepted when it repeats one of them and does nothing more; a caller never
+			// supplies it, and a continuation cannot bring in another credential.
+			top, ok := f.Parameters[name]
+			if !ok || !IsAuth(name, top) || top.Value == nil || prm.Value == nil || *top.Value != *prm.Value {
+				return p.fail(sesame.CodeInvalidField, field,
+					"a continuation's credential parameter must repeat the function's parameter %q with the same credential (every page gets the function's credentials)", name)
+			}
+			continue
+		}
 		if prm.Location == "" {
 			prm.Location = LocationQuery
 		}
@@ -345,9 +474,6 @@ func (p *parser) validateContinuation(f *Function, c *Continuation, compile func
 			}
 		default:
 			return p.fail(sesame.CodeInvalidField, field+".location", "must be query, header or body")
-		}
-		if prm.Type == "credential" || IsAuth(name, prm) {
-			return p.fail(sesame.CodeInvalidField, field, "a continuation parameter cannot be a credential")
 		}
 		if prm.Value == nil {
 			return p.fail(sesame.CodeMissingField, field+".value", "is required: a literal or an expression (=…) on the last response")
@@ -454,6 +580,9 @@ func (f *Function) NextPage(ctx context.Context, page any) (Next, bool, error) {
 		n.URL = u
 	}
 	for name, prm := range c.Parameters {
+		if prm.Type == "credential" || IsAuth(name, prm) {
+			continue // the function's own credential, injected on every page
+		}
 		var v any = *prm.Value
 		if t := c.valueExpr[name]; t != nil {
 			if v, err = t.apply(ctx, f.Name, "continuation.parameters."+name, page); err != nil {
@@ -519,4 +648,102 @@ func (f *Function) inputBody(ctx context.Context, values map[string]any, fromSec
 		return nil, fmt.Errorf("function %s: encode inputTransform result: %w", f.Name, err)
 	}
 	return b, nil
+}
+
+// decodeConversions reads Jigx's conversions: a list of {property, from, to}; other keys
+// of an entry (such as convertHeicToJpg) are the app's and are dropped.
+func (p *parser) decodeConversions(n *yaml.Node, f *Function) error {
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errNode(sesame.CodeInvalidField, n, "conversions", "must be a list of {property, from, to}")
+	}
+	if len(n.Content) > MaxParameters {
+		return p.errNode(sesame.CodeInvalidField, n, "conversions", "must have at most %d entries", MaxParameters)
+	}
+	for i, e := range n.Content {
+		field := fmt.Sprintf("conversions[%d]", i)
+		p.lines[field] = e.Line
+		if e.Kind != yaml.MappingNode {
+			return p.errNode(sesame.CodeInvalidField, e, field, "must be a mapping with fields property, from, to")
+		}
+		var c Conversion
+		err := p.pairs(e, field, func(key string, k, v *yaml.Node) error {
+			sub := join(field, key)
+			p.lines[sub] = k.Line
+			var dst *string
+			switch key {
+			case "property":
+				dst = &c.Property
+			case "from":
+				dst = &c.From
+			case "to":
+				dst = &c.To
+			default:
+				return nil
+			}
+			s, _, err := p.str(v, sub)
+			if err == nil && len(s) > MaxParamNameLen {
+				err = p.errNode(sesame.CodeInvalidField, v, sub, "must be at most %d bytes", MaxParamNameLen)
+			}
+			*dst = s
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if c.Property == "" {
+			return p.errNode(sesame.CodeMissingField, e, join(field, "property"), "is required")
+		}
+		f.Conversions = append(f.Conversions, c)
+	}
+	return nil
+}
+
+// bufferBody finds the body parameter a conversion to "buffer" makes the whole request
+// body. It must be the function's only body parameter, without an inputTransform.
+func (p *parser) bufferBody(f *Function) error {
+	for i, c := range f.Conversions {
+		prm, ok := f.Parameters[c.Property]
+		if c.To != "buffer" || !ok || prm.Location != LocationBody {
+			continue // a conversion of a response property, or of a file on the device
+		}
+		field := fmt.Sprintf("conversions[%d]", i)
+		if f.bufferBody != "" && f.bufferBody != c.Property {
+			return p.fail(sesame.CodeInvalidField, field, "only one body parameter can be sent as the request body (buffer)")
+		}
+		if f.input != nil {
+			return p.fail(sesame.CodeInvalidField, field, "a body parameter sent as the request body (buffer) cannot be used with an inputTransform")
+		}
+		for name, other := range f.Parameters {
+			if name != c.Property && other.Location == LocationBody {
+				return p.fail(sesame.CodeInvalidField, field, "parameter %q is sent as the request body (buffer), so no other parameter can be in location body", c.Property)
+			}
+		}
+		f.bufferBody = c.Property
+	}
+	return nil
+}
+
+// bufferBytes decodes the value of the buffer body parameter: base64 (standard or URL
+// alphabet, padded or not) or a data: URI with base64 data.
+func (f *Function) bufferBytes(v any) ([]byte, error) {
+	s, ok := v.(string)
+	if ok {
+		if rest, isURI := strings.CutPrefix(s, "data:"); isURI {
+			_, data, found := strings.Cut(rest, ";base64,")
+			s, ok = data, found
+		}
+	}
+	if ok {
+		s = strings.TrimRight(s, "=")
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			if b, err := enc.DecodeString(s); err == nil {
+				return b, nil
+			}
+		}
+	}
+	return nil, sesame.Errorf(sesame.CodeInvalidField,
+		"parameter %q must be the file's bytes in base64 (or a data: URI with base64): it is sent as the request body", f.bufferBody)
 }

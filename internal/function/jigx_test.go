@@ -182,6 +182,9 @@ func FuzzParseJigx(f *testing.F) {
 		"provider: DATA_PROVIDER_REST\nmethod: GET\nurl: https://a.example/x\noutputTransform: '$map($.v, function($x){ $x.a })'\n",
 		"provider: DATA_PROVIDER_SQL\n",
 		"provider: DATA_PROVIDER_REST\nurl: [\n",
+		jigxSampleShapes,
+		"provider: DATA_PROVIDER_REST\nmethod: PATCH\nurl: https://a.example/p\nparameters:\n  file: {location: body, type: image}\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
+		"provider: DATA_PROVIDER_REST\nmethod: GET\nformat: pdf\nurl: https://a.example/p/$value\noutputTransform: '$.{\"d\": $.data, \"u\": $.inputs.u.value}'\nparameters:\n  u: {location: path}\n  accessToken: {type: jigx, value: jigx}\n",
 	} {
 		f.Add(seed)
 	}
@@ -211,4 +214,128 @@ func FuzzParseJigx(f *testing.F) {
 			t.Fatalf("JSON round trip changed the function:\n%s\n%s", b, b2)
 		}
 	})
+}
+
+// jigxSampleShapes has the fields and usages of Jigx's public samples.
+const jigxSampleShapes = `provider: DATA_PROVIDER_REST
+method: GET
+url: https://graph.microsoft.com/v1.0/me/calendars/{calendarId}/events
+outputTransform: $
+useLocalCall: true
+parameters:
+  accessToken:
+    location: header
+    required: true
+    type: string
+    value: microsoft.OAuth #a comment after a value
+  calendarId:
+    type: string
+    location: path
+    required: true
+  userId:
+    type: string
+    location: path
+  $top:
+    type: string
+    location: query
+    value: 100
+  $filter: {location: query, type: string, value: =@ctx.jig.inputs.filter}
+records: =$.value
+continuation:
+  when: =$."@odata.nextLink"
+  url: =$."@odata.nextLink"
+  parameters:
+    accessToken:
+      location: header
+      required: true
+      type: string
+      value: microsoft.OAuth
+errorTransform: |
+  {
+    "error": "No events"
+  }
+forRowsInRange: {}
+disableTokenRefresh: true
+`
+
+func TestParseJigxSampleShapes(t *testing.T) {
+	f, err := function.Parse("events", []byte(jigxSampleShapes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.HasErrorTransform() || f.Binary() || !f.Paged() {
+		t.Fatalf("parsed %+v", f)
+	}
+	// The continuation's accessToken repeats the function's: it is no query or header
+	// value of the next page.
+	next, more, err := f.NextPage(context.Background(), map[string]any{"@odata.nextLink": "https://graph.microsoft.com/v1.0/me/calendars/c/events?$skiptoken=2"})
+	if err != nil || !more || next.URL == nil || next.URL.Query().Get("$skiptoken") != "2" || len(next.Query) != 0 || len(next.Header) != 0 {
+		t.Fatalf("next %+v %v %v", next, more, err)
+	}
+	// userId is declared in location path and unused by the url, as Jigx allows.
+	r, err := f.Build(map[string]any{"calendarId": "c1", "userId": "u/../x"}, nil)
+	if err != nil || r.Path != "/v1.0/me/calendars/c1/events" || r.Inputs["userId"] != "u/../x" || r.Inputs["accessToken"] != nil {
+		t.Fatalf("built %s %v: %v", r.Path, r.Inputs, err)
+	}
+	v, err := f.TransformError(context.Background(), map[string]any{"error": "x"})
+	if b, _ := json.Marshal(v); err != nil || string(b) != `{"error":"No events"}` {
+		t.Fatalf("errorTransform: %s %v", b, err)
+	}
+
+	p, err := function.Parse("notify", []byte("provider: DATA_PROVIDER_REST\nmethod: POST\nurl: https://api.example.com/n\nparameters:\n  accessToken: {location: header, type: jigx, value: jigx, required: true}\n"))
+	if err != nil || !p.PlatformToken("accessToken") || !function.IsAuth("accessToken", p.Parameters["accessToken"]) || *p.Parameters["accessToken"].Value != "jigx" {
+		t.Fatalf("type jigx: %+v %v", p, err)
+	}
+}
+
+func TestJigxSampleShapeErrorsNameLineAndField(t *testing.T) {
+	base := "provider: DATA_PROVIDER_REST\nmethod: GET\nurl: https://graph.example.com/v1.0/x\nparameters:\n  accessToken: {location: header, type: string, value: graph.oauth}\n"
+	cases := []struct{ name, src, code, want string }{
+		{"text format", base + "format: text\n", "invalid_field", "line 6: format: must be one of json, pdf"},
+		{"binary with records", base + "format: pdf\nrecords: $.value\n", "invalid_field", "format: a binary response (format: pdf) cannot have records"},
+		{"bad errorTransform", base + "errorTransform: '{\"a\": '\n", "invalid_field", "line 6: errorTransform: is not a valid JSONata expression"},
+		{"continuation with another credential", base + "continuation:\n  when: =$.next\n  parameters:\n    accessToken: {location: header, type: string, value: other.oauth}\n",
+			"invalid_field", "line 9: continuation.parameters.accessToken: a continuation's credential parameter must repeat the function's parameter \"accessToken\""},
+		{"continuation with a credential the function lacks", base + "continuation:\n  when: =$.next\n  parameters:\n    basicAuth: {value: graph.oauth}\n",
+			"invalid_field", "line 9: continuation.parameters.basicAuth: a continuation's credential parameter must repeat"},
+		{"conversions not a list", base + "conversions: {property: file}\n", "invalid_field", "line 6: conversions: must be a list"},
+		{"conversion without property", base + "conversions:\n  - from: local-uri\n    to: buffer\n", "missing_field", "line 7: conversions[0].property: is required"},
+		{"buffer body with another body parameter", base + "  file: {location: body, type: image}\n  name: {location: body}\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
+			"invalid_field", "line 9: conversions[0]: parameter \"file\" is sent as the request body (buffer), so no other parameter can be in location body"},
+		{"buffer body with an inputTransform", base + "  file: {location: body, type: image}\ninputTransform: '{\"f\": file}'\nconversions:\n  - {property: file, from: local-uri, to: buffer}\n",
+			"invalid_field", "line 9: conversions[0]: a body parameter sent as the request body (buffer) cannot be used with an inputTransform"},
+		{"quoted step in a bad expression", base + "records: '$.\"a\" +'\n", "invalid_field", "line 6: records: is not a valid JSONata expression"},
+	}
+	for _, c := range cases {
+		_, err := function.Parse("fn", []byte(c.src))
+		if string(sesame.ErrorCode(err)) != c.code || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v\nwant %s: %s", c.name, err, c.code, c.want)
+		}
+	}
+	// Sesame's own format still refuses a path parameter its path does not use.
+	_, err := function.Parse("fn", []byte("url: https://api.example.com/x\nmethod: GET\nparameters:\n  id: {location: path}\n"))
+	if err == nil || !strings.Contains(err.Error(), "parameters.id.location: is path but the url has no {id}") {
+		t.Errorf("Sesame format, unused path parameter: %v", err)
+	}
+}
+
+func TestJigxBufferBody(t *testing.T) {
+	src := "provider: DATA_PROVIDER_REST\nmethod: PATCH\nurl: https://graph.example.com/v1.0/me/photo/$value\nparameters:\n" +
+		"  accessToken: {location: header, type: string, value: graph.oauth}\n  Content-Type: {location: header, value: image/png}\n" +
+		"  file: {location: body, type: image, required: true}\nconversions:\n  - property: file\n    from: local-uri\n    to: buffer\n    convertHeicToJpg: true\n  - {property: data, from: base64, to: local-uri}\n"
+	f, err := function.Parse("photo", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"AAEC/w==", "AAEC_w", "data:image/png;base64,AAEC/w=="} {
+		r, err := f.Build(map[string]any{"file": v}, nil)
+		if err != nil || string(r.Body) != "\x00\x01\x02\xff" || r.ContentType != "image/png" {
+			t.Errorf("%s: body %q (%s): %v", v, r.Body, r.ContentType, err)
+		}
+	}
+	for _, v := range []any{"not base64!", 12, "data:image/png,AAEC"} {
+		if _, err := f.Build(map[string]any{"file": v}, nil); sesame.ErrorCode(err) != sesame.CodeInvalidField && sesame.ErrorCode(err) != sesame.CodeInvalidArgument {
+			t.Errorf("%v: %v", v, err)
+		}
+	}
 }

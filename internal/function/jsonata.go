@@ -67,6 +67,7 @@ func compileJSONata(src string) (t *jsonataTransform, msg string) {
 	if strings.TrimSpace(src) == "" {
 		return nil, "is empty"
 	}
+	src = quotedSteps(src)
 	defer func() {
 		if r := recover(); r != nil { // jsonata-go re-panics parser panics it does not expect
 			t, msg = nil, "is not a valid JSONata expression"

@@ -82,6 +82,10 @@ func parseYAML(src []byte) (*yaml.Node, error) {
 // decoded Function can still name the line.
 type parser struct {
 	lines map[string]int
+	// jigx is set for a Jigx function file: a path parameter need not be in the url.
+	jigx bool
+	// platform are the Jigx parameters of type jigx (see jigxPlatformType).
+	platform map[string]bool
 }
 
 func (p *parser) errAt(code sesame.Code, line int, field, format string, args ...any) error {
@@ -491,7 +495,8 @@ func (p *parser) validate(f *Function) error {
 		switch {
 		case inPath[name] && prm.Location != LocationPath:
 			return p.fail(sesame.CodeInvalidField, field+".location", "must be path: the %s refers to {%s}", tmplField, name)
-		case prm.Location == LocationPath && !inPath[name]:
+		case prm.Location == LocationPath && !inPath[name] && !p.jigx:
+			// Jigx files declare path parameters their url does not use; the value is unused.
 			return p.fail(sesame.CodeInvalidField, field+".location", "is path but the %s has no {%s}", tmplField, name)
 		case inBody[name] && prm.Location != LocationBody:
 			return p.fail(sesame.CodeInvalidField, field+".location", "must be body: the body template refers to {{%s}}", name)
@@ -522,7 +527,7 @@ func (p *parser) validate(f *Function) error {
 			f.Parameters[name] = prm
 			continue
 		}
-		if prm.Location == LocationPath && !prm.Required && prm.Value == nil {
+		if prm.Location == LocationPath && inPath[name] && !prm.Required && prm.Value == nil {
 			return p.fail(sesame.CodeInvalidField, field, "a path parameter must be required or have a default value")
 		}
 		if prm.Value != nil {

@@ -136,7 +136,7 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	if err != nil {
 		return CallResult{}, err
 	}
-	res, err := g.result(ctx, f, c, resp, seen.redactor())
+	res, err := g.result(ctx, f, c, resp, seen.redactor(), built.Inputs)
 	if res.Stream == nil {
 		resp.Body.Close()
 	}
@@ -169,7 +169,10 @@ func mayCall(ctx context.Context, f *function.Function) error {
 // at most the function's ResponseBuffer: a larger response is an error if it must be
 // transformed, and otherwise comes back as a Stream (bounded by the connection's body
 // limit) that owns resp.Body. Whatever it returns has no injected value in it (rs).
-func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response, rs *redact.Set) (CallResult, error) {
+// A response with an error status goes through the errorTransform (Jigx) if the function
+// has one; a binary function's (format: pdf) response is read whole and given as base64
+// with the call's inputs (see function.BinaryInput).
+func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection, resp *http.Response, rs *redact.Set, inputs map[string]any) (CallResult, error) {
 	limit := g.MaxBody(c)
 	buffer := min(f.ResponseBuffer(), limit)
 	data, err := readAtMost(resp, buffer+1)
@@ -189,8 +192,10 @@ func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	isJSON := mt == "application/json" || strings.HasSuffix(mt, "+json")
 	transform := resp.StatusCode < 400 && f.OutputTransform != ""
+	errTransform := resp.StatusCode >= 400 && f.HasErrorTransform()
+	binary := resp.StatusCode < 400 && f.Binary()
 	if int64(len(data)) > buffer {
-		if transform || buffer == limit {
+		if transform || errTransform || binary || buffer == limit {
 			return CallResult{}, sesame.Errorf(sesame.CodeResponseTooLarge,
 				"the upstream response is larger than the %d bytes function %s may buffer (maxResponseBytes, and the connection's body limit)", buffer, f.Name)
 		}
@@ -198,37 +203,50 @@ func (g *Gateway) result(ctx context.Context, f *function.Function, c Connection
 		return out, nil
 	}
 	var v any
-	if isJSON || (mt == "" && json.Valid(data)) {
+	text := false // v is the body as text, not decoded JSON
+	switch {
+	case binary:
+		v = function.BinaryInput(data, inputs)
+		if !transform {
+			v = map[string]any{"data": v.(map[string]any)["data"]}
+		}
+	case isJSON || (mt == "" && json.Valid(data)):
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
 		if err := dec.Decode(&v); err != nil {
-			out.Body = string(data)
-			return out, nil
+			v, text = string(data), true
 		}
-		if transform {
-			if v, err = f.Transform(ctx, v); err != nil {
-				return CallResult{}, err
-			}
-		}
-		// The body was redacted as it came in, but JSON escapes ("\u0073ecret") or a
-		// transform can still spell an injected value: check what the caller will read.
-		if !rs.Empty() {
-			b, err := json.Marshal(v)
-			if err != nil {
-				return CallResult{}, fmt.Errorf("gateway: encode result of %s: %w", f.Name, err)
-			}
-			if rs.Contains(b) {
-				if b = rs.Bytes(b); !json.Valid(b) {
-					out.Body = string(b)
-					return out, nil
-				}
-			}
-			v = json.RawMessage(b)
-		}
+	default:
+		v, text = string(data), true
+	}
+	switch {
+	case errTransform:
+		v, err = f.TransformError(ctx, v)
+	case text:
 		out.Body = v
 		return out, nil
+	case transform:
+		v, err = f.Transform(ctx, v)
 	}
-	out.Body = string(data)
+	if err != nil {
+		return CallResult{}, err
+	}
+	// The body was redacted as it came in, but JSON escapes ("\u0073ecret") or a
+	// transform can still spell an injected value: check what the caller will read.
+	if !rs.Empty() {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return CallResult{}, fmt.Errorf("gateway: encode result of %s: %w", f.Name, err)
+		}
+		if rs.Contains(b) {
+			if b = rs.Bytes(b); !json.Valid(b) {
+				out.Body = string(b)
+				return out, nil
+			}
+		}
+		v = json.RawMessage(b)
+	}
+	out.Body = v
 	return out, nil
 }
 

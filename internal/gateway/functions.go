@@ -46,6 +46,13 @@ func (g *Gateway) functionRefs(ctx context.Context, ws string, f *function.Funct
 		field := "parameters." + name + ".value"
 		if function.IsAuth(name, p) {
 			if _, err := g.checkCredential(ctx, ws, *p.Value, base, field, nil); err != nil {
+				if f.PlatformToken(name) && sesame.ErrorCode(err) == sesame.CodeInvalidField {
+					if _, gerr := g.cfg.Store.GetCredential(ctx, ws, *p.Value); errors.Is(gerr, sesame.ErrNotFound) {
+						return nil, sesame.Errorf(sesame.CodeInvalidField,
+							"parameters.%s.type: jigx is the Jigx platform's own token, which Sesame does not have: create a credential named %q in workspace %q (a bearer credential holding a Jigx personal access token) to run this function",
+							name, *p.Value, ws)
+					}
+				}
 				return nil, err
 			}
 			refs = append(refs, *p.Value)

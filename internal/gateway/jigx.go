@@ -164,7 +164,8 @@ func nextBuilt(first function.Request, next function.Next, placed map[string]boo
 // callPages runs a function that reads records (Jigx records, continuation): each page's
 // records are gathered, the next page requested while the continuation says so (at most
 // Config.MaxPages pages, then the result says truncated), and the outputTransform applied
-// to the list. A page with an error status ends the call with that page as the result.
+// to the list. A page with an error status ends the call with that page (through the
+// errorTransform, if the function has one) as the result.
 // Every page goes through send (credentials injected anew, destination rule, redaction);
 // the continuation sees only redacted pages.
 func (g *Gateway) callPages(ctx context.Context, ws string, f *function.Function, first function.Request, base string,
@@ -192,8 +193,11 @@ func (g *Gateway) callPages(ctx context.Context, ws string, f *function.Function
 		total += res.size
 		out.Status, out.Headers, out.Pages = res.Status, res.Headers, pages
 		if res.Status >= 400 {
-			out.Body = page
-			return out, nil
+			v, err := f.TransformError(ctx, page)
+			if err != nil {
+				return CallResult{}, err
+			}
+			return redactedResult(f, out, v, seen.redactor())
 		}
 		recs, err := f.PageRecords(ctx, page)
 		if err != nil {
@@ -222,7 +226,12 @@ func (g *Gateway) callPages(ctx context.Context, ws string, f *function.Function
 	if err != nil {
 		return CallResult{}, err
 	}
-	rs := seen.redactor()
+	return redactedResult(f, out, v, seen.redactor())
+}
+
+// redactedResult is out with body v, with any injected value (rs) that a transform
+// spelled replaced.
+func redactedResult(f *function.Function, out CallResult, v any, rs *redact.Set) (CallResult, error) {
 	if !rs.Empty() {
 		b, err := json.Marshal(v)
 		if err != nil {
