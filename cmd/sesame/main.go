@@ -26,6 +26,9 @@ const usage = `Sesame: API authentication from both sides.
 
 Usage:
   sesame serve [flags]            start the server (sesame serve -h for flags)
+  sesame agent --server URL --token T --allow HOST:PORT|CIDR ...
+                                  run an on-premise agent (sesame agent -h for flags)
+  sesame agent list|get|create|rm ...
   sesame ws list|get|create|copy|rm ...
   sesame cred list|get|put|rm ...
   sesame conn list|get|put|test|rm ...
@@ -52,6 +55,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], getenv, stdout, stderr, listening)
+	case "agent":
+		if len(args) > 1 && cli.AgentSubcommands[args[1]] {
+			err = cli.Run(ctx, args, cli.Env{Getenv: getenv, Stdin: stdin, Stdout: stdout, Stderr: stderr})
+		} else {
+			err = runAgent(ctx, args[1:], getenv, stderr)
+		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/access"
+	"github.com/sesamehq/sesame/internal/agent"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/gateway"
@@ -211,7 +212,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
-	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: callRecorder(trail, log),
+	// On-premise agents (internal/agent): their links live on this replica's hub.
+	hub := agent.NewHub(agent.HubConfig{Logger: log, Events: agentEvents(trail)})
+	agents := agent.NewRegistry(st, hasher, hub, time.Now)
+	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: callRecorder(trail, log), Agents: hub,
 		Injectors: map[string]gateway.Injector{
 			"oauth2":     om,
 			"jwt_bearer": jwtInj,
@@ -223,7 +227,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 	}
 
-	_, metricsHandler := newMetrics(trail)
+	reg, metricsHandler := newMetrics(trail)
+	registerAgentMetrics(reg, hub)
 
 	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
@@ -251,6 +256,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		AppService: appSvc, // POST /api/v2/auth, /v1/apps
 		Logger:     log,
 		Audit:      trail, // GET /v1/audit, POST /v1/audit/verify
+		Agents:     agents,
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
@@ -267,6 +273,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(hub.Close) // hijacked agent links are not closed by Shutdown
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -61,6 +61,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 		"app":   appCommand,
 		"oauth": oauthCommand,
 		"audit": auditCommand,
+		"agent": agentCommand,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -122,7 +122,7 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	for _, s := range secrets {
 		seen.add(string(s.Reveal()))
 	}
-	resp, err := g.send(ctx, ws, g.client(cacheKey, version, c.policy()), req, c, credential.Target{}, &rec, seen, injections...)
+	resp, err := g.send(ctx, ws, g.client(cacheKey, version, g.policy(ws, c)), req, c, credential.Target{}, &rec, seen, injections...)
 	if err != nil {
 		return CallResult{}, err
 	}

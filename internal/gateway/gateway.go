@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -95,6 +96,16 @@ type Config struct {
 	MaxBody int64
 	// Injectors for kinds without a static injector, by credential type.
 	Injectors map[string]Injector
+	// Agents carries the calls of connections that name an on-premise agent; nil: such
+	// calls fail with agent_unavailable.
+	Agents Agents
+}
+
+// Agents opens connections inside an agent's private network (agent.Hub).
+type Agents interface {
+	Dial(ctx context.Context, ws, agent, addr string) (net.Conn, error)
+	// Begin counts a call through the agent as in flight until end is called.
+	Begin(ws, agent string) (end func())
 }
 
 // Gateway runs outbound calls.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -18,6 +19,10 @@ type Policy struct {
 	Retry        RetryPolicy
 	Timeout      time.Duration // per attempt, until the response headers; 0 = 30s
 	AllowPrivate bool          // allow loopback, private and link-local addresses
+	// Dial, when set, makes every connection (an on-premise agent's tunnel). It replaces
+	// the address check: what Dial reaches is bounded by its own rules (the agent's
+	// allowlist), and it is given the unresolved host:port.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultTimeout bounds each attempt until the response headers when Policy.Timeout is 0.
@@ -68,6 +73,9 @@ func NewClient(p Policy, c Clock) *Client {
 		c = SystemClock()
 	}
 	t := NewTransport(p.AllowPrivate)
+	if p.Dial != nil {
+		t.DialContext = p.Dial
+	}
 	cl := &Client{
 		retry:     p.Retry.withDefaults(),
 		timeout:   p.Timeout,
