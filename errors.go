@@ -81,6 +81,7 @@ const (
 // actor lacks (PRODUCT.md §4.6). Details name the privilege, the workspace ("*": all)
 // and, when a principal is acted on, the subject.
 const CodePrivilegeCeiling Code = "privilege_ceiling"
+
 // The codes of what comes back from an upstream.
 const (
 	// CodeUpstreamEncoding is an upstream response in a content encoding Sesame cannot
