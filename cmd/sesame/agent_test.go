@@ -49,6 +49,9 @@ func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
 		p.mu.Unlock()
 		switch r.URL.Path {
 		case "/hold":
+			// Read the body first: only then does net/http watch the connection and
+			// cancel the request's context when it closes.
+			io.Copy(io.Discard, r.Body)
 			p.arrived <- struct{}{}
 			select {
 			case <-p.release:
@@ -387,8 +390,9 @@ func TestAgentKilledMidCall(t *testing.T) {
 	r.waitSessions(t, 1)
 	r.connection(t, "erp", "")
 
+	// A POST: not retried, so the caller sees what the link's loss looks like.
 	done := make(chan response, 1)
-	go func() { done <- r.proxy("/hold") }()
+	go func() { done <- r.s.do("POST", "/v1/workspaces/default/proxy/erp/hold", `{"order":42}`) }()
 	select {
 	case <-r.api.arrived:
 	case <-time.After(10 * time.Second):
