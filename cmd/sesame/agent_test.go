@@ -574,3 +574,46 @@ func TestAgentRegistryAndPrivileges(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentServesEveryReplica: with several replicas on one PostgreSQL, the agent holds a
+// link to every replica it is given (--server, repeated), so a call reaching either
+// replica goes through it; deleting the agent on one replica drops its link on the other
+// within the hub's recheck.
+func TestAgentServesEveryReplica(t *testing.T) {
+	pg := testpg.URL(t)
+	master, admin := sharedKeys(t)
+	reps := startReplicas(t, 2, pg, master, admin, nil)
+	s1 := &testServer{t: t, URL: reps[0].URL, AdminKey: admin, stopped: true}
+	s2 := &testServer{t: t, URL: reps[1].URL, AdminKey: admin, stopped: true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // loopback: the replicas' own address check refuses it
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newPrivateAPI(t, ln)
+	token := createAgent(t, s1, "plant-1")
+	mustStatus(t, s1.do("PUT", "/v1/workspaces/default/credentials/erp.basic",
+		`{"type":"basic","fields":{"username":"erp-user","password":"erp-pass-31337"}}`), 201)
+	mustStatus(t, s1.do("PUT", "/v1/workspaces/default/connections/erp?test=false",
+		fmt.Sprintf(`{"base_uri":"http://%s","credential":"erp.basic","agent":"plant-1"}`, api.Addr)), 201)
+	a := proctest.StartAgent(t, proctest.AgentOptions{
+		Args: []string{"--server", s1.URL, "--server", s2.URL, "--keepalive", "500ms", "--allow", api.Addr},
+		Env:  map[string]string{"SESAME_AGENT_TOKEN": token},
+	})
+	for i, s := range []*testServer{s1, s2} {
+		waitUntil(t, 20*time.Second, fmt.Sprintf("agent online on replica %d", i+1), func() bool {
+			return decode[agentStatus](t, mustStatus(t, s.do("GET", "/v1/workspaces/default/agents/plant-1", ""), 200)).Online
+		})
+		got := mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""), 200)
+		if !strings.Contains(string(got.Body), privateMarker) {
+			t.Fatalf("replica %d: %s", i+1, got.Body)
+		}
+	}
+	mustStatus(t, s1.do("DELETE", "/v1/workspaces/default/agents/plant-1", ""), 204)
+	waitUntil(t, 15*time.Second, "link to replica 2 dropped", func() bool {
+		return strings.Contains(string(s2.do("GET", "/metrics", "").Body), "sesame_agent_sessions 0")
+	})
+	if got := s2.do("GET", "/v1/workspaces/default/proxy/erp/data", ""); got.Status != 503 {
+		t.Fatalf("replica 2 after the delete: %d %s", got.Status, got.Body)
+	}
+	a.Kill()
+}
