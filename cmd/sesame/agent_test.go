@@ -534,6 +534,15 @@ func TestAgentRegistryAndPrivileges(t *testing.T) {
 				`{"base_uri":"http://evil.example:80","credential":"erp.basic","agent":"plant-1"}`); got.Status != 403 {
 				t.Fatalf("operator changes the origin of an agent connection: %d %s", got.Status, got.Body)
 			}
+			if got := ops("PUT", "/v1/workspaces/default/connections/erp?test=false",
+				fmt.Sprintf(`{"base_uri":"http://%s","credential":"erp.basic"}`, r.api.Addr)); got.Status != 403 || errCode(t, got) != "missing_privilege" {
+				t.Fatalf("operator takes the agent off a connection (its host would then resolve outside the network): %d %s", got.Status, got.Body)
+			}
+			// A copy of the workspace has no agents: a registration is its token.
+			mustStatus(t, s.do("POST", "/v1/workspaces/default/copy", `{"name":"staging"}`), 201)
+			if body := mustStatus(t, s.do("GET", "/v1/workspaces/staging/agents", ""), 200).Body; bytes.Contains(body, []byte("plant")) {
+				t.Fatalf("the copy holds agents: %s", body)
+			}
 
 			// Deleting is allowed; taking over the name that erp routes through is not.
 			a := r.startAgent(t, r.api.Addr)

@@ -304,9 +304,9 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 		return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingPrivilege,
 			"missing privilege admin: only an admin may set %q (or keep it while changing the base_uri's scheme, host or port)", "allow_private_networks")
 	}
-	if c.Agent != "" && !by.Admin && !keepsAgent(old, exists, c) {
+	if !by.Admin && agentChanges(old, exists, c) {
 		return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingPrivilege,
-			"missing privilege admin: only an admin may set or change %q (or keep it while changing the base_uri's scheme, host or port): it decides which network the connection's credential travels into", "agent")
+			"missing privilege admin: only an admin may set, change or remove %q (or keep it while changing the base_uri's scheme, host or port): it decides which network the connection's credential travels into", "agent")
 	}
 	var refs []string
 	if c.Credential != "" {
@@ -359,19 +359,22 @@ func keepsPrivateNetworks(old sesame.Object, exists bool, c Connection) bool {
 	return err1 == nil && err2 == nil && credential.Origin(pu) == credential.Origin(cu)
 }
 
-// keepsAgent reports whether the stored connection old already routes through c's agent
-// for the same origin: saving it again needs no admin.
-func keepsAgent(old sesame.Object, exists bool, c Connection) bool {
-	if !exists {
-		return false
-	}
+// agentChanges reports whether saving c over the stored connection old sets, changes or
+// removes its agent, or keeps the agent while changing the base URI's origin.
+func agentChanges(old sesame.Object, exists bool, c Connection) bool {
 	var prev Connection
-	if json.Unmarshal(old.Body, &prev) != nil || prev.Agent != c.Agent {
+	if exists && json.Unmarshal(old.Body, &prev) != nil {
+		return true
+	}
+	if prev.Agent != c.Agent {
+		return true
+	}
+	if c.Agent == "" {
 		return false
 	}
 	pu, err1 := url.Parse(prev.BaseURI)
 	cu, err2 := url.Parse(c.BaseURI)
-	return err1 == nil && err2 == nil && credential.Origin(pu) == credential.Origin(cu)
+	return err1 != nil || err2 != nil || credential.Origin(pu) != credential.Origin(cu)
 }
 
 // ConnectionsUsingAgent lists the connections of ws that name agent.
