@@ -87,9 +87,19 @@ func readAgentFile(path string) (agentFile, error) {
 	return f, sc.Err()
 }
 
-// runAgent is `sesame agent`: the on-premise agent. Flags override the environment, which
-// overrides the config file.
+// runAgent is `sesame agent`: the on-premise agent.
 func runAgent(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := parseAgentFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("sesame agent starting", "servers", strings.Join(cfg.Servers, ","), "allow", cfg.Allow.String(), "version", cfg.Version)
+	return agent.Run(ctx, cfg)
+}
+
+// parseAgentFlags builds the agent's configuration: flags override the environment, which
+// overrides the config file.
+func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agent.Config, error) {
 	fs := flag.NewFlagSet("sesame agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var servers, allow listFlag
@@ -98,20 +108,20 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	tokenFile := fs.String("token-file", "", "file holding the agent token (SESAME_AGENT_TOKEN_FILE)")
 	fs.Var(&allow, "allow", "HOST:PORT or CIDR the agent may reach; repeat or comma-separate (SESAME_AGENT_ALLOW). Nothing else is dialled, whatever the server asks")
 	config := fs.String("config", getenv("SESAME_AGENT_CONFIG"), "config file: lines of \"server URL\", \"token T\", \"allow RULE\", \"keepalive 3s\" (SESAME_AGENT_CONFIG)")
-	keepalive := fs.Duration("keepalive", 0, "ping interval on the link; a dead link is noticed within about twice this (SESAME_AGENT_KEEPALIVE, default 3s)")
+	keepalive := fs.Duration("keepalive", 0, "ping interval on the link; a dead link is noticed within about three times this (SESAME_AGENT_KEEPALIVE, default 2s)")
 	logFormat := fs.String("log-format", envOr(getenv, "SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr(getenv, "SESAME_LOG_LEVEL", "info"), "log level (SESAME_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
-		return err
+		return agent.Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (sesame agent list|get|create|rm are client commands)", fs.Arg(0))
+		return agent.Config{}, fmt.Errorf("unexpected argument %q (sesame agent list|get|create|rm are client commands)", fs.Arg(0))
 	}
 	var file agentFile
 	if *config != "" {
 		var err error
 		if file, err = readAgentFile(*config); err != nil {
-			return fmt.Errorf("--config: %w", err)
+			return agent.Config{}, fmt.Errorf("--config: %w", err)
 		}
 	}
 	pick := func(flagVal []string, env string, fileVal []string) []string {
@@ -134,7 +144,7 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	case *tokenFile != "":
 		b, err := os.ReadFile(*tokenFile)
 		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+			return agent.Config{}, fmt.Errorf("--token-file: %w", err)
 		}
 		tok = strings.TrimSpace(string(b))
 	case getenv("SESAME_AGENT_TOKEN") != "":
@@ -145,7 +155,7 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	cfg.Token = sesame.NewSecret([]byte(tok))
 	al, err := agent.ParseAllowlist(rules)
 	if err != nil {
-		return err
+		return agent.Config{}, err
 	}
 	cfg.Allow = al
 	cfg.KeepAlive = *keepalive
@@ -158,12 +168,11 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	log, err := newLogger(serveConfig{logFormat: *logFormat, logLevel: *logLevel}, stderr)
 	if err != nil {
-		return err
+		return agent.Config{}, err
 	}
 	cfg.Logger = log
 	cfg.Version = binaryVersion()
-	log.Info("sesame agent starting", "servers", strings.Join(cfg.Servers, ","), "allow", al.String(), "version", cfg.Version)
-	return agent.Run(ctx, cfg)
+	return cfg, nil
 }
 
 func envOr(getenv func(string) string, name, def string) string {

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -625,4 +626,50 @@ func TestAgentServesEveryReplica(t *testing.T) {
 		t.Fatalf("replica 2 after the delete: %d %s", got.Status, got.Body)
 	}
 	a.Kill()
+}
+
+// TestAgentDeadLinkNoticedAndReconnected: a frozen agent (SIGSTOP: its TCP connection
+// stays open but nothing answers) is noticed by the server's keep-alive and dropped, so
+// calls get 503 agent_unavailable instead of hanging; thawed, the agent finds its link
+// gone and reconnects by itself (backoff with jitter), and when the server restarts on
+// the same address the agent reconnects again.
+func TestAgentDeadLinkNoticedAndReconnected(t *testing.T) {
+	srv := proctest.Start(t, proctest.Options{Args: []string{"--data", t.TempDir()}})
+	s := &testServer{t: t, URL: srv.URL, AdminKey: srv.AdminKey, stopped: true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newPrivateAPI(t, ln)
+	token := createAgent(t, s, "plant-1")
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/erp?test=false",
+		fmt.Sprintf(`{"base_uri":"http://%s","agent":"plant-1"}`, api.Addr)), 201)
+	a := proctest.StartAgent(t, proctest.AgentOptions{
+		Args: []string{"--server", s.URL, "--keepalive", "500ms", "--allow", api.Addr},
+		Env:  map[string]string{"SESAME_AGENT_TOKEN": token},
+	})
+	online := func() bool {
+		return decode[agentStatus](t, mustStatus(t, s.do("GET", "/v1/workspaces/default/agents/plant-1", ""), 200)).Online
+	}
+	waitUntil(t, 20*time.Second, "online", online)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""), 200)
+
+	if err := syscall.Kill(a.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	took := waitUntil(t, 60*time.Second, "frozen agent dropped", func() bool { return !online() })
+	t.Logf("the server dropped the frozen agent's link after %s", took.Round(100*time.Millisecond))
+	if got := s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""); got.Status != 503 || errCode(t, got) != "agent_unavailable" {
+		t.Fatalf("call with the agent frozen: %d %s", got.Status, got.Body)
+	}
+	if err := syscall.Kill(a.PID(), syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 30*time.Second, "thawed agent back", online)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""), 200)
+
+	srv.Kill()
+	srv.Restart()
+	waitUntil(t, 30*time.Second, "agent back after the server restart", online)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""), 200)
 }

@@ -47,7 +47,7 @@ type HubConfig struct {
 	Logger *slog.Logger
 	// Events receives connects, disconnects and refused targets; nil: logged only.
 	Events func(ctx context.Context, e Event)
-	// KeepAlive as in Config; 0 means 3s.
+	// KeepAlive as in Config; 0 means 2s (a dead link is dropped within about 3 times that).
 	KeepAlive time.Duration
 	// Recheck is how often a session's token is checked again against the store (so that
 	// an agent deleted on another replica is dropped here too); 0 means 5s.
@@ -82,7 +82,7 @@ func NewHub(cfg HubConfig) *Hub {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.KeepAlive <= 0 {
-		cfg.KeepAlive = 3 * time.Second
+		cfg.KeepAlive = 2 * time.Second
 	}
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = 5 * time.Second

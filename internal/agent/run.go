@@ -78,7 +78,7 @@ func (c *Config) defaults() error {
 		c.HTTPClient = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, TLSHandshakeTimeout: 10 * time.Second}}
 	}
 	if c.KeepAlive <= 0 {
-		c.KeepAlive = 3 * time.Second
+		c.KeepAlive = 2 * time.Second
 	}
 	if c.MinBackoff <= 0 {
 		c.MinBackoff = 250 * time.Millisecond
