@@ -95,6 +95,13 @@ func NewHub(cfg HubConfig) *Hub {
 
 func key(ws, name string) string { return ws + "/" + name }
 
+// MaxSessionsPerAgent bounds the links one agent (one token) may hold to one replica.
+const MaxSessionsPerAgent = 32
+
+// openTimeout bounds the exchange that opens a stream: longer than the agent's own dial
+// timeout (15s), so that a slow upstream is reported by the agent, not taken for a dead link.
+const openTimeout = 20 * time.Second
+
 // Serve runs one agent session over conn until it ends, ctx ends, Disconnect drops it, or
 // stillValid (called every Recheck) returns false. It records the connect and the
 // disconnect.
@@ -107,6 +114,12 @@ func (h *Hub) Serve(ctx context.Context, conn net.Conn, info SessionInfo, stillV
 	s := &session{id: h.seq.Add(1), info: info, connected: h.cfg.Now(), mux: mux}
 	k := key(info.Workspace, info.Name)
 	h.mu.Lock()
+	if len(h.sessions[k]) >= MaxSessionsPerAgent {
+		h.mu.Unlock()
+		mux.Close()
+		h.cfg.Logger.Warn("agent session refused: too many", "workspace", info.Workspace, "agent", info.Name, "remote", info.Remote)
+		return fmt.Errorf("agent: %s already has %d sessions", k, MaxSessionsPerAgent)
+	}
 	h.sessions[k] = append(h.sessions[k], s)
 	h.lastSeen[k] = s.connected
 	h.mu.Unlock()
@@ -114,6 +127,17 @@ func (h *Hub) Serve(ctx context.Context, conn net.Conn, info SessionInfo, stillV
 		Detail: fmt.Sprintf("version %s", info.Version)})
 	h.cfg.Logger.Info("agent session up", "workspace", info.Workspace, "agent", info.Name, "remote", info.Remote, "version", info.Version)
 
+	// Streams are opened by the server only: any the agent opens are closed at once, so
+	// that they cannot hold buffers here.
+	go func() {
+		for {
+			st, err := mux.AcceptStream()
+			if err != nil {
+				return
+			}
+			st.Close()
+		}
+	}()
 	t := time.NewTicker(h.cfg.Recheck)
 	defer t.Stop()
 	reason := "link closed"
@@ -325,7 +349,7 @@ func (h *Hub) open(ctx context.Context, s *session, addr string) (net.Conn, erro
 		return nil, err
 	}
 	stop := context.AfterFunc(ctx, func() { st.Close() })
-	_ = st.SetDeadline(time.Now().Add(4 * h.cfg.KeepAlive))
+	_ = st.SetDeadline(time.Now().Add(openTimeout))
 	var rep openReply
 	err = writeJSONLine(st, openRequest{Addr: addr})
 	if err == nil {
