@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,12 +39,13 @@ type privateAPI struct {
 	Addr    string // host:port as seen from inside the network
 	mu      sync.Mutex
 	auths   []string
-	arrived chan struct{}
-	release chan struct{}
+	arrived  chan struct{}
+	release  chan struct{}
+	canceled chan struct{} // a held request whose connection went away
 }
 
 func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
-	p := &privateAPI{Addr: ln.Addr().String(), arrived: make(chan struct{}, 64), release: make(chan struct{})}
+	p := &privateAPI{Addr: ln.Addr().String(), arrived: make(chan struct{}, 64), release: make(chan struct{}), canceled: make(chan struct{}, 64)}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.auths = append(p.auths, r.Header.Get("Authorization"))
@@ -57,6 +59,7 @@ func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
 			select {
 			case <-p.release:
 			case <-r.Context().Done():
+				p.canceled <- struct{}{}
 				return
 			}
 		case "/echo":
@@ -672,4 +675,38 @@ func TestAgentDeadLinkNoticedAndReconnected(t *testing.T) {
 	srv.Restart()
 	waitUntil(t, 30*time.Second, "agent back after the server restart", online)
 	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erp/data", ""), 200)
+}
+
+// TestAgentCallerGoneCancelsUpstream: when the caller goes away mid-call, the request
+// inside the private network is canceled too (the stream closes, the agent closes the
+// upstream connection).
+func TestAgentCallerGoneCancelsUpstream(t *testing.T) {
+	r := newAgentRig(t, "sqlite")
+	r.startAgent(t, r.api.Addr)
+	r.waitSessions(t, 1)
+	r.connection(t, "erp", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.s.URL+"/v1/workspaces/default/proxy/erp/hold", nil)
+	req.Header.Set("Authorization", "Bearer "+r.s.AdminKey)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-r.api.arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call never reached the private API")
+	}
+	cancel()
+	<-errc
+	select {
+	case <-r.api.canceled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the private API's request was not canceled when the caller went away")
+	}
+	waitUntil(t, 10*time.Second, "no call in flight", func() bool { return r.status(t).InFlight == 0 })
 }
