@@ -35,10 +35,10 @@ const privateMarker = "private-api-5c1e"
 // privateAPI is the API inside the private network. It records the Authorization of
 // every request; /hold waits until release is closed (or the request goes away).
 type privateAPI struct {
-	srv     *httptest.Server
-	Addr    string // host:port as seen from inside the network
-	mu      sync.Mutex
-	auths   []string
+	srv      *httptest.Server
+	Addr     string // host:port as seen from inside the network
+	mu       sync.Mutex
+	auths    []string
 	arrived  chan struct{}
 	release  chan struct{}
 	canceled chan struct{} // a held request whose connection went away
