@@ -579,6 +579,20 @@ func TestAgentRegistryAndPrivileges(t *testing.T) {
 					t.Fatalf("connect with %.14s…: %d", tok, resp.StatusCode)
 				}
 			}
+			// The CLI: create shows the token once, on its own line; rm removes.
+			code, out, errOut := s.cli("", "agent", "create", "plant-3")
+			if code != 0 || !strings.Contains(out, "\nagent token: sesame_agent_") {
+				t.Fatalf("sesame agent create: %d %q %s", code, out, errOut)
+			}
+			if code, out, _ := s.cli("", "agent", "get", "plant-3", "--json"); code != 0 || strings.Contains(out, "sesame_agent_") {
+				t.Fatalf("sesame agent get: %d %s", code, out)
+			}
+			if code, _, errOut := s.cli("", "agent", "rm", "plant-3"); code != 0 {
+				t.Fatalf("sesame agent rm: %d %s", code, errOut)
+			}
+			if code, _, errOut := s.cli("", "agent", "get", "plant-3"); code != 1 || !strings.Contains(errOut, "not_found") {
+				t.Fatalf("sesame agent get after rm: %d %s", code, errOut)
+			}
 			// An admin may issue a new token for the name.
 			fresh := createAgent(t, s, "plant-1")
 			if fresh == r.token {
