@@ -30,6 +30,7 @@ func newNetNS(t *testing.T) (*netNS, error) {
 	if _, err := exec.LookPath("ip"); err != nil {
 		return nil, fmt.Errorf("no ip command: %w", err)
 	}
+	removeStaleNetNS()
 	id := rand.IntN(1 << 16)
 	octet := 1 + rand.IntN(250)
 	ns := &netNS{Name: fmt.Sprintf("sesame-agt-%d-%d", os.Getpid(), id),
@@ -62,6 +63,28 @@ func newNetNS(t *testing.T) (*netNS, error) {
 		}
 	}
 	return ns, nil
+}
+
+// removeStaleNetNS deletes the namespaces (and so their veth pairs) that an earlier test
+// process of this file made and could not clean up (it was killed or timed out): the
+// name carries the creating process's ID.
+func removeStaleNetNS() {
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest, ok := strings.CutPrefix(name, "sesame-agt-")
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // its process still runs
+		}
+		_ = exec.Command("ip", "netns", "del", name).Run()
+	}
 }
 
 // Listen opens a TCP listener inside the namespace: a thread of this process joins it just
