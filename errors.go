@@ -95,6 +95,16 @@ const (
 // with Retry-After the end of the period.
 const CodeQuotaExceeded Code = "quota_exceeded"
 
+// The codes of the on-premise agent (PRODUCT.md C11).
+const (
+	// CodeAgentUnavailable: the agent a connection names has no live link to this replica,
+	// or the link dropped during the call. Retryable: 503 with Retry-After.
+	CodeAgentUnavailable Code = "agent_unavailable"
+	// CodeAgentTargetRefused: the agent refused the target, which is outside its own
+	// allowlist.
+	CodeAgentTargetRefused Code = "agent_target_refused"
+)
+
 // The codes of the app-token API (PRODUCT.md C7). They follow the Actyx Auth API's names, so
 // that clients written for it understand them.
 const (
@@ -155,7 +165,7 @@ var (
 // lease) rather than a fault of the request: the answer is a 503 or 507 with Retry-After.
 func Retryable(code Code) bool {
 	switch code {
-	case CodeUnavailable, CodeStoreUnavailable, CodeStorageFull, CodeRefreshInProgress:
+	case CodeUnavailable, CodeStoreUnavailable, CodeStorageFull, CodeRefreshInProgress, CodeAgentUnavailable:
 		return true
 	}
 	return false

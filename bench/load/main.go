@@ -85,7 +85,7 @@ func main() {
 	flag.IntVar(&c.maxRequests, "n", 5_000_000, "upper bound on measured requests per target (the run stops at -d or -n, whichever comes first)")
 	flag.IntVar(&c.rounds, "rounds", 1, "measure every target this many times, in turn, and report each target's median round by req/s")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the results as a markdown table")
-	flag.StringVar(&c.targets, "targets", "direct,nginx,goproxy,sesame", "comma-separated targets to measure, in order: direct, nginx, goproxy (a bare httputil.ReverseProxy, for reference), sesame")
+	flag.StringVar(&c.targets, "targets", "direct,nginx,goproxy,sesame", "comma-separated targets to measure, in order: direct, nginx, goproxy (a bare httputil.ReverseProxy, for reference), sesame, sesame-agent (Sesame's proxy through an on-premise agent)")
 	flag.StringVar(&c.rev, "rev", "", "build Sesame from this git commit (via git archive, leaving uncommitted edits out) instead of the working tree")
 	flag.StringVar(&c.sesameBin, "sesame-bin", "", "use this Sesame binary instead of building ./cmd/sesame")
 	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
@@ -128,8 +128,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	targets := strings.Split(c.targets, ",")
 	want := func(name string) bool { return slices.Contains(targets, name) }
 	for _, t := range targets {
-		if t != "direct" && t != "nginx" && t != "goproxy" && t != "sesame" {
-			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, goproxy, sesame)", t)
+		if t != "direct" && t != "nginx" && t != "goproxy" && t != "sesame" && t != "sesame-agent" {
+			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, goproxy, sesame, sesame-agent)", t)
 		}
 	}
 
@@ -152,7 +152,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	proxyPG := map[string]int{} // process group of each proxy, for its CPU time
 
 	// 2. Sesame.
-	if want("sesame") {
+	if want("sesame") || want("sesame-agent") {
 		bin := c.sesameBin
 		if bin == "" {
 			if bin, err = buildSesame(ctx, tmp, c.rev); err != nil {
@@ -169,6 +169,16 @@ func run(ctx context.Context, c config, procs *procSet) error {
 		urls["sesame"] = "http://" + addr + "/v1/workspaces/default/proxy/up/hello"
 		headers["sesame"] = "Bearer " + key
 		logf("sesame proxying on %s", urls["sesame"])
+		if want("sesame-agent") {
+			// The same Sesame, through an on-premise agent (a second process) on loopback.
+			if err := startAgent(ctx, procs, bin, tmp, addr, key, upAddr); err != nil {
+				return fmt.Errorf("sesame agent: %w", err)
+			}
+			proxyPG["sesame-agent"] = pid // the agent's own CPU is not counted
+			urls["sesame-agent"] = "http://" + addr + "/v1/workspaces/default/proxy/upagent/hello"
+			headers["sesame-agent"] = "Bearer " + key
+			logf("sesame proxying through its agent on %s", urls["sesame-agent"])
+		}
 	}
 
 	// 3. nginx.
@@ -584,6 +594,68 @@ func untar(r io.Reader, dir string) error {
 			}
 		}
 	}
+}
+
+// startAgent registers agent "bench" on the Sesame at addr, runs `sesame agent` allowed only
+// the upstream, and adds connection "upagent" that goes through it.
+func startAgent(ctx context.Context, procs *procSet, bin, tmp, addr, key, upAddr string) error {
+	base := "http://" + addr + "/v1/workspaces/default"
+	cl := &http.Client{Timeout: 10 * time.Second}
+	send := func(method, path string, body any, out any) error {
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(rb))
+		}
+		if out != nil {
+			return json.Unmarshal(rb, out)
+		}
+		return nil
+	}
+	var created struct{ Token string }
+	if err := send(http.MethodPost, "/agents", map[string]string{"name": "bench"}, &created); err != nil {
+		return err
+	}
+	logFile, err := os.Create(filepath.Join(tmp, "agent.log"))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "agent", "--server", "http://"+addr, "--allow", upAddr, "--log-level", "warn")
+	cmd.Env = append(cleanEnv(), "SESAME_AGENT_TOKEN="+created.Token)
+	cmd.Stderr = logFile
+	_, err = procs.start(cmd)
+	logFile.Close()
+	if err != nil {
+		return err
+	}
+	for start := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		var st struct{ Online bool }
+		if err := send(http.MethodGet, "/agents/bench", nil, &st); err != nil {
+			return err
+		}
+		if st.Online {
+			break
+		}
+		if time.Since(start) > 30*time.Second {
+			return fmt.Errorf("the agent did not connect (log: %s)", tail(filepath.Join(tmp, "agent.log")))
+		}
+	}
+	return send(http.MethodPut, "/connections/upagent", map[string]any{"base_uri": "http://" + upAddr, "credential": "up.key", "agent": "bench"}, nil)
 }
 
 func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr string) (addr, key string, pid int, err error) {

@@ -27,6 +27,9 @@ const usage = `Sesame: API authentication from both sides.
 
 Usage:
   sesame serve [flags]            start the server (sesame serve -h for flags)
+  sesame agent --server URL --token T --allow HOST:PORT|CIDR ...
+                                  run an on-premise agent (sesame agent -h for flags)
+  sesame agent list|get|create|rm ...
   sesame ws list|get|create|copy|rm ...
   sesame cred list|get|put|rm ...
   sesame conn list|get|put|test|rm ...
@@ -64,6 +67,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	case args[0] == "version" || args[0] == "--version":
 		fmt.Fprint(stdout, readBuildVersion(debug.ReadBuildInfo))
 		return 0
+	case args[0] == "agent" && !(len(args) > 1 && cli.AgentSubcommands[args[1]]):
+		// sesame agent [flags] runs an agent; sesame agent list|get|create|rm are client commands.
+		err = runAgent(ctx, args[1:], getenv, stderr)
 	case args[0] == "help" && len(args) > 1:
 		// sesame help GROUP: the group's usage.
 		text, ok := cli.Usage(args[1])

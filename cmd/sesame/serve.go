@@ -21,6 +21,7 @@ import (
 
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/access"
+	"github.com/sesamehq/sesame/internal/agent"
 	"github.com/sesamehq/sesame/internal/auth"
 	"github.com/sesamehq/sesame/internal/cli"
 	"github.com/sesamehq/sesame/internal/crypt"
@@ -280,8 +281,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return err
 	}
+	// On-premise agents (internal/agent): their links live on this replica's hub.
+	hub := agent.NewHub(agent.HubConfig{Logger: log, Events: agentEvents(trail)})
+	agents := agent.NewRegistry(st, hasher, hub, time.Now)
 	gw := gateway.New(gateway.Config{Store: st, Vault: v, Logger: log, MaxBody: c.maxBody, Recorder: teeRecorder{callRecorder(trail, log), metrics},
-		MaxPages: c.maxPages, RootCAs: testRootCAs(ctx),
+		MaxPages: c.maxPages, RootCAs: testRootCAs(ctx), Agents: hub,
 		Injectors: map[string]gateway.Injector{
 			"oauth2":     om,
 			"jwt_bearer": jwtInj,
@@ -292,6 +296,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 	}
+
+	registerAgentMetrics(metrics.reg, hub)
 
 	appSvc, err := newApps(ctx, c.apps, c.limits.trialPerMinute, v, st, trail, log)
 	if err != nil {
@@ -324,6 +330,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Logger:       log,
 		Version:      version.Short(),
 		Audit:        trail, // GET /v1/audit, POST /v1/audit/verify
+		Agents:       agents,
 
 		AnonymousBodyTimeout: c.limits.anonBodyTimeout,
 		MaxAnonymous:         c.limits.maxAnonymous,
@@ -348,6 +355,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	srv.RegisterOnShutdown(hub.Close) // hijacked agent links are not closed by Shutdown
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

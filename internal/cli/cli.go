@@ -77,6 +77,7 @@ func groups() map[string]group {
 		"app":   {appCommand, []string{"keygen", "cert", "certs", "revoke-cert", "sign", "tokens", "revoke-token"}, appUsage},
 		"oauth": {oauthCommand, []string{"authorize", "grants", "revoke", "token", "providers", "apps", "app-get", "app-put", "app-rm"}, oauthUsage},
 		"audit": {auditCommand, []string{"list", "ls", "tail", "follow", "verify", "checkpoint", "export"}, auditUsage},
+		"agent": {agentCommand, []string{"list", "ls", "get", "create", "rm", "delete"}, agentUsage},
 	}
 }
 

@@ -128,7 +128,7 @@ func (g *Gateway) CallFunction(ctx context.Context, ws, name string, args map[st
 	for _, s := range bare {
 		seen.add(string(s.Reveal()))
 	}
-	cl := g.client(cacheKey, version, c.policy())
+	cl := g.client(cacheKey, version, ws, c)
 	if f.Paged() {
 		return g.callPages(ctx, ws, f, built, base, cl, c, rec, seen, placed, injections)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -33,6 +34,9 @@ type Connection struct {
 	AllowPrivateNetworks bool              `json:"allow_private_networks,omitempty"`
 	MaxBodyBytes         int64             `json:"max_body_bytes,omitempty"`
 	AuthFailure          *AuthFailure      `json:"auth_failure,omitempty"`
+	// Agent names the on-premise agent (in the same workspace) that carries every call of
+	// this connection into its private network.
+	Agent string `json:"agent,omitempty"`
 }
 
 // AuthTarget places an api_key or secret credential: a header or query parameter name.
@@ -161,6 +165,9 @@ func parseConnection(body []byte) (Connection, error) {
 			return c, sesame.Errorf(sesame.CodeInvalidField, "field %q must be an HTTP status", "test.expect_status")
 		}
 	}
+	if c.Agent != "" && !sesame.ValidCredentialKey(c.Agent) {
+		return c, sesame.Errorf(sesame.CodeInvalidField, "field %q is not a valid agent name", "agent")
+	}
 	if c.MaxBodyBytes < 0 {
 		return c, sesame.Errorf(sesame.CodeInvalidField, "field %q must not be negative", "max_body_bytes")
 	}
@@ -207,9 +214,19 @@ func checkRelativePath(p string) error {
 	return nil
 }
 
-// policy turns a connection into the outbound client's policy.
-func (c Connection) policy() outbound.Policy {
+// policy turns a connection of workspace ws into the outbound client's policy. A
+// connection that names an agent dials only through it.
+func (g *Gateway) policy(ws string, c Connection) outbound.Policy {
 	p := outbound.Policy{Timeout: time.Duration(c.TimeoutMS) * time.Millisecond, AllowPrivate: c.AllowPrivateNetworks}
+	if c.Agent != "" {
+		agents, name := g.cfg.Agents, c.Agent
+		p.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			if agents == nil {
+				return nil, sesame.Errorf(sesame.CodeAgentUnavailable, "this server does not carry calls through agents")
+			}
+			return agents.Dial(ctx, ws, name, addr)
+		}
+	}
 	if r := c.RateLimit; r != nil && r.Requests > 0 {
 		p.Limits = outbound.Limits{
 			Requests: r.Requests, Per: time.Duration(r.PerSeconds * float64(time.Second)),
@@ -287,6 +304,10 @@ func (g *Gateway) PutConnection(ctx context.Context, ws, name string, body []byt
 		return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingPrivilege,
 			"missing privilege admin: only an admin may set %q (or keep it while changing the base_uri's scheme, host or port)", "allow_private_networks")
 	}
+	if !by.Admin && agentChanges(old, exists, c) {
+		return ConnectionView{}, false, nil, sesame.Errorf(sesame.CodeMissingPrivilege,
+			"missing privilege admin: only an admin may set, change or remove %q (or keep it while changing the base_uri's scheme, host or port): it decides which network the connection's credential travels into", "agent")
+	}
 	var refs []string
 	if c.Credential != "" {
 		_, err := g.checkCredential(ctx, ws, c.Credential, c.BaseURI, "credential", func(rec sesame.CredentialRecord) error {
@@ -336,6 +357,46 @@ func keepsPrivateNetworks(old sesame.Object, exists bool, c Connection) bool {
 	pu, err1 := url.Parse(prev.BaseURI)
 	cu, err2 := url.Parse(c.BaseURI)
 	return err1 == nil && err2 == nil && credential.Origin(pu) == credential.Origin(cu)
+}
+
+// agentChanges reports whether saving c over the stored connection old sets, changes or
+// removes its agent, or keeps the agent while changing the base URI's origin.
+func agentChanges(old sesame.Object, exists bool, c Connection) bool {
+	var prev Connection
+	if exists && json.Unmarshal(old.Body, &prev) != nil {
+		return true
+	}
+	if prev.Agent != c.Agent {
+		return true
+	}
+	if c.Agent == "" {
+		return false
+	}
+	pu, err1 := url.Parse(prev.BaseURI)
+	cu, err2 := url.Parse(c.BaseURI)
+	return err1 != nil || err2 != nil || credential.Origin(pu) != credential.Origin(cu)
+}
+
+// ConnectionsUsingAgent lists the connections of ws that name agent.
+func (g *Gateway) ConnectionsUsingAgent(ctx context.Context, ws, agent string) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		objs, err := g.cfg.Store.ListObjects(ctx, ws, KindConnection, after, 500)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			var c Connection
+			if json.Unmarshal(o.Body, &c) == nil && c.Agent == agent {
+				out = append(out, o.Name)
+			}
+		}
+		if len(objs) < 500 {
+			return out, nil
+		}
+		after = objs[len(objs)-1].Name
+	}
 }
 
 // TestFailedError is returned when a connection's test request fails on save.
@@ -431,7 +492,7 @@ func (g *Gateway) runTest(ctx context.Context, ws, name string, c Connection, ve
 	if err != nil {
 		return TestResult{Error: "could not build the test request"}
 	}
-	cl := g.client(objectKey(ws, KindConnection, name)+"#test", version, c.policy())
+	cl := g.client(objectKey(ws, KindConnection, name)+"#test", version, ws, c)
 	rec := CallRecord{Kind: "test", Target: name, Connection: name}
 	resp, err := g.send(ctx, ws, cl, req, c, credential.Target{}, &rec, nil)
 	res := TestResult{LatencyMS: float64(time.Since(start).Microseconds()) / 1000}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"sync"
@@ -102,6 +103,16 @@ type Config struct {
 	// RootCAs, when not nil, replaces the system's TLS roots for outbound calls. Only
 	// tests set it (to trust an httptest TLS upstream).
 	RootCAs *x509.CertPool
+	// Agents carries the calls of connections that name an on-premise agent; nil: such
+	// calls fail with agent_unavailable.
+	Agents Agents
+}
+
+// Agents opens connections inside an agent's private network (agent.Hub).
+type Agents interface {
+	Dial(ctx context.Context, ws, agent, addr string) (net.Conn, error)
+	// Begin counts a call through the agent as in flight until end is called.
+	Begin(ws, agent string) (end func())
 }
 
 // DefaultMaxPages is Config.MaxPages when it is 0.
@@ -134,9 +145,19 @@ type parsedConn struct {
 }
 
 type cachedClient struct {
+	key    clientKey
+	client *outbound.Client
+}
+
+// clientKey is what a cached client was built for: the object's version and every setting
+// of its policy, with the agent standing for the dial function (which cannot be compared).
+type clientKey struct {
 	version int64
-	policy  outbound.Policy
-	client  *outbound.Client
+	limits  outbound.Limits
+	retry   outbound.RetryPolicy
+	timeout time.Duration
+	private bool
+	agent   string
 }
 
 // New returns a gateway.
@@ -162,23 +183,26 @@ func New(cfg Config) *Gateway {
 		byOrigin: ttlcache.New[string, string](time.Second, 10_000, nil)}
 }
 
-// client returns the outbound client for an object version, building it on first use.
-func (g *Gateway) client(cacheKey string, version int64, p outbound.Policy) *outbound.Client {
+// client returns the outbound client for an object version and connection c of workspace
+// ws, building it on first use.
+func (g *Gateway) client(cacheKey string, version int64, ws string, c Connection) *outbound.Client {
+	p := g.policy(ws, c)
 	p.RootCAs = g.cfg.RootCAs
+	k := clientKey{version: version, limits: p.Limits, retry: p.Retry, timeout: p.Timeout, private: p.AllowPrivate, agent: c.Agent}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	// The version alone does not identify an object: one deleted and created again (on
 	// another replica, or with its workspace) starts again at 1. A client is only ever
-	// used with the policy it was built for (allow_private_networks above all).
-	if c, ok := g.clients[cacheKey]; ok && c.version == version && c.policy == p {
-		return c.client
+	// used with the policy it was built for (allow_private_networks and the agent above all).
+	if cc, ok := g.clients[cacheKey]; ok && cc.key == k {
+		return cc.client
 	}
 	if old, ok := g.clients[cacheKey]; ok {
 		old.client.CloseIdleConnections()
 	}
-	c := outbound.NewClient(p, g.cfg.Clock)
-	g.clients[cacheKey] = cachedClient{version: version, policy: p, client: c}
-	return c
+	cl := outbound.NewClient(p, g.cfg.Clock)
+	g.clients[cacheKey] = cachedClient{key: k, client: cl}
+	return cl
 }
 
 // object reads a connection or function through the cache.

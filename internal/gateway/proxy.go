@@ -86,7 +86,7 @@ func (g *Gateway) Proxy(ctx context.Context, ws, conn string, in *http.Request, 
 		}
 	}
 	rec := CallRecord{Kind: "proxy", Target: conn, Connection: conn}
-	resp, err := g.send(ctx, ws, g.client(objectKey(ws, KindConnection, conn), o.Version, c.policy()), req, c, credential.Target{}, &rec, nil)
+	resp, err := g.send(ctx, ws, g.client(objectKey(ws, KindConnection, conn), o.Version, ws, c), req, c, credential.Target{}, &rec, nil)
 	if err != nil {
 		return nil, c, err
 	}

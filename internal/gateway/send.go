@@ -40,7 +40,18 @@ func (g *Gateway) send(ctx context.Context, ws string, cl *outbound.Client, req 
 	if p, ok := sesame.PrincipalFrom(ctx); ok {
 		rec.UserID, rec.KeyID = p.UserID, p.KeyID
 	}
+	var endCall func()
+	if c.Agent != "" && g.cfg.Agents != nil {
+		endCall = g.cfg.Agents.Begin(ws, c.Agent)
+	}
 	resp, err := g.sendInner(ctx, ws, cl, req, c, t, seen, extra)
+	if endCall != nil {
+		if err != nil {
+			endCall()
+		} else {
+			resp.Body = &endBody{ReadCloser: resp.Body, end: endCall}
+		}
+	}
 	if err == nil {
 		if err = redactResponse(resp, seen.redactor(), g.buffers); err != nil {
 			resp = nil
@@ -186,4 +197,16 @@ func wipe(secrets map[string]sesame.Secret) {
 	for _, s := range secrets {
 		s.Wipe()
 	}
+}
+
+// endBody ends a call's count when its response body is closed.
+type endBody struct {
+	io.ReadCloser
+	end func()
+}
+
+func (b *endBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.end()
+	return err
 }

@@ -466,6 +466,7 @@ var auditActionOverrides = map[string]string{
 	"GET /v1/oauth/callback":            "oauth.callback",
 	"POST /v1/audit/verify":             "audit.verify",
 	"POST /v1/system/master-key/rotate": "master_key.rotate",
+	"GET /v1/agents/connect":            "agent.session",
 	// The proxy's request event also carries its outbound call (upstream status, host).
 	" /v1/workspaces/{ws}/proxy/{conn}":           "outbound.proxy",
 	" /v1/workspaces/{ws}/proxy/{conn}/{path...}": "outbound.proxy",

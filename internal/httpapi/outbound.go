@@ -20,6 +20,7 @@ type Gateway interface {
 	ListConnections(ctx context.Context, ws, after string, limit int) ([]gateway.ConnectionView, error)
 	DeleteConnection(ctx context.Context, ws, name string) error
 	TestConnection(ctx context.Context, ws, name string) (gateway.TestResult, error)
+	ConnectionsUsingAgent(ctx context.Context, ws, agent string) ([]string, error)
 
 	PutFunction(ctx context.Context, ws, name string, src []byte) (gateway.FunctionView, bool, error)
 	GetFunction(ctx context.Context, ws, name string) (gateway.FunctionView, error)

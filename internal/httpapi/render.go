@@ -64,6 +64,8 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeRefreshInProgress:    http.StatusServiceUnavailable,
 	sesame.CodeMasterKeyUnavailable: http.StatusServiceUnavailable,
 	sesame.CodeRotationRefused:      http.StatusConflict,
+	sesame.CodeAgentUnavailable:     http.StatusServiceUnavailable,
+	sesame.CodeAgentTargetRefused:   http.StatusForbidden,
 	// The app-token codes keep the statuses of the Actyx Auth API they follow (it answers a
 	// malformed token with 400).
 	sesame.CodeBadRequest:          http.StatusBadRequest,

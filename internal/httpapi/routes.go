@@ -65,6 +65,14 @@ func (s *Server) routes() []route {
 		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/connections/{name}", h: s.deleteConnection, privileges: connections},
 		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/connections/{name}/test", h: s.testConnection, privileges: connections},
 
+		// On-premise agents (agents.go). Agents dial in on /v1/agents/connect with their own
+		// token, checked by the handler.
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/agents", h: s.listAgents, privileges: connections},
+		{method: http.MethodPost, pattern: "/v1/workspaces/{ws}/agents", h: s.createAgent, privileges: connections},
+		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/agents/{name}", h: s.getAgent, privileges: connections},
+		{method: http.MethodDelete, pattern: "/v1/workspaces/{ws}/agents/{name}", h: s.deleteAgent, privileges: connections},
+		{method: http.MethodGet, pattern: "/v1/agents/connect", anonymous: true, uncapped: true, h: s.agentConnect},
+
 		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions", h: s.listFunctions, privileges: runOrManage},
 		{method: http.MethodGet, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.getFunction, privileges: runOrManage},
 		{method: http.MethodPut, pattern: "/v1/workspaces/{ws}/functions/{name}", h: s.putFunction, privileges: connections},

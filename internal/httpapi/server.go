@@ -77,6 +77,10 @@ type Config struct {
 	Logger   *slog.Logger
 	MaxBody  int64 // largest JSON request body; 0 means 1 MiB
 
+	// Agents serves /v1/workspaces/{ws}/agents and /v1/agents/connect (agents.go); nil:
+	// those routes answer unavailable.
+	Agents Agents
+
 	// Audit serves /v1/audit (audit.go); nil: those routes answer unavailable.
 	Audit AuditTrail
 

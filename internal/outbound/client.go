@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -22,6 +23,10 @@ type Policy struct {
 	// RootCAs, when not nil, replaces the system's roots for TLS. Only tests set it (to
 	// trust an httptest TLS server); the server never does.
 	RootCAs *x509.CertPool
+	// Dial, when set, makes every connection (an on-premise agent's tunnel). It replaces
+	// the address check: what Dial reaches is bounded by its own rules (the agent's
+	// allowlist), and it is given the unresolved host:port.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // DefaultTimeout bounds each attempt until the response headers when Policy.Timeout is 0.
@@ -74,6 +79,9 @@ func NewClient(p Policy, c Clock) *Client {
 	t := NewTransport(p.AllowPrivate)
 	if p.RootCAs != nil {
 		t.TLSClientConfig.RootCAs = p.RootCAs
+	}
+	if p.Dial != nil {
+		t.DialContext = p.Dial
 	}
 	cl := &Client{
 		retry:     p.Retry.withDefaults(),

@@ -81,12 +81,15 @@ func FreeAddr(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// Server is `sesame serve` running as a subprocess.
+// Server is `sesame serve` running as a subprocess (or, from StartAgent, `sesame agent`:
+// then Addr, URL and AdminKey are empty).
 type Server struct {
-	t    testing.TB
-	bin  string
-	args []string
-	env  []string
+	t     testing.TB
+	bin   string
+	args  []string
+	env   []string
+	wrap  []string // command prefix (ip netns exec NAME)
+	ready string   // the log message that says the process is up
 
 	Addr     string // host:port it listens on (kept across restarts)
 	URL      string // http://Addr
@@ -120,13 +123,45 @@ func Start(t testing.TB, o Options) *Server {
 	}
 	s.URL = "http://" + s.Addr
 	s.args = append([]string{"serve", "--addr", s.Addr, "--log-format", "json"}, o.Args...)
-	s.env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
-	for k, v := range o.Env {
-		s.env = append(s.env, k+"="+v)
-	}
+	s.ready = "sesame listening"
+	s.env = minimalEnv(o.Env)
 	t.Cleanup(func() { s.Kill() })
 	if err := s.start(); err != nil {
 		t.Fatalf("start sesame: %v\nstderr:\n%s", err, s.Stderr)
+	}
+	return s
+}
+
+func minimalEnv(extra map[string]string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+// AgentOptions configure a `sesame agent` process.
+type AgentOptions struct {
+	// Args are the flags after `agent` (--server, --token, --allow…); --log-format is set.
+	Args []string
+	// Env is added to a minimal environment (PATH, HOME, TMPDIR).
+	Env map[string]string
+	// Wrap runs the agent through a command prefix, for example
+	// []string{"ip", "netns", "exec", "NAME"} to run it inside a network namespace. The
+	// prefix must exec the agent (so that Kill reaches it).
+	Wrap []string
+}
+
+// StartAgent runs `sesame agent` and waits until it has connected to a server (its log says
+// "agent connected"). The process is killed when the test ends.
+func StartAgent(t testing.TB, o AgentOptions) *Server {
+	t.Helper()
+	s := &Server{t: t, bin: Binary(t), wrap: o.Wrap, ready: "agent connected"}
+	s.args = append([]string{"agent", "--log-format", "json"}, o.Args...)
+	s.env = minimalEnv(o.Env)
+	t.Cleanup(func() { s.Kill() })
+	if err := s.start(); err != nil {
+		t.Fatalf("start sesame agent: %v\nstderr:\n%s", err, s.Stderr)
 	}
 	return s
 }
@@ -149,7 +184,8 @@ func (s *Server) TryStart() error { return s.start() }
 
 func (s *Server) start() error {
 	s.Stdout, s.Stderr = &testlog.Buffer{}, &testlog.Buffer{}
-	cmd := exec.Command(s.bin, s.args...)
+	argv := append(append(append([]string(nil), s.wrap...), s.bin), s.args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = s.env
 	cmd.Stdout = s.Stdout
 	pr, pw := io.Pipe()
@@ -175,7 +211,7 @@ func (s *Server) start() error {
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var line struct{ Msg string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "sesame listening" {
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == s.ready {
 				select {
 				case listening <- struct{}{}:
 				default:
@@ -187,10 +223,10 @@ func (s *Server) start() error {
 	select {
 	case <-listening:
 	case <-done:
-		return fmt.Errorf("sesame exited before listening: %v", s.exitErr())
+		return fmt.Errorf("sesame exited before %q: %v", s.ready, s.exitErr())
 	case <-time.After(60 * time.Second):
 		s.Kill()
-		return fmt.Errorf("sesame did not listen within 60s")
+		return fmt.Errorf("sesame did not log %q within 60s", s.ready)
 	}
 	for _, line := range strings.Split(s.Stdout.String(), "\n") {
 		if k, ok := strings.CutPrefix(line, "admin key: "); ok {

@@ -257,7 +257,8 @@ func (s *Store) CopyWorkspace(ctx context.Context, from, to string, now time.Tim
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO objects (workspace, kind, name, body, version, created_at, updated_at)
-			SELECT $1, kind, name, body, 1, $2, $2 FROM objects WHERE workspace = $3`, to, nanos(now), from); err != nil {
+			SELECT $1, kind, name, body, 1, $2, $2 FROM objects WHERE workspace = $3 AND kind <> 'agent'`, to, nanos(now), from); err != nil {
+			// Agents are not copied: a registration is its token, and tokens are not copied.
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO object_refs (workspace, kind, name, credential)
