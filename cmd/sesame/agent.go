@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/sesamehq/sesame"
 	"github.com/sesamehq/sesame/internal/agent"
 	"github.com/sesamehq/sesame/internal/audit"
+	"github.com/sesamehq/sesame/internal/cli"
 )
 
 // listFlag is a repeatable flag; each use may hold several comma-separated values.
@@ -88,8 +90,8 @@ func readAgentFile(path string) (agentFile, error) {
 }
 
 // runAgent is `sesame agent`: the on-premise agent.
-func runAgent(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := parseAgentFlags(args, getenv, stderr)
+func runAgent(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseAgentFlags(args, getenv, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -99,9 +101,10 @@ func runAgent(ctx context.Context, args []string, getenv func(string) string, st
 
 // parseAgentFlags builds the agent's configuration: flags override the environment, which
 // overrides the config file.
-func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer) (agent.Config, error) {
+func parseAgentFlags(args []string, getenv func(string) string, stdout, stderr io.Writer) (agent.Config, error) {
 	fs := flag.NewFlagSet("sesame agent", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {} // help and errors are printed below
 	var servers, allow listFlag
 	fs.Var(&servers, "server", "Sesame server URL to connect to; repeat (or comma-separate) to connect to every replica (SESAME_AGENT_SERVER)")
 	token := fs.String("token", "", "agent token from `sesame agent create` (SESAME_AGENT_TOKEN; prefer the environment or --token-file: flags show in ps)")
@@ -112,10 +115,16 @@ func parseAgentFlags(args []string, getenv func(string) string, stderr io.Writer
 	logFormat := fs.String("log-format", envOr(getenv, "SESAME_LOG_FORMAT", "text"), "log format: text or json (SESAME_LOG_FORMAT)")
 	logLevel := fs.String("log-level", envOr(getenv, "SESAME_LOG_LEVEL", "info"), "log level (SESAME_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
-		return agent.Config{}, err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(stdout, "usage: sesame agent [flags]   runs an on-premise agent\n       sesame agent list|get|create|rm ...   manage agents (sesame agent list --help)\n\nflags:\n")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return agent.Config{}, cli.ErrHelp
+		}
+		return agent.Config{}, cli.Usagef("%v (sesame agent --help lists the flags)", err)
 	}
 	if fs.NArg() > 0 {
-		return agent.Config{}, fmt.Errorf("unexpected argument %q (sesame agent list|get|create|rm are client commands)", fs.Arg(0))
+		return agent.Config{}, cli.Usagef("unexpected argument %q (sesame agent list|get|create|rm are client commands)", fs.Arg(0))
 	}
 	var file agentFile
 	if *config != "" {

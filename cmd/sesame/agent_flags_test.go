@@ -20,7 +20,7 @@ func TestAgentConfigPrecedence(t *testing.T) {
 	os.WriteFile(tokFile, []byte("sesame_agent_tokenfile\n"), 0o600)
 
 	env := map[string]string{"SESAME_AGENT_CONFIG": file}
-	cfg, err := parseAgentFlags(nil, envFunc(env), io.Discard)
+	cfg, err := parseAgentFlags(nil, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestAgentConfigPrecedence(t *testing.T) {
 	env["SESAME_AGENT_SERVER"] = "https://a.example, https://b.example"
 	env["SESAME_AGENT_TOKEN"] = "sesame_agent_env"
 	env["SESAME_AGENT_ALLOW"] = "192.168.1.0/24"
-	cfg, err = parseAgentFlags(nil, envFunc(env), io.Discard)
+	cfg, err = parseAgentFlags(nil, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func TestAgentConfigPrecedence(t *testing.T) {
 		t.Fatalf("from the environment: %v %s", cfg.Servers, cfg.Allow)
 	}
 
-	cfg, err = parseAgentFlags([]string{"--server", "http://flag.example", "--token-file", tokFile, "--allow", "127.0.0.1:9000", "--allow", "10.1.0.0/16"}, envFunc(env), io.Discard)
+	cfg, err = parseAgentFlags([]string{"--server", "http://flag.example", "--token-file", tokFile, "--allow", "127.0.0.1:9000", "--allow", "10.1.0.0/16"}, envFunc(env), io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestAgentConfigPrecedence(t *testing.T) {
 		"bad server":   {"--server", "ftp://x", "--token", "sesame_agent_x", "--allow", "10.0.0.0/8"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := runAgent(ctx, args, envFunc(nil), io.Discard)
+		err := runAgent(ctx, args, envFunc(nil), io.Discard, io.Discard)
 		cancel()
 		if err == nil {
 			t.Errorf("%s: the agent started", name)

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return 0
 	case args[0] == "agent" && !(len(args) > 1 && cli.AgentSubcommands[args[1]]):
 		// sesame agent [flags] runs an agent; sesame agent list|get|create|rm are client commands.
-		err = runAgent(ctx, args[1:], getenv, stderr)
+		err = runAgent(ctx, args[1:], getenv, stdout, stderr)
 	case args[0] == "help" && len(args) > 1:
 		// sesame help GROUP: the group's usage.
 		text, ok := cli.Usage(args[1])
