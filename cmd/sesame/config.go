@@ -5,10 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sesamehq/sesame/internal/cli"
 )
 
 // The config file (--config / SESAME_CONFIG) is a YAML mapping whose keys are the serve
@@ -114,37 +115,11 @@ func suggestFlag(fs *flag.FlagSet, name string) string {
 	if kebab := strings.ReplaceAll(strings.ToLower(name), "_", "-"); fs.Lookup(kebab) != nil {
 		return fmt.Sprintf(" (keys are the flag names in kebab case: %q)", kebab)
 	}
-	best, bestD := "", 4
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	sort.Strings(names)
-	for _, n := range names {
-		if d := editDistance(name, n); d < bestD {
-			best, bestD = n, d
-		}
-	}
+	best := cli.Closest(name, names)
 	if best == "" {
 		return " (keys are the names of the serve flags: sesame serve -h)"
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -129,15 +129,15 @@ func Run(ctx context.Context, args []string, env Env) error {
 // Unknown is the usage error for an unknown (sub)command, naming the closest known one.
 func Unknown(prefix, name string, known []string) error {
 	msg := fmt.Sprintf("unknown command %q", prefix+" "+name)
-	if best := closest(name, known); best != "" {
+	if best := Closest(name, known); best != "" {
 		msg += fmt.Sprintf("; did you mean %q?", prefix+" "+best)
 	}
 	return usagef("%s (%s --help lists the commands)", msg, prefix)
 }
 
-// closest is the known name nearest to name by edit distance, if it is near enough to be a
-// plausible typo (or name is a prefix of it).
-func closest(name string, known []string) string {
+// Closest is the known name nearest to name by edit distance, if it is near enough to be a
+// plausible typo (or name is a prefix of it); "" otherwise.
+func Closest(name string, known []string) string {
 	best, bestD := "", 1<<30
 	for _, k := range known {
 		d := editDistance(name, k)
