@@ -1,0 +1,218 @@
+package main
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/testpg"
+)
+
+func oidcAccounts(aliceGroups ...string) map[string]map[string]any {
+	if aliceGroups == nil {
+		aliceGroups = []string{}
+	}
+	return map[string]map[string]any{
+		"alice":  {"email": "alice@example.com", "email_verified": true, "groups": aliceGroups},
+		"mallet": {"email": "mallet@example.com", "email_verified": false},
+		"nobody": {"email": "nobody@example.com", "email_verified": true},
+		"dora":   {"email": "dora@example.com", "email_verified": true},
+	}
+}
+
+// auditWith waits until the trail holds an event of action whose JSON contains every one
+// of want, and returns the trail's events of that action.
+func auditWith(t *testing.T, s *testServer, action string, want ...string) string {
+	t.Helper()
+	var body string
+	eventually(t, "audit event "+action+" with "+strings.Join(want, ", "), func() error {
+		r := s.do("GET", "/v1/audit?limit=1000&action="+url.QueryEscape(action), "")
+		var ev struct{ Items []json.RawMessage }
+		if err := json.Unmarshal(r.Body, &ev); err != nil {
+			return err
+		}
+		body = string(r.Body)
+		for _, it := range ev.Items {
+			ok := true
+			for _, w := range want {
+				ok = ok && strings.Contains(string(it), w)
+			}
+			if ok {
+				return nil
+			}
+		}
+		return fmt.Errorf("not in %s", r.Body)
+	})
+	return body
+}
+
+// TestOIDCSignIn: a Sesame user signs in through the provider, lands in the console as
+// that user (no API key), and the session ends when the user is disabled; a disabled user
+// cannot sign in whatever the provider says.
+func TestOIDCSignIn(t *testing.T) {
+	s, op := startOIDC(t, nil)
+	op.setAccounts(oidcAccounts())
+	u := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201))
+	c, status, body := oidcSignIn(t, s, "alice")
+	if status != 200 || !strings.Contains(body, "Signed in") || sessionCookie(c, s) == nil {
+		t.Fatalf("sign-in: %d %s", status, body)
+	}
+	status, body = get(t, c, s.URL+"/console/workspaces")
+	if status != 200 || !strings.Contains(body, "alice@example.com") {
+		t.Fatalf("console after sign-in: %d %s", status, body)
+	}
+	auditWith(t, s, "console.signin", u.ID, `"result":"ok"`, "oidc")
+
+	mustStatus(t, s.do("PATCH", "/v1/users/"+u.ID, `{"disabled":true}`), 200)
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if status, _ := get(t, c, s.URL+"/console/workspaces"); status != http.StatusSeeOther {
+		t.Fatalf("session of a disabled user: %d", status)
+	}
+	c, status, body = oidcSignIn(t, s, "alice")
+	if status != http.StatusForbidden || !strings.Contains(body, "oidc_user_refused") || sessionCookie(c, s) != nil {
+		t.Fatalf("disabled user signed in: %d %s", status, body)
+	}
+	auditWith(t, s, "console.signin", u.ID, `"result":"denied"`, "oidc_user_refused", "disabled")
+}
+
+// TestOIDCSignInRefusesForgedAnswers: what an attacker can bring to the callback is refused
+// and creates no session, on SQLite and on PostgreSQL (the state is taken in the store).
+func TestOIDCSignInRefusesForgedAnswers(t *testing.T) {
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) {
+			var args []string
+			env := map[string]string{}
+			if db == "postgres" {
+				k, _ := crypt.GenerateMasterKey()
+				env["SESAME_MASTER_KEY"] = k.Encode()
+				args = []string{"--postgres", testpg.URL(t)}
+			}
+			s, op := startOIDC(t, env, args...)
+			op.setAccounts(oidcAccounts())
+			mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)
+			mustStatus(t, s.do("POST", "/v1/users", `{"name":"mallet@example.com"}`), 201)
+			cbURL := s.URL + sesameOIDCCallbak
+
+			refused := func(t *testing.T, c *http.Client, status int, body, code string) {
+				t.Helper()
+				if status == 200 || !strings.Contains(body, code) || sessionCookie(c, s) != nil {
+					t.Fatalf("want refusal %s: %d %s", code, status, body)
+				}
+				auditWith(t, s, "console.signin", `"result":"denied"`, code)
+			}
+			// withToken runs a real sign-in in which the token endpoint's answer is changed.
+			withToken := func(t *testing.T, fn func(tok map[string]any)) (*http.Client, int, string) {
+				op.setRewrite(fn)
+				defer op.setRewrite(nil)
+				return oidcSignIn(t, s, "alice")
+			}
+
+			t.Run("tampered ID token", func(t *testing.T) {
+				c, status, body := withToken(t, func(tok map[string]any) {
+					parts := strings.Split(tok["id_token"].(string), ".")
+					payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+					payload = []byte(strings.Replace(string(payload), "alice@example.com", "admin@example.com", 1))
+					parts[1] = base64.RawURLEncoding.EncodeToString(payload)
+					tok["id_token"] = strings.Join(parts, ".")
+				})
+				refused(t, c, status, body, "oidc_token_invalid")
+				auditWith(t, s, "console.signin", "bad signature")
+			})
+			t.Run("ID token for another client", func(t *testing.T) {
+				other := providerIDToken(t, op, opOtherClient, opOtherSecret, opOtherRedirect, "alice", "n-"+randomString())
+				c, status, body := withToken(t, func(tok map[string]any) { tok["id_token"] = other })
+				refused(t, c, status, body, "oidc_token_invalid")
+				auditWith(t, s, "console.signin", "wrong audience")
+				if strings.Contains(auditWith(t, s, "console.signin"), other) {
+					t.Fatal("an ID token is in the audit trail")
+				}
+			})
+			t.Run("ID token without nonce", func(t *testing.T) {
+				tok := providerIDToken(t, op, "sesame", opClientSecret, cbURL, "alice", "")
+				c, status, body := withToken(t, func(m map[string]any) { m["id_token"] = tok })
+				refused(t, c, status, body, "oidc_token_invalid")
+				auditWith(t, s, "console.signin", "nonce")
+			})
+			t.Run("ID token of another sign-in", func(t *testing.T) {
+				tok := providerIDToken(t, op, "sesame", opClientSecret, cbURL, "alice", "n-"+randomString())
+				c, status, body := withToken(t, func(m map[string]any) { m["id_token"] = tok })
+				refused(t, c, status, body, "oidc_token_invalid")
+			})
+			t.Run("no ID token", func(t *testing.T) {
+				c, status, body := withToken(t, func(m map[string]any) { delete(m, "id_token") })
+				refused(t, c, status, body, "oidc_token_invalid")
+			})
+			t.Run("replayed state", func(t *testing.T) {
+				c := webClient(t, isCallback)
+				cb := providerLogin(t, c, s.URL+"/console/oidc/start", "alice")
+				u, _ := url.Parse(s.URL)
+				var state *http.Cookie
+				for _, ck := range c.Jar.Cookies(u) {
+					if ck.Name == "sesame_oidc" {
+						state = ck
+					}
+				}
+				if state == nil {
+					t.Fatal("no state cookie")
+				}
+				if status, body := get(t, c, cb.String()); status != 200 {
+					t.Fatalf("first use: %d %s", status, body)
+				}
+				// The same callback again, with the state cookie put back: refused.
+				replay := webClient(t, nil)
+				replay.Jar.SetCookies(u, []*http.Cookie{state})
+				status, body := get(t, replay, cb.String())
+				refused(t, replay, status, body, "oidc_state_invalid")
+			})
+			t.Run("callback in another browser", func(t *testing.T) {
+				// Login CSRF: the attacker's own callback sent to a victim's browser.
+				c := webClient(t, isCallback)
+				cb := providerLogin(t, c, s.URL+"/console/oidc/start", "alice")
+				victim := webClient(t, nil)
+				status, body := get(t, victim, cb.String())
+				refused(t, victim, status, body, "oidc_state_invalid")
+				// The state was not used up by the victim's refusal... but it is bound to the
+				// attacker's browser only; a forged state is refused as well.
+				forged := *cb
+				q := forged.Query()
+				q.Set("state", randomString())
+				forged.RawQuery = q.Encode()
+				status, body = get(t, c, forged.String())
+				refused(t, c, status, body, "oidc_state_invalid")
+			})
+			t.Run("mix-up: iss of another issuer", func(t *testing.T) {
+				c := webClient(t, isCallback)
+				cb := providerLogin(t, c, s.URL+"/console/oidc/start", "alice")
+				q := cb.Query()
+				if q.Get("iss") != op.Issuer {
+					t.Fatalf("the provider sends iss %q", q.Get("iss"))
+				}
+				q.Set("iss", "http://127.0.0.1:1")
+				cb.RawQuery = q.Encode()
+				status, body := get(t, c, cb.String())
+				refused(t, c, status, body, "oidc_token_invalid")
+				auditWith(t, s, "console.signin", "iss parameter")
+			})
+			t.Run("unverified email", func(t *testing.T) {
+				c, status, body := oidcSignIn(t, s, "mallet")
+				refused(t, c, status, body, "oidc_token_invalid")
+			})
+			t.Run("unknown user", func(t *testing.T) {
+				c, status, body := oidcSignIn(t, s, "nobody")
+				refused(t, c, status, body, "oidc_user_refused")
+				if r := s.do("GET", "/v1/users?limit=100", ""); strings.Contains(string(r.Body), "nobody@example.com") {
+					t.Fatal("an unknown user was created without --oidc-create-users")
+				}
+			})
+			// And the honest sign-in still works after all that.
+			if _, status, body := oidcSignIn(t, s, "alice"); status != 200 {
+				t.Fatalf("honest sign-in: %d %s", status, body)
+			}
+		})
+	}
+}
