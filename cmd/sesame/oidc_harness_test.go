@@ -245,7 +245,9 @@ func providerLogin(t *testing.T, c *http.Client, startURL, login string) *url.UR
 	return loc
 }
 
-func isCallback(u *url.URL) bool { return u.Path == sesameOIDCCallbak || strings.HasPrefix(u.String(), opOtherRedirect) }
+func isCallback(u *url.URL) bool {
+	return u.Path == sesameOIDCCallbak || strings.HasPrefix(u.String(), opOtherRedirect)
+}
 
 // oidcSignIn runs a whole sign-in as a browser would and returns the browser, the callback
 // response's status and its page.
