@@ -216,3 +216,70 @@ func TestOIDCSignInRefusesForgedAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestOIDCGroupMappingFollowsTheDirectory: at each sign-in the user's membership of the
+// mapped Sesame groups is set to what the groups claim says, so privileges granted to a
+// group come and go with the directory; a group the mapping does not list (here one holding
+// admin) is never touched whatever the token claims; new users are created with nothing.
+func TestOIDCGroupMappingFollowsTheDirectory(t *testing.T) {
+	s, op := startOIDC(t, nil, "--oidc-groups-claim", "groups", "--oidc-group-map", "eng=writers, sec=auditors", "--oidc-create-users")
+	op.setAccounts(oidcAccounts("eng", "admins"))
+	mustStatus(t, s.do("PUT", "/v1/roles/cred-writer", `{"privileges":["manage_credentials"]}`), 201)
+	group := func(name string) string {
+		id := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/groups", `{"name":"`+name+`","members":[]}`), 201)).ID
+		return id
+	}
+	writers, auditors, admins, other := group("writers"), group("auditors"), group("admins"), group("other")
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"cred-writer","group":"`+writers+`","workspace":"default"}`), 201)
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"admin","group":"`+admins+`","workspace":"*"}`), 201)
+	members := func(id string) string {
+		return string(mustStatus(t, s.do("GET", "/v1/groups/"+id, ""), 200).Body)
+	}
+	alice := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)).ID
+	// Memberships made by hand: in a mapped group (the directory decides: removed) and in an
+	// unmapped one (kept).
+	mustStatus(t, s.do("PUT", "/v1/groups/"+auditors, `{"members":["`+alice+`"]}`), 200)
+	mustStatus(t, s.do("PUT", "/v1/groups/"+other, `{"members":["`+alice+`"]}`), 200)
+
+	noFollow := func(c *http.Client) *http.Client {
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return c
+	}
+	c, status, body := oidcSignIn(t, s, "alice")
+	if status != 200 {
+		t.Fatalf("sign-in: %d %s", status, body)
+	}
+	if !strings.Contains(members(writers), alice) || strings.Contains(members(auditors), alice) ||
+		strings.Contains(members(admins), alice) || !strings.Contains(members(other), alice) {
+		t.Fatalf("after the first sign-in: writers %s auditors %s admins %s other %s", members(writers), members(auditors), members(admins), members(other))
+	}
+	if status, body := get(t, noFollow(c), s.URL+"/console/w/default/credentials"); status != 200 {
+		t.Fatalf("credentials page with the group's privilege: %d %s", status, body)
+	}
+	auditWith(t, s, "oidc.groups", "added to group writers")
+	auditWith(t, s, "oidc.groups", "removed from group auditors")
+
+	// The directory moves alice from eng to sec: at the next sign-in the privilege is gone.
+	op.setAccounts(oidcAccounts("sec"))
+	c2, status, body := oidcSignIn(t, s, "alice")
+	if status != 200 {
+		t.Fatalf("second sign-in: %d %s", status, body)
+	}
+	if strings.Contains(members(writers), alice) || !strings.Contains(members(auditors), alice) || !strings.Contains(members(other), alice) {
+		t.Fatalf("after the second sign-in: writers %s auditors %s other %s", members(writers), members(auditors), members(other))
+	}
+	if status, _ := get(t, noFollow(c2), s.URL+"/console/w/default/credentials"); status == 200 {
+		t.Fatal("the credentials page still opens after the directory removed the group")
+	}
+	auditWith(t, s, "oidc.groups", "removed from group writers")
+
+	// --oidc-create-users: a first sign-in creates the user, with no privileges.
+	if _, status, body := oidcSignIn(t, s, "dora"); status != 200 {
+		t.Fatalf("first sign-in of a new user: %d %s", status, body)
+	}
+	users := string(mustStatus(t, s.do("GET", "/v1/users?limit=100", ""), 200).Body)
+	if !strings.Contains(users, "dora@example.com") {
+		t.Fatalf("user not created: %s", users)
+	}
+	auditWith(t, s, "oidc.user_created", "dora@example.com")
+}
