@@ -19,5 +19,18 @@ type OIDCState struct {
 	Nonce     string
 	Verifier  string
 	Next      string // console path to land on
+	// CLIReturn is the loopback URL of `sesame login` ("" for a console sign-in) and
+	// CLIChallenge its PKCE S256 challenge.
+	CLIReturn    string
+	CLIChallenge string
+	ExpiresAt    time.Time
+}
+
+// OIDCHandoff is a finished `sesame login` sign-in, kept until the CLI redeems its one-time
+// code (with the verifier of its challenge) for a session token.
+type OIDCHandoff struct {
+	CodeHash  []byte
+	UserID    string
+	Challenge string
 	ExpiresAt time.Time
 }

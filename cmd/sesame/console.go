@@ -153,6 +153,15 @@ func isLoopbackHost(h string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// cliTokens verifies `sesame login` session tokens when sign-in through an identity
+// provider is configured; otherwise none is accepted.
+func cliTokens(c serveConfig, st *store.Store, hasher *auth.Hasher) httpapi.CLITokens {
+	if c.console.oidc.issuer == "" || !c.console.enabled {
+		return nil
+	}
+	return &console.CLITokens{Sessions: st, Hasher: hasher, Now: time.Now}
+}
+
 // consoleLanding is where a browser lands after an OAuth2 callback: the console's page
 // when the console is served, otherwise nowhere (JSON).
 func consoleLanding(c serveConfig) string {
@@ -178,7 +187,7 @@ func withConsole(c serveConfig, addr string, api *httpapi.Server, st *store.Stor
 		return nil, err
 	}
 	con, err := console.New(console.Config{
-		PublicURL: public, OIDC: oc, Directory: acc, OIDCStates: st,
+		PublicURL: public, OIDC: oc, Directory: acc, OIDCStates: st, Handoffs: st,
 		API: api, Sessions: st, Audit: trail, Hasher: hasher, Auth: authn, Access: acc, Failures: failures,
 		Logger: log.With("component", "console"), Lifetime: c.console.lifetime,
 		Secure: c.console.secure || strings.HasPrefix(c.oauth.publicURL, "https://"),

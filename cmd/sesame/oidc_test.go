@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sesamehq/sesame/internal/crypt"
 	"github.com/sesamehq/sesame/internal/testpg"
@@ -282,4 +288,165 @@ func TestOIDCGroupMappingFollowsTheDirectory(t *testing.T) {
 		t.Fatalf("user not created: %s", users)
 	}
 	auditWith(t, s, "oidc.user_created", "dora@example.com")
+}
+
+// TestOIDCLoginCLI: `sesame login --no-browser` prints a URL; a browser that follows it and
+// signs in at the provider comes back to the CLI's loopback listener, and the CLI stores a
+// session token (0600) that client commands use without a key; `sesame logout` ends it on
+// the server. The token ends with its user too.
+func TestOIDCLoginCLI(t *testing.T) {
+	s, op := startOIDC(t, nil)
+	op.setAccounts(oidcAccounts())
+	alice := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)).ID
+	mustStatus(t, s.do("PUT", "/v1/roles/cred-writer", `{"privileges":["manage_credentials"]}`), 201)
+	mustStatus(t, s.do("POST", "/v1/grants", `{"role":"cred-writer","user":"`+alice+`","workspace":"default"}`), 201)
+	cfg := t.TempDir()
+	env := map[string]string{"SESAME_SERVER": s.URL, "XDG_CONFIG_HOME": cfg}
+	cli := func(args ...string) (int, string, string) {
+		var out, errOut strings.Builder
+		code := run(context.Background(), args, envFunc(env), strings.NewReader(""), &out, &errOut, nil)
+		return code, out.String(), errOut.String()
+	}
+
+	// login, driven by a browser without JavaScript.
+	stderr := &syncBuffer{}
+	done := make(chan int, 1)
+	var out strings.Builder
+	go func() {
+		done <- run(context.Background(), []string{"login", "--no-browser"}, envFunc(env), strings.NewReader(""), &out, stderr, nil)
+	}()
+	var start string
+	eventually(t, "login prints its URL", func() error {
+		for _, line := range strings.Split(stderr.String(), "\n") {
+			if strings.HasPrefix(line, s.URL+"/console/oidc/start?") {
+				start = line
+				return nil
+			}
+		}
+		return fmt.Errorf("stderr: %s", stderr.String())
+	})
+	c := webClient(t, isCallback)
+	cb := providerLogin(t, c, start, "alice")
+	c.CheckRedirect = nil
+	if status, body := get(t, c, cb.String()); status != 200 || !strings.Contains(body, "Signed in to Sesame") {
+		t.Fatalf("back at the CLI: %d %s", status, body)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("login: exit %d: %s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("login did not finish")
+	}
+	file := filepath.Join(cfg, "sesame", "session")
+	fi, err := os.Stat(file)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("session file: %v %v", fi, err)
+	}
+	saved := decode[struct{ Token, Server string }](t, response{Body: must(os.ReadFile(file))})
+	if !strings.HasPrefix(saved.Token, "sesamecli_") || strings.Contains(stderr.String()+out.String(), saved.Token) {
+		t.Fatalf("token %q (printed?)", saved.Token)
+	}
+	// The token is a bearer credential for the API, acting as alice.
+	me := mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(saved.Token)), 200)
+	if !strings.Contains(string(me.Body), alice) {
+		t.Fatalf("/v1/me: %s", me.Body)
+	}
+	if code, _, errOut := cli("cred", "list"); code != 0 {
+		t.Fatalf("cred list with the saved session: %d %s", code, errOut)
+	}
+	// It is not a console cookie, nor used for another server.
+	if code, _, errOut := cli("cred", "list", "--server", "http://127.0.0.1:1"); code != 2 || !strings.Contains(errOut, "no API key") {
+		t.Fatalf("the session went to another server: %d %s", code, errOut)
+	}
+	br := &browser{t: t, s: s, cookie: &http.Cookie{Name: "sesame_session", Value: strings.TrimPrefix(saved.Token, "sesamecli_")}}
+	if resp, _ := br.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("a CLI token as a console cookie: %d", resp.StatusCode)
+	}
+	auditWith(t, s, "cli.login", alice, `"result":"ok"`)
+
+	// logout ends it on the server and deletes the file.
+	if code, _, errOut := cli("logout"); code != 0 {
+		t.Fatalf("logout: %d %s", code, errOut)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("session file after logout: %v", err)
+	}
+	mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(saved.Token)), 401)
+}
+
+// TestOIDCLoginHandoffAttacks: the server sends a CLI sign-in only to a loopback address;
+// the one-time code needs the CLI's verifier and is redeemed once; a disabled user's token
+// stops working.
+func TestOIDCLoginHandoffAttacks(t *testing.T) {
+	s, op := startOIDC(t, nil)
+	op.setAccounts(oidcAccounts())
+	alice := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)).ID
+	verifier := randomString() + randomString()
+	sum := sha256.Sum256([]byte(verifier))
+	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+
+	for _, ret := range []string{"http://evil.example/cb", "https://127.0.0.1:4000/cb", "http://127.0.0.1.evil.example:80/cb",
+		"http://user@127.0.0.1:4000/cb", "http://127.0.0.1:4000/cb?x=1", "http://localhost.evil:4000/", "//127.0.0.1:4000/"} {
+		r := mustStatus(t, s.do("GET", "/console/oidc/start?"+url.Values{"cli": {ret}, "cli_challenge": {challenge}}.Encode(), ""), 400)
+		_ = r
+	}
+	mustStatus(t, s.do("GET", "/console/oidc/start?"+url.Values{"cli": {"http://127.0.0.1:4000/cb"}, "cli_challenge": {"short"}}.Encode(), ""), 400)
+
+	const loop = "http://127.0.0.1:4000/cb"
+	handoff := func() string {
+		c := webClient(t, func(u *url.URL) bool { return isCallback(u) || strings.HasPrefix(u.String(), loop) })
+		cb := providerLogin(t, c, s.URL+"/console/oidc/start?"+url.Values{"cli": {loop}, "cli_challenge": {challenge}}.Encode(), "alice")
+		resp, err := c.Get(cb.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		loc, err := resp.Location()
+		if err != nil || !strings.HasPrefix(loc.String(), loop+"?code=") {
+			t.Fatalf("not sent back to the CLI: %d %v\n%s", resp.StatusCode, loc, s.Stderr.String())
+		}
+		if sessionCookie(c, s) != nil {
+			t.Fatal("a CLI sign-in signed the browser in to the console")
+		}
+		return loc.Query().Get("code")
+	}
+	redeem := func(code, verifier string) response {
+		req, _ := http.NewRequest("POST", s.URL+"/console/oidc/cli/token", strings.NewReader(url.Values{"code": {code}, "verifier": {verifier}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return response{Status: resp.StatusCode, Body: b}
+	}
+	// A code intercepted on the way (another local process on the port) is useless
+	// without the verifier, and a failed try uses it up.
+	code := handoff()
+	if r := redeem(code, "wrong-"+verifier); r.Status != 400 || !strings.Contains(string(r.Body), "oidc_state_invalid") {
+		t.Fatalf("wrong verifier: %d %s", r.Status, r.Body)
+	}
+	if r := redeem(code, verifier); r.Status != 400 {
+		t.Fatalf("code used twice: %d %s", r.Status, r.Body)
+	}
+	code = handoff()
+	r := mustStatus(t, redeem(code, verifier), 200)
+	token := decode[struct{ Token string }](t, r).Token
+	if r := redeem(code, verifier); r.Status != 400 {
+		t.Fatalf("code redeemed twice: %d %s", r.Status, r.Body)
+	}
+	mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(token)), 200)
+	mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(token+"x")), 401)
+	mustStatus(t, s.do("PATCH", "/v1/users/"+alice, `{"disabled":true}`), 200)
+	mustStatus(t, s.doWith("GET", "/v1/me", "", withKey(token)), 401)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

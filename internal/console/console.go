@@ -88,6 +88,7 @@ type Config struct {
 	OIDC       *OIDC
 	Directory  Directory
 	OIDCStates OIDCStates
+	Handoffs   Handoffs
 }
 
 // Console serves the web console.
@@ -113,7 +114,7 @@ func New(cfg Config) (*Console, error) {
 	c := &Console{cfg: cfg, log: cfg.Logger}
 	if cfg.OIDC != nil {
 		o := *cfg.OIDC
-		if o.Issuer == "" || o.ClientID == "" || cfg.Directory == nil || cfg.OIDCStates == nil {
+		if o.Issuer == "" || o.ClientID == "" || cfg.Directory == nil || cfg.OIDCStates == nil || cfg.Handoffs == nil {
 			return nil, errors.New("console: OIDC needs an issuer, a client ID, a directory and a state store")
 		}
 		if o.UserClaim == "" {

@@ -133,8 +133,18 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	state, nonce, verifier := newSessionID(), newSessionID(), oauth2.GenerateVerifier()
 	now := c.cfg.Now().UTC()
+	q := r.URL.Query()
 	st := sesame.OIDCState{StateHash: c.cfg.Hasher.Hash([]byte(oidcStateHashPrefix + state)), Nonce: nonce, Verifier: verifier,
-		Next: safeNext(r.URL.Query().Get("next")), ExpiresAt: now.Add(oidcStateLifetime)}
+		Next: safeNext(q.Get("next")), ExpiresAt: now.Add(oidcStateLifetime)}
+	if cli := q.Get("cli"); cli != "" {
+		// `sesame login`: the browser comes back to the CLI's loopback listener only.
+		ret, ok := loopbackReturn(cli)
+		if !ok || !validChallenge(q.Get("cli_challenge")) {
+			c.renderError(w, r, sesame.Errorf(sesame.CodeInvalidArgument, "cli must be http://127.0.0.1:<port>/… and cli_challenge a PKCE S256 challenge"))
+			return
+		}
+		st.CLIReturn, st.CLIChallenge = ret, q.Get("cli_challenge")
+	}
 	if err := c.cfg.OIDCStates.CreateOIDCState(ctx, st, now); err != nil {
 		c.renderError(w, r, err)
 		return
@@ -164,7 +174,7 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	// The state cookie is for this one callback, whatever its outcome.
 	http.SetCookie(w, &http.Cookie{Name: c.oidcCookieName(r), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteLaxMode})
-	p, next, err := c.oidcVerify(r)
+	p, st, err := c.oidcVerify(r)
 	if err != nil {
 		var f *oidcFailure
 		if !errors.As(err, &f) {
@@ -181,6 +191,20 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, status, "signin", &page{Title: "Sign in", Data: c.signInData("Sign-in through "+c.oidc.cfg.Name+" failed ("+string(f.code)+").", "/console/")})
 		return
 	}
+	now := c.cfg.Now().UTC()
+	if st.CLIReturn != "" {
+		// Back to the CLI with a one-time code that only its verifier redeems.
+		code := newSessionID()
+		h := sesame.OIDCHandoff{CodeHash: c.cfg.Hasher.Hash([]byte(handoffHashPrefix + code)), UserID: p.UserID, Challenge: st.CLIChallenge, ExpiresAt: now.Add(handoffLifetime)}
+		if err := c.cfg.Handoffs.CreateOIDCHandoff(ctx, h, now); err != nil {
+			c.renderError(w, r, err)
+			return
+		}
+		c.record(r, p, "console.signin", sesame.AuditOK, "", "oidc for sesame login")
+		http.Redirect(w, r, st.CLIReturn+"?code="+code, http.StatusSeeOther)
+		return
+	}
+	next := st.Next
 	if old, err := r.Cookie(c.cookieName(r)); err == nil && validSessionID(old.Value) {
 		if err := c.cfg.Sessions.DeleteSession(ctx, c.hashSession(old.Value)); err != nil {
 			c.renderError(w, r, err)
@@ -188,7 +212,6 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	id := newSessionID()
-	now := c.cfg.Now().UTC()
 	sess := sesame.Session{IDHash: c.hashSession(id), UserID: p.UserID, CreatedAt: now, ExpiresAt: now.Add(c.cfg.Lifetime)}
 	if err := c.cfg.Sessions.CreateSession(ctx, sess, now); err != nil {
 		c.renderError(w, r, err)
@@ -205,96 +228,96 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "oidcdone", &page{Title: "Signed in", Data: next, RefreshTo: next})
 }
 
-// oidcVerify checks the callback and returns the principal to sign in and where to land.
-func (c *Console) oidcVerify(r *http.Request) (sesame.Principal, string, error) {
+// oidcVerify checks the callback and returns the principal to sign in and the sign-in it ends.
+func (c *Console) oidcVerify(r *http.Request) (sesame.Principal, sesame.OIDCState, error) {
 	ctx := r.Context()
 	q := r.URL.Query()
 	state := q.Get("state")
 	ck, err := r.Cookie(c.oidcCookieName(r))
 	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(state)) != 1 {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCState, "state does not match this browser's sign-in")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCState, "state does not match this browser's sign-in")
 	}
 	st, err := c.cfg.OIDCStates.TakeOIDCState(ctx, c.cfg.Hasher.Hash([]byte(oidcStateHashPrefix+state)))
 	if errors.Is(err, sesame.ErrNotFound) {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCState, "state unknown or already used")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCState, "state unknown or already used")
 	}
 	if err != nil {
-		return sesame.Principal{}, "", err
+		return sesame.Principal{}, sesame.OIDCState{}, err
 	}
 	if !c.cfg.Now().Before(st.ExpiresAt) {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCState, "state expired")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCState, "state expired")
 	}
 	prov, verifier, issParam, err := c.oidc.discover(ctx)
 	if err != nil {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCProvider, "discovery failed")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCProvider, "discovery failed")
 	}
 	// RFC 9207: an authorization response names its issuer; one from another is a mix-up.
 	if iss, sent := q["iss"]; sent || issParam {
 		if !sent || len(iss) != 1 || iss[0] != c.oidc.cfg.Issuer {
-			return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "iss parameter is not the configured issuer")
+			return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "iss parameter is not the configured issuer")
 		}
 	}
 	if e := q.Get("error"); e != "" {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCProvider, "provider answered error %q", clip(e, 64))
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCProvider, "provider answered error %q", clip(e, 64))
 	}
 	code := q.Get("code")
 	if code == "" {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCProvider, "no code")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCProvider, "no code")
 	}
 	tok, err := c.oidc.oauth2(prov, c.oidcRedirect()).Exchange(c.oidc.ctx(ctx), code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
 		c.log.Warn("oidc code exchange", "err", err)
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCProvider, "code exchange failed")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCProvider, "code exchange failed")
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "no ID token")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "no ID token")
 	}
 	idt, err := verifier.Verify(c.oidc.ctx(ctx), raw)
 	if err != nil {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "ID token does not verify: %s", verifyReason(err))
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "ID token does not verify: %s", verifyReason(err))
 	}
 	if idt.Nonce == "" || subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(st.Nonce)) != 1 {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "ID token nonce missing or not this sign-in's")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "ID token nonce missing or not this sign-in's")
 	}
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "ID token claims unreadable")
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "ID token claims unreadable")
 	}
 	name, _ := claims[c.oidc.cfg.UserClaim].(string)
 	if name == "" {
-		return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "claim %q missing", c.oidc.cfg.UserClaim)
+		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "claim %q missing", c.oidc.cfg.UserClaim)
 	}
 	if c.oidc.cfg.UserClaim == "email" {
 		if v, _ := claims["email_verified"].(bool); !v {
-			return sesame.Principal{}, "", fail(sesame.CodeOIDCToken, "email not verified by the provider")
+			return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCToken, "email not verified by the provider")
 		}
 	}
 	u, err := c.cfg.Directory.UserByName(ctx, name)
 	if sesame.ErrorCode(err) == sesame.CodeNotFound {
 		if !c.oidc.cfg.CreateUsers {
-			return sesame.Principal{}, "", fail(sesame.CodeOIDCUser, "no Sesame user %q", clip(name, 128))
+			return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCUser, "no Sesame user %q", clip(name, 128))
 		}
 		if u, err = c.cfg.Directory.CreateUser(ctx, name); err != nil {
 			if code := sesame.ErrorCode(err); code != sesame.CodeInternal && !sesame.Retryable(code) {
-				return sesame.Principal{}, "", fail(sesame.CodeOIDCUser, "cannot create user %q: %s", clip(name, 128), code)
+				return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCUser, "cannot create user %q: %s", clip(name, 128), code)
 			}
-			return sesame.Principal{}, "", err
+			return sesame.Principal{}, sesame.OIDCState{}, err
 		}
 		c.record(r, sesame.Principal{}, "oidc.user_created", sesame.AuditOK, "", "user "+u.ID+" "+u.Name)
 	} else if err != nil {
-		return sesame.Principal{}, "", err
+		return sesame.Principal{}, sesame.OIDCState{}, err
 	}
 	p := sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name}
 	if u.Disabled {
-		return p, "", &oidcFailure{code: sesame.CodeOIDCUser, reason: "user is disabled", user: p}
+		return p, sesame.OIDCState{}, &oidcFailure{code: sesame.CodeOIDCUser, reason: "user is disabled", user: p}
 	}
 	if c.oidc.cfg.GroupsClaim != "" && len(c.oidc.cfg.GroupMap) > 0 {
 		if err := c.oidcGroups(r, p, claims[c.oidc.cfg.GroupsClaim]); err != nil {
-			return p, "", err
+			return p, sesame.OIDCState{}, err
 		}
 	}
-	return p, st.Next, nil
+	return p, st, nil
 }
 
 // oidcGroups sets the user's membership of the mapped groups to what the token says.

@@ -27,6 +27,8 @@ func (c *Console) routes() http.Handler {
 	if c.oidc != nil {
 		mux.HandleFunc("GET /console/oidc/start", c.oidcStart)
 		mux.HandleFunc("GET /console/oidc/callback", c.oidcCallback)
+		mux.HandleFunc("POST /console/oidc/cli/token", c.cliToken)
+		mux.HandleFunc("POST /console/oidc/cli/logout", c.cliLogout)
 	}
 
 	pages := []struct {

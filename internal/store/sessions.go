@@ -68,8 +68,8 @@ func (s *Store) CreateOIDCState(ctx context.Context, st sesame.OIDCState, now ti
 		if _, err := tx.ExecContext(ctx, `DELETE FROM oidc_states WHERE expires_at <= $1`, nanos(now)); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO oidc_states (state_hash, nonce, verifier, next, expires_at) VALUES ($1, $2, $3, $4, $5)`,
-			st.StateHash, st.Nonce, st.Verifier, st.Next, nanos(st.ExpiresAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO oidc_states (state_hash, nonce, verifier, next, cli_return, cli_challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			st.StateHash, st.Nonce, st.Verifier, st.Next, st.CLIReturn, st.CLIChallenge, nanos(st.ExpiresAt))
 		return err
 	})
 }
@@ -80,12 +80,40 @@ func (s *Store) TakeOIDCState(ctx context.Context, hash []byte) (sesame.OIDCStat
 	var st sesame.OIDCState
 	var exp int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `DELETE FROM oidc_states WHERE state_hash = $1 RETURNING state_hash, nonce, verifier, next, expires_at`, hash).
-			Scan(&st.StateHash, &st.Nonce, &st.Verifier, &st.Next, &exp)
+		return tx.QueryRowContext(ctx, `DELETE FROM oidc_states WHERE state_hash = $1 RETURNING state_hash, nonce, verifier, next, cli_return, cli_challenge, expires_at`, hash).
+			Scan(&st.StateHash, &st.Nonce, &st.Verifier, &st.Next, &st.CLIReturn, &st.CLIChallenge, &exp)
 	})
 	if err != nil {
 		return st, s.wrap(err)
 	}
 	st.ExpiresAt = fromNanos(exp)
 	return st, nil
+}
+
+// CreateOIDCHandoff stores a finished CLI sign-in, and drops those that ended before now.
+func (s *Store) CreateOIDCHandoff(ctx context.Context, h sesame.OIDCHandoff, now time.Time) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM oidc_handoffs WHERE expires_at <= $1`, nanos(now)); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO oidc_handoffs (code_hash, user_id, challenge, expires_at) VALUES ($1, $2, $3, $4)`,
+			h.CodeHash, h.UserID, h.Challenge, nanos(h.ExpiresAt))
+		return err
+	})
+}
+
+// TakeOIDCHandoff deletes and returns a finished CLI sign-in: a code is redeemed once,
+// whatever happens next. ErrNotFound when there is none.
+func (s *Store) TakeOIDCHandoff(ctx context.Context, hash []byte) (sesame.OIDCHandoff, error) {
+	var h sesame.OIDCHandoff
+	var exp int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `DELETE FROM oidc_handoffs WHERE code_hash = $1 RETURNING code_hash, user_id, challenge, expires_at`, hash).
+			Scan(&h.CodeHash, &h.UserID, &h.Challenge, &exp)
+	})
+	if err != nil {
+		return h, s.wrap(err)
+	}
+	h.ExpiresAt = fromNanos(exp)
+	return h, nil
 }
