@@ -86,7 +86,6 @@ func Commands() []string {
 	for name := range groups() {
 		names = append(names, name)
 	}
-	names = append(names, "login", "logout")
 	sort.Strings(names)
 	return names
 }
@@ -120,7 +119,7 @@ func Run(ctx context.Context, args []string, env Env) error {
 	}
 	g, ok := groups()[args[0]]
 	if !ok {
-		return Unknown("sesame", args[0], append(Commands(), "serve", "help"))
+		return Unknown("sesame", args[0], append(Commands(), "serve", "help", "login", "logout"))
 	}
 	if len(args) == 1 {
 		return usagef("sesame %s needs a subcommand\n%s", args[0], g.usage)

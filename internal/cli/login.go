@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -77,10 +78,19 @@ func randomURLString(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// serverFlags is a flag set with --server only (login and logout take no key).
+func (c *client) serverFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("sesame "+name, flag.ContinueOnError)
+	fs.SetOutput(c.env.Stderr)
+	fs.Usage = func() {}
+	fs.StringVar(&c.server, "server", "", "server URL (default: from SESAME_SERVER, else "+defaultServer+")")
+	return fs
+}
+
 // Login runs `sesame login` (args after "login").
 func Login(ctx context.Context, args []string, env Env) error {
 	c := &client{env: env, usage: loginUsage}
-	fs := c.flags("login")
+	fs := c.serverFlags("login")
 	noBrowser := fs.Bool("no-browser", false, "print the URL to open instead of opening a browser")
 	if _, err := c.parse(fs, args); err != nil {
 		return err
@@ -166,7 +176,7 @@ func Login(ctx context.Context, args []string, env Env) error {
 // Logout runs `sesame logout`: the server ends the session, then the file goes.
 func Logout(ctx context.Context, args []string, env Env) error {
 	c := &client{env: env, usage: loginUsage}
-	fs := c.flags("logout")
+	fs := c.serverFlags("logout")
 	if _, err := c.parse(fs, args); err != nil {
 		return err
 	}
