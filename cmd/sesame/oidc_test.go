@@ -380,7 +380,20 @@ func TestOIDCLoginCLI(t *testing.T) {
 // the one-time code needs the CLI's verifier and is redeemed once; a disabled user's token
 // stops working.
 func TestOIDCLoginHandoffAttacks(t *testing.T) {
-	s, op := startOIDC(t, nil)
+	for _, db := range []string{"sqlite", "postgres"} {
+		t.Run(db, func(t *testing.T) { testOIDCLoginHandoffAttacks(t, db) })
+	}
+}
+
+func testOIDCLoginHandoffAttacks(t *testing.T, db string) {
+	var args []string
+	env := map[string]string{}
+	if db == "postgres" {
+		k, _ := crypt.GenerateMasterKey()
+		env["SESAME_MASTER_KEY"] = k.Encode()
+		args = []string{"--postgres", testpg.URL(t)}
+	}
+	s, op := startOIDC(t, env, args...)
 	op.setAccounts(oidcAccounts())
 	alice := decode[struct{ ID string }](t, mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)).ID
 	verifier := randomString() + randomString()
@@ -449,4 +462,40 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestOIDCFlags: the OIDC settings are checked at start, and the client secret (from the
+// environment or a file) is never printed.
+func TestOIDCFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--oidc-issuer", "http://idp.example.com", "--oidc-client-id", "x"}, "https"},
+		{[]string{"--oidc-issuer", "https://idp.example.com"}, "--oidc-client-id"},
+		{[]string{"--oidc-client-id", "x"}, "need --oidc-issuer"},
+		{[]string{"--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "x", "--oidc-groups-claim", "groups"}, "go together"},
+		{[]string{"--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "x", "--oidc-groups-claim", "groups", "--oidc-group-map", "eng"}, "provider=sesame"},
+		{[]string{"--oidc-issuer", "https://idp.example.com", "--oidc-client-id", "x", "--console=false"}, "console"},
+	} {
+		_, err := parseServeFlags(tc.args, envFunc(nil), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	const secret = "TOPSECRET-oidc-client-secret"
+	var out, errOut strings.Builder
+	run(context.Background(), []string{"serve", "--help"}, envFunc(map[string]string{"SESAME_OIDC_CLIENT_SECRET": secret}), strings.NewReader(""), &out, &errOut, nil)
+	if !strings.Contains(out.String()+errOut.String(), "oidc-issuer") || strings.Contains(out.String()+errOut.String(), secret) {
+		t.Fatalf("serve --help: %s %s", out.String(), errOut.String())
+	}
+	// A config file sets them too.
+	file := filepath.Join(t.TempDir(), "sesame.yaml")
+	if err := os.WriteFile(file, []byte("oidc-issuer: https://idp.example.com\noidc-client-id: sesame\noidc-groups-claim: groups\noidc-group-map: eng=writers\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseServeFlags([]string{"--config", file}, envFunc(nil), io.Discard, io.Discard)
+	if err != nil || c.console.oidc.issuer != "https://idp.example.com" || c.console.oidc.groupMap != "eng=writers" {
+		t.Fatalf("config file: %v %+v", err, c.console.oidc)
+	}
 }

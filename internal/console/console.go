@@ -126,6 +126,10 @@ func New(cfg Config) (*Console, error) {
 		if o.Scopes == nil {
 			o.Scopes = []string{"email", "profile"}
 		}
+		if o.HTTPClient == nil {
+			// Bounded: discovery holds a lock, and a hanging provider must not hold sign-ins.
+			o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+		}
 		c.oidc = &oidcClient{cfg: o}
 	}
 	pages, err := parseTemplates()

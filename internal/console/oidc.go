@@ -38,7 +38,7 @@ type OIDC struct {
 	CreateUsers bool
 	// Scopes are requested besides openid; default email and profile.
 	Scopes []string
-	// HTTPClient talks to the provider; nil: http.DefaultClient.
+	// HTTPClient talks to the provider; nil: a client with a 15-second timeout.
 	HTTPClient *http.Client
 }
 
