@@ -279,6 +279,25 @@ func TestOIDCGroupMappingFollowsTheDirectory(t *testing.T) {
 	}
 	auditWith(t, s, "oidc.groups", "removed from group writers")
 
+	// Signing in again with the same groups changes nothing and records no group event.
+	before := strings.Count(auditWith(t, s, "oidc.groups"), `"action":"oidc.groups"`)
+	signins := strings.Count(auditWith(t, s, "console.signin"), `"action":"console.signin"`)
+	if before < 3 || signins < 2 {
+		t.Fatalf("counted %d group and %d sign-in events", before, signins)
+	}
+	if _, status, _ := oidcSignIn(t, s, "alice"); status != 200 {
+		t.Fatalf("third sign-in: %d", status)
+	}
+	eventually(t, "the third sign-in's event", func() error {
+		if n := strings.Count(auditWith(t, s, "console.signin"), `"action":"console.signin"`); n <= signins {
+			return fmt.Errorf("%d sign-in events", n)
+		}
+		return nil
+	})
+	if after := strings.Count(auditWith(t, s, "oidc.groups"), `"action":"oidc.groups"`); after != before {
+		t.Fatalf("group events %d -> %d without a change", before, after)
+	}
+
 	// --oidc-create-users: a first sign-in creates the user, with no privileges.
 	if _, status, body := oidcSignIn(t, s, "dora"); status != 200 {
 		t.Fatalf("first sign-in of a new user: %d %s", status, body)

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,7 +17,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/sesamehq/sesame"
-	"github.com/sesamehq/sesame/internal/access"
 )
 
 // OIDC configures sign-in through an OpenID Connect identity provider.
@@ -46,7 +47,7 @@ type OIDC struct {
 type Directory interface {
 	UserByName(ctx context.Context, name string) (sesame.User, error)
 	CreateUser(ctx context.Context, name string) (sesame.User, error)
-	SyncDirectoryGroups(ctx context.Context, userID string, managed, member map[string]bool) ([]access.GroupChange, error)
+	SetDirectoryGroup(ctx context.Context, userID, group string, member bool) (bool, error)
 }
 
 // OIDCStates keeps started sign-ins server-side (store.Store).
@@ -320,7 +321,8 @@ func (c *Console) oidcVerify(r *http.Request) (sesame.Principal, sesame.OIDCStat
 	return p, st, nil
 }
 
-// oidcGroups sets the user's membership of the mapped groups to what the token says.
+// oidcGroups sets the user's membership of the mapped groups to what the token says; each
+// change commits with its oidc.groups event (the audit outbox).
 func (c *Console) oidcGroups(r *http.Request, p sesame.Principal, claim any) error {
 	managed, member := map[string]bool{}, map[string]bool{}
 	for _, g := range c.oidc.cfg.GroupMap {
@@ -334,15 +336,29 @@ func (c *Console) oidcGroups(r *http.Request, p sesame.Principal, claim any) err
 			}
 		}
 	}
-	changes, err := c.cfg.Directory.SyncDirectoryGroups(r.Context(), p.UserID, managed, member)
-	for _, ch := range changes {
+	for _, g := range slices.Sorted(maps.Keys(managed)) {
 		what := "removed from"
-		if ch.Added {
+		if member[g] {
 			what = "added to"
 		}
-		c.record(r, p, "oidc.groups", sesame.AuditOK, "", "user "+p.UserName+" "+what+" group "+ch.Group)
+		e := sesame.AuditEvent{Time: c.cfg.Now().UTC(), Action: "oidc.groups", Result: sesame.AuditOK, Target: g, Source: sourceOf(r),
+			Principal: p.Kind, UserID: p.UserID, Detail: "user " + p.UserName + " " + what + " group " + g + " by the identity provider's groups claim"}
+		ctx := r.Context()
+		var intent *sesame.AuditIntent
+		if c.cfg.Audit != nil {
+			intent = &sesame.AuditIntent{ID: newSessionID(), Event: e}
+			ctx = sesame.WithAuditIntent(ctx, intent)
+		}
+		_, err := c.cfg.Directory.SetDirectoryGroup(ctx, p.UserID, g, member[g])
+		if intent != nil && intent.Written() {
+			e.Outbox = intent.ID
+			c.cfg.Audit.Record(r.Context(), e)
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	return nil
 }
 
 // verifyReason names why go-oidc refused a token, without the token.
