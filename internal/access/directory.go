@@ -3,8 +3,6 @@ package access
 import (
 	"context"
 	"errors"
-	"maps"
-	"slices"
 
 	"github.com/sesamehq/sesame"
 )
@@ -15,45 +13,46 @@ func (s *Service) UserByName(ctx context.Context, name string) (sesame.User, err
 	return u, notFound(err, "user", name)
 }
 
-// GroupChange is one membership that SyncDirectoryGroups changed.
-type GroupChange struct {
-	Group string `json:"group"`
-	Added bool   `json:"added"`
-}
-
-// SyncDirectoryGroups sets user's membership in the groups of managed (Sesame group
-// names) to exactly member: it adds the user to each managed group in member and removes
-// them from each managed group not in member. No other group is touched.
+// SetDirectoryGroup makes user a member of the Sesame group named group, or not, as the
+// identity provider's groups claim says at sign-in; it reports whether anything changed.
+// A group that does not exist is skipped (never created).
 //
 // The actor is the server's configuration (--oidc-group-map), not a person, so the
-// privilege ceiling does not apply: which groups the identity provider controls is the
-// admin's decision, made when they listed them in the mapping. A managed group that does
-// not exist is skipped (it is never created). Each change is returned for the audit trail.
-func (s *Service) SyncDirectoryGroups(ctx context.Context, userID string, managed, member map[string]bool) ([]GroupChange, error) {
+// privilege ceiling does not apply: the caller passes only groups listed in the mapping,
+// and which groups the identity provider controls is the admin's decision, made when they
+// listed them. ctx may carry the change's audit intent: it commits with the change.
+func (s *Service) SetDirectoryGroup(ctx context.Context, userID, group string, member bool) (bool, error) {
 	groups, err := s.store.ListGroups(ctx)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	var changes []GroupChange
-	for _, name := range slices.Sorted(maps.Keys(managed)) {
-		i := slices.IndexFunc(groups, func(g sesame.Group) bool { return g.Name == name })
-		if i < 0 {
+	for _, g := range groups {
+		if g.Name != group {
 			continue
 		}
-		want := member[name]
-		changed, err := s.store.SetGroupMember(ctx, groups[i].ID, userID, want)
+		g, err := s.store.GetGroup(ctx, g.ID)
 		if errors.Is(err, sesame.ErrNotFound) {
-			continue // deleted meanwhile
+			return false, nil // deleted meanwhile
 		}
 		if err != nil {
-			return changes, err
+			return false, err
 		}
-		if changed {
-			changes = append(changes, GroupChange{Group: name, Added: want})
+		in := false
+		for _, m := range g.Members {
+			in = in || m == userID
 		}
-	}
-	if len(changes) > 0 {
+		if in == member {
+			return false, nil // nothing to change, nothing to audit
+		}
+		changed, err := s.store.SetGroupMember(ctx, g.ID, userID, member)
+		if errors.Is(err, sesame.ErrNotFound) {
+			return false, nil // deleted meanwhile
+		}
+		if err != nil {
+			return false, err
+		}
 		s.changed(ctx)
+		return changed, nil
 	}
-	return changes, nil
+	return false, nil
 }
