@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -517,4 +518,17 @@ func TestOIDCFlags(t *testing.T) {
 	if err != nil || c.console.oidc.issuer != "https://idp.example.com" || c.console.oidc.groupMap != "eng=writers" {
 		t.Fatalf("config file: %v %+v", err, c.console.oidc)
 	}
+}
+
+// TestOIDCProviderDown: the server starts while the provider is down; a sign-in then gets
+// 503 with Retry-After (a passing condition), and the API-key sign-in still works.
+func TestOIDCProviderDown(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	s := startServer(t, map[string]string{"SESAME_OIDC_CLIENT_SECRET": "x"}, "--data", t.TempDir(), "--oidc-issuer", dead.URL, "--oidc-client-id", "sesame")
+	r := s.do("GET", "/console/oidc/start", "")
+	if r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("start with the provider down: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	(&browser{t: t, s: s}).signIn(s.AdminKey)
 }

@@ -129,7 +129,8 @@ func (c *Console) oidcStart(w http.ResponseWriter, r *http.Request) {
 	p, _, _, err := c.oidc.discover(ctx)
 	if err != nil {
 		c.log.Warn("oidc discovery", "issuer", c.oidc.cfg.Issuer, "err", err)
-		c.renderError(w, r, sesame.Errorf(sesame.CodeOIDCProvider, "the identity provider cannot be reached; try again later"))
+		// Retryable: 503 with Retry-After, like every passing condition.
+		c.renderError(w, r, sesame.Errorf(sesame.CodeUnavailable, "the identity provider cannot be reached; try again later"))
 		return
 	}
 	state, nonce, verifier := newSessionID(), newSessionID(), oauth2.GenerateVerifier()
