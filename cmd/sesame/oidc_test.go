@@ -532,3 +532,49 @@ func TestOIDCProviderDown(t *testing.T) {
 	}
 	(&browser{t: t, s: s}).signIn(s.AdminKey)
 }
+
+// TestOIDCSessionOnEveryReplica: two servers on one PostgreSQL schema; a session signed in
+// through the provider on one (a session with no API key) works on the other, and disabling
+// the user ends it on both at once; so does deleting the user.
+func TestOIDCSessionOnEveryReplica(t *testing.T) {
+	pg := testpg.URL(t)
+	k, _ := crypt.GenerateMasterKey()
+	env := map[string]string{"SESAME_MASTER_KEY": k.Encode()}
+	a, op := startOIDC(t, env, "--postgres", pg)
+	b := startServer(t, map[string]string{"SESAME_MASTER_KEY": k.Encode(), "SESAME_OIDC_CLIENT_SECRET": opClientSecret},
+		"--data", t.TempDir(), "--postgres", pg, "--oidc-issuer", op.Issuer, "--oidc-client-id", "sesame")
+	b.AdminKey = a.AdminKey
+	op.setAccounts(oidcAccounts())
+	alice := decode[struct{ ID string }](t, mustStatus(t, a.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)).ID
+	c, status, body := oidcSignIn(t, a, "alice")
+	if status != 200 {
+		t.Fatalf("sign-in: %d %s", status, body)
+	}
+	cookie := sessionCookie(c, a)
+	onA, onB := &browser{t: t, s: a, cookie: cookie}, &browser{t: t, s: b, cookie: cookie}
+	for _, br := range []*browser{onA, onB} {
+		if resp, body := br.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 200 || !strings.Contains(body, "alice@example.com") {
+			t.Fatalf("session on %s: %d", br.s.URL, resp.StatusCode)
+		}
+	}
+	mustStatus(t, b.do("PATCH", "/v1/users/"+alice, `{"disabled":true}`), 200)
+	for _, br := range []*browser{onA, onB} {
+		if resp, _ := br.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+			t.Fatalf("session on %s after disabling the user: %d", br.s.URL, resp.StatusCode)
+		}
+	}
+	// Enabled again, the old session stays ended (it was deleted); deleting the user ends a new one.
+	mustStatus(t, b.do("PATCH", "/v1/users/"+alice, `{"disabled":false}`), 200)
+	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("ended session came back: %d", resp.StatusCode)
+	}
+	c, _, _ = oidcSignIn(t, a, "alice")
+	onB.cookie = sessionCookie(c, a)
+	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("new session on b: %d", resp.StatusCode)
+	}
+	mustStatus(t, a.do("DELETE", "/v1/users/"+alice, ""), 204)
+	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
+		t.Fatalf("session of a deleted user on b: %d", resp.StatusCode)
+	}
+}
