@@ -268,7 +268,12 @@ func (c *Console) oidcVerify(r *http.Request) (sesame.Principal, sesame.OIDCStat
 	}
 	tok, err := c.oidc.oauth2(prov, c.oidcRedirect()).Exchange(c.oidc.ctx(ctx), code, oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		c.log.Warn("oidc code exchange", "err", err)
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) { // its body is the provider's; log only its error code
+			c.log.Warn("oidc code exchange refused", "error", re.ErrorCode)
+		} else {
+			c.log.Warn("oidc code exchange", "err", err)
+		}
 		return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCProvider, "code exchange failed")
 	}
 	raw, _ := tok.Extra("id_token").(string)
@@ -300,13 +305,26 @@ func (c *Console) oidcVerify(r *http.Request) (sesame.Principal, sesame.OIDCStat
 		if !c.oidc.cfg.CreateUsers {
 			return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCUser, "no Sesame user %q", clip(name, 128))
 		}
-		if u, err = c.cfg.Directory.CreateUser(ctx, name); err != nil {
+		// The new user commits with its event (the audit outbox).
+		e := sesame.AuditEvent{Time: c.cfg.Now().UTC(), Action: "oidc.user_created", Result: sesame.AuditOK, Target: name, Source: sourceOf(r),
+			Detail: "user " + name + " created at first sign-in through the identity provider"}
+		cctx := ctx
+		var intent *sesame.AuditIntent
+		if c.cfg.Audit != nil {
+			intent = &sesame.AuditIntent{ID: newSessionID(), Event: e}
+			cctx = sesame.WithAuditIntent(ctx, intent)
+		}
+		u, err = c.cfg.Directory.CreateUser(cctx, name)
+		if intent != nil && intent.Written() {
+			e.Outbox, e.Principal, e.UserID = intent.ID, sesame.PrincipalUser, u.ID
+			c.cfg.Audit.Record(ctx, e)
+		}
+		if err != nil {
 			if code := sesame.ErrorCode(err); code != sesame.CodeInternal && !sesame.Retryable(code) {
 				return sesame.Principal{}, sesame.OIDCState{}, fail(sesame.CodeOIDCUser, "cannot create user %q: %s", clip(name, 128), code)
 			}
 			return sesame.Principal{}, sesame.OIDCState{}, err
 		}
-		c.record(r, sesame.Principal{}, "oidc.user_created", sesame.AuditOK, "", "user "+u.ID+" "+u.Name)
 	} else if err != nil {
 		return sesame.Principal{}, sesame.OIDCState{}, err
 	}
