@@ -220,6 +220,14 @@ func TestOIDCSignInRefusesForgedAnswers(t *testing.T) {
 			if _, status, body := oidcSignIn(t, s, "alice"); status != 200 {
 				t.Fatalf("honest sign-in: %d %s", status, body)
 			}
+			// No token, code or client secret in the log or the audit trail ("eyJ" starts
+			// every JWT).
+			trail := string(mustStatus(t, s.do("GET", "/v1/audit?format=jsonl&limit=1000", ""), 200).Body)
+			for _, where := range []string{s.Stderr.String(), s.Stdout.String(), trail} {
+				if strings.Contains(where, opClientSecret) || strings.Contains(where, "eyJ") || strings.Contains(where, "?code=") || strings.Contains(where, "&code=") {
+					t.Fatalf("a secret in the log or trail:\n%s", where)
+				}
+			}
 		})
 	}
 }
@@ -576,5 +584,27 @@ func TestOIDCSessionOnEveryReplica(t *testing.T) {
 	mustStatus(t, a.do("DELETE", "/v1/users/"+alice, ""), 204)
 	if resp, _ := onB.send("GET", "/console/workspaces", nil, nil); resp.StatusCode != 303 {
 		t.Fatalf("session of a deleted user on b: %d", resp.StatusCode)
+	}
+}
+
+// TestOIDCCodeExchangeRefused: a callback with the right state but a code the provider
+// does not know (forged, or spent) is refused as a provider error after the provider says
+// invalid_grant; the provider's error body is not logged.
+func TestOIDCCodeExchangeRefused(t *testing.T) {
+	s, op := startOIDC(t, nil)
+	op.setAccounts(oidcAccounts())
+	mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)
+	c := webClient(t, isCallback)
+	cb := providerLogin(t, c, s.URL+"/console/oidc/start", "alice")
+	q := cb.Query()
+	q.Set("code", randomString()+randomString())
+	cb.RawQuery = q.Encode()
+	status, body := get(t, c, cb.String())
+	if status == 200 || !strings.Contains(body, "oidc_provider_error") || sessionCookie(c, s) != nil {
+		t.Fatalf("forged code: %d %s", status, body)
+	}
+	auditWith(t, s, "console.signin", `"result":"denied"`, "code exchange failed")
+	if !strings.Contains(s.Stderr.String(), "invalid_grant") || strings.Contains(s.Stderr.String(), "error_description") {
+		t.Fatalf("log: %s", s.Stderr.String())
 	}
 }
