@@ -179,3 +179,20 @@ func ErrorCode(err error) Code {
 	}
 	return CodeInternal
 }
+
+// The codes of sign-in through an OpenID Connect identity provider (issue 16). They are the
+// reason codes of failed sign-in audit events, and what the console says.
+const (
+	// CodeOIDCState: the callback's state is unknown, already used, expired, or not the one
+	// this browser started (a replayed or forged callback, or login CSRF).
+	CodeOIDCState Code = "oidc_state_invalid"
+	// CodeOIDCToken: the provider's answer did not verify (signature, issuer, audience,
+	// expiry, nonce, the RFC 9207 iss parameter, or a missing or unverified claim).
+	CodeOIDCToken Code = "oidc_token_invalid"
+	// CodeOIDCProvider: the provider could not be reached or refused (error parameter,
+	// failed code exchange).
+	CodeOIDCProvider Code = "oidc_provider_error"
+	// CodeOIDCUser: the identity is valid but is no Sesame user that may sign in (unknown
+	// and --oidc-create-users off, or disabled).
+	CodeOIDCUser Code = "oidc_user_refused"
+)

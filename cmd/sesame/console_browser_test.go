@@ -449,3 +449,33 @@ func TestBrowserConsoleOAuthConnect(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserOIDCSignIn: in Chromium, "Sign in with TestIdP" on the sign-in page leads to
+// the provider's login page; signing in there lands in the console as the Sesame user.
+func TestBrowserOIDCSignIn(t *testing.T) {
+	s, op := startOIDC(t, nil)
+	op.setAccounts(oidcAccounts())
+	mustStatus(t, s.do("POST", "/v1/users", `{"name":"alice@example.com"}`), 201)
+	ctx := newTab(t)
+	do(t, ctx, chromedp.Navigate(s.URL+"/console/signin"), chromedp.WaitVisible(`#signin-oidc`, chromedp.ByQuery))
+	if got := text(t, ctx, "#signin-oidc"); got != "Sign in with TestIdP" {
+		t.Fatalf("button: %q", got)
+	}
+	pageHTML(t, ctx)
+	do(t, ctx,
+		chromedp.Click(`#signin-oidc`, chromedp.ByQuery),
+		chromedp.WaitVisible(`input[name=login]`, chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=login]`, "alice", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=password]`, "whatever", chromedp.ByQuery),
+		chromedp.Click(`button[type=submit]`, chromedp.ByQuery),
+		chromedp.WaitVisible(`#nav-keys`, chromedp.ByQuery),
+	)
+	if who := text(t, ctx, ".who"); who != "alice@example.com" {
+		t.Fatalf("signed in as %q", who)
+	}
+	var where string
+	do(t, ctx, chromedp.Location(&where))
+	if !strings.HasPrefix(where, s.URL+"/console/") || strings.Contains(where, "signin") || strings.Contains(where, "oidc") {
+		t.Fatalf("landed on %s", where)
+	}
+}

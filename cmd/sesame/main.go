@@ -39,13 +39,14 @@ Usage:
   sesame keys rotate|generate ...
   sesame app keygen|cert|certs|sign|tokens|revoke-cert|revoke-token ...
   sesame audit list|tail|verify|export ...
+  sesame login [--no-browser]     sign in through the server's identity provider (OIDC); logout ends it
   sesame backup [flags] FILE      consistent snapshot of the store (--data or --postgres), secrets sealed
   sesame restore [flags] FILE     load a backup into an empty store; needs the master key that opens it
   sesame version                  print the version and commit (also --version)
   sesame help [COMMAND]           this text, or a command's usage (also COMMAND --help)
 
 Client commands reach a server by --server / SESAME_SERVER (default http://127.0.0.1:8420)
-and --key / SESAME_KEY, print tables, and JSON with --json.
+and --key / SESAME_KEY (else the session of sesame login), print tables, and JSON with --json.
 Exit codes: 0 success (and help), 1 failure, 2 wrong command line.
 `
 

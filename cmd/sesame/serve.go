@@ -325,8 +325,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		OAuth:     om,
 		// A browser back from a provider lands on the console's page, not on JSON.
 		OAuthLanding: consoleLanding(c),
-		Apps:         appSvc, // accepts app tokens wherever API keys are
-		AppService:   appSvc, // POST /api/v2/auth, /v1/apps
+		Apps:         appSvc,                   // accepts app tokens wherever API keys are
+		CLITokens:    cliTokens(c, st, hasher), // sesame login's session tokens, with OIDC
+		AppService:   appSvc,                   // POST /api/v2/auth, /v1/apps
 		Logger:       log,
 		Version:      version.Short(),
 		Audit:        trail, // GET /v1/audit, POST /v1/audit/verify

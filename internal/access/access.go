@@ -41,6 +41,8 @@ type Store interface {
 	GetGroup(ctx context.Context, id string) (sesame.Group, error)
 	ListGroups(ctx context.Context) ([]sesame.Group, error)
 	DeleteGroup(ctx context.Context, id string) error
+	UserByName(ctx context.Context, name string) (sesame.User, error)
+	SetGroupMember(ctx context.Context, groupID, userID string, member bool) (bool, error)
 
 	PutRole(ctx context.Context, r sesame.Role) (bool, error)
 	GetRole(ctx context.Context, name string) (sesame.Role, error)

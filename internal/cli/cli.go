@@ -93,6 +93,9 @@ func Commands() []string {
 
 // Usage is the usage text of a command group, if there is one.
 func Usage(name string) (string, bool) {
+	if name == "login" || name == "logout" {
+		return loginUsage, true
+	}
 	g, ok := groups()[name]
 	return g.usage, ok
 }
@@ -109,9 +112,15 @@ func IsHelp(arg string) bool {
 // Run runs a client command: args[0] is the command group, args[1] its subcommand. Help
 // (GROUP --help, GROUP SUB --help) goes to standard output and returns ErrHelp.
 func Run(ctx context.Context, args []string, env Env) error {
+	switch args[0] {
+	case "login":
+		return Login(ctx, args[1:], env)
+	case "logout":
+		return Logout(ctx, args[1:], env)
+	}
 	g, ok := groups()[args[0]]
 	if !ok {
-		return Unknown("sesame", args[0], append(Commands(), "serve", "help"))
+		return Unknown("sesame", args[0], append(Commands(), "serve", "help", "login", "logout"))
 	}
 	if len(args) == 1 {
 		return usagef("sesame %s needs a subcommand\n%s", args[0], g.usage)
@@ -224,8 +233,8 @@ func (c *client) parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// endpoint is the server URL and the API key, from the flags or else the environment.
-func (c *client) endpoint() (string, string, error) {
+// serverURL is the server URL from --server, else SESAME_SERVER, else the default.
+func (c *client) serverURL() (string, error) {
 	server, from := c.server, "--server"
 	if server == "" {
 		server, from = c.env.Getenv("SESAME_SERVER"), "SESAME_SERVER"
@@ -234,17 +243,30 @@ func (c *client) endpoint() (string, string, error) {
 		server, from = defaultServer, "the default server"
 	}
 	if u, err := url.Parse(server); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", "", usagef("%s=%q is not a server URL: write it with its scheme, as in %s", from, server, defaultServer)
+		return "", usagef("%s=%q is not a server URL: write it with its scheme, as in %s", from, server, defaultServer)
 	}
 	c.server = server
+	return strings.TrimRight(server, "/"), nil
+}
+
+// endpoint is the server URL and the credential: --key, else SESAME_KEY, else the session
+// token `sesame login` saved for this server.
+func (c *client) endpoint() (string, string, error) {
+	server, err := c.serverURL()
+	if err != nil {
+		return "", "", err
+	}
 	key := c.key
 	if key == "" {
 		key = c.env.Getenv("SESAME_KEY")
 	}
 	if key == "" {
-		return "", "", usagef("no API key: pass --key or set SESAME_KEY")
+		if token, ok := loadSession(c.env, server); ok {
+			return server, token, nil
+		}
+		return "", "", usagef("no API key: pass --key or set SESAME_KEY, or sign in with sesame login")
 	}
-	return strings.TrimRight(server, "/"), key, nil
+	return server, key, nil
 }
 
 // unreachable turns a failure to reach the server into advice.

@@ -11,6 +11,7 @@ package console
 import (
 	"context"
 	"embed"
+	"errors"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -82,6 +83,12 @@ type Config struct {
 	// PublicURL is where browsers reach this server (--public-url, else http://<listen
 	// address>): the OAuth2 callback returns the browser to PublicURL/console/oauth/done.
 	PublicURL string
+	// OIDC, when set, offers sign-in through that identity provider; it needs Directory
+	// and OIDCStates.
+	OIDC       *OIDC
+	Directory  Directory
+	OIDCStates OIDCStates
+	Handoffs   Handoffs
 }
 
 // Console serves the web console.
@@ -90,6 +97,7 @@ type Console struct {
 	log     *slog.Logger
 	pages   map[string]*template.Template
 	handler http.Handler
+	oidc    *oidcClient // nil: no sign-in through a provider
 }
 
 // New returns the console.
@@ -104,6 +112,26 @@ func New(cfg Config) (*Console, error) {
 		cfg.Lifetime = 12 * time.Hour
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger}
+	if cfg.OIDC != nil {
+		o := *cfg.OIDC
+		if o.Issuer == "" || o.ClientID == "" || cfg.Directory == nil || cfg.OIDCStates == nil || cfg.Handoffs == nil {
+			return nil, errors.New("console: OIDC needs an issuer, a client ID, a directory and a state store")
+		}
+		if o.UserClaim == "" {
+			o.UserClaim = "email"
+		}
+		if o.Name == "" {
+			o.Name = "single sign-on"
+		}
+		if o.Scopes == nil {
+			o.Scopes = []string{"email", "profile"}
+		}
+		if o.HTTPClient == nil {
+			// Bounded: discovery holds a lock, and a hanging provider must not hold sign-ins.
+			o.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+		}
+		c.oidc = &oidcClient{cfg: o}
+	}
 	pages, err := parseTemplates()
 	if err != nil {
 		return nil, err

@@ -25,6 +25,8 @@ type page struct {
 	// Refresh reloads the page every so many seconds (the audit trail's live tail): a
 	// <meta> refresh, so no script is needed.
 	Refresh int
+	// RefreshTo moves the browser on to this console path at once (a <meta> refresh).
+	RefreshTo string
 }
 
 // nav says which sections the signed-in principal may open; the API decides the same.

@@ -24,6 +24,12 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("POST /console/signin", c.signIn)
 	mux.HandleFunc("POST /console/signout", c.signOut)
 	mux.HandleFunc("GET /console/oauth/done", c.oauthDone)
+	if c.oidc != nil {
+		mux.HandleFunc("GET /console/oidc/start", c.oidcStart)
+		mux.HandleFunc("GET /console/oidc/callback", c.oidcCallback)
+		mux.HandleFunc("POST /console/oidc/cli/token", c.cliToken)
+		mux.HandleFunc("POST /console/oidc/cli/logout", c.cliLogout)
+	}
 
 	pages := []struct {
 		pattern string

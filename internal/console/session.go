@@ -64,13 +64,17 @@ func (c *Console) session(r *http.Request) (sesame.Principal, bool, error) {
 		return sesame.Principal{}, false, err
 	}
 	now := c.cfg.Now()
-	if !now.Before(sess.ExpiresAt) || k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) || u.Disabled {
+	keyless := sess.KeyID == "" // signed in through the identity provider: the user alone
+	if !now.Before(sess.ExpiresAt) || k.RevokedAt != nil || (k.ExpiresAt != nil && !now.Before(*k.ExpiresAt)) || u.Disabled || (keyless && c.oidc == nil) {
 		if err := c.cfg.Sessions.DeleteSession(ctx, hash); err != nil {
 			c.log.Warn("delete ended console session", "err", err)
 		}
 		return sesame.Principal{}, false, nil
 	}
 	p := sesame.Principal{Kind: sesame.PrincipalUser, UserID: u.ID, UserName: u.Name, KeyID: k.ID}
+	if keyless {
+		return p, true, nil
+	}
 	ok, err := c.cfg.Access.HasAnywhere(ctx, p, sesame.PrivUseAPIKey)
 	if err != nil || !ok {
 		return sesame.Principal{}, false, err
@@ -92,12 +96,21 @@ func (c *Console) signInPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/console/", http.StatusSeeOther)
 		return
 	}
-	c.render(w, r, http.StatusOK, "signin", &page{Title: "Sign in", Data: signInData{Next: safeNext(r.URL.Query().Get("next"))}})
+	c.render(w, r, http.StatusOK, "signin", &page{Title: "Sign in", Data: c.signInData("", safeNext(r.URL.Query().Get("next")))})
 }
 
 type signInData struct {
 	Error string
 	Next  string
+	OIDC  string // the identity provider's name, when sign-in through it is offered
+}
+
+func (c *Console) signInData(msg, next string) signInData {
+	d := signInData{Error: msg, Next: next}
+	if c.oidc != nil {
+		d.OIDC = c.oidc.cfg.Name
+	}
+	return d
 }
 
 // signIn checks the API key, then starts a new session (a new ID every time, whatever
@@ -108,7 +121,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	source := sourceOf(r)
 	next := safeNext(r.PostFormValue("next"))
 	fail := func(status int, msg string) {
-		c.render(w, r, status, "signin", &page{Title: "Sign in", Data: signInData{Error: msg, Next: next}})
+		c.render(w, r, status, "signin", &page{Title: "Sign in", Data: c.signInData(msg, next)})
 	}
 	key := strings.TrimSpace(r.PostFormValue("api_key"))
 	p, err := c.cfg.Auth.Authenticate(ctx, key)

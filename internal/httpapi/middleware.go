@@ -159,11 +159,16 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 }
 
 // authenticatePrincipal turns the presented credential into a principal: an app token
-// (v4.public.…) when apps are enabled, otherwise an API key. Users also need use_api_key.
+// (v4.public.…) when apps are enabled, a CLI session token (sesamecli_…) when OIDC sign-in
+// is, otherwise an API key. Users presenting an API key also need use_api_key.
 func (s *Server) authenticatePrincipal(r *http.Request, presented string) (sesame.Principal, error) {
 	ctx := r.Context()
 	if s.cfg.Apps != nil && strings.HasPrefix(presented, "v4.public.") {
 		return s.cfg.Apps.VerifyToken(ctx, presented)
+	}
+	if s.cfg.CLITokens != nil && s.cfg.CLITokens.Owns(presented) {
+		// A person signed in through the identity provider: no API key, so no use_api_key.
+		return s.cfg.CLITokens.Verify(ctx, presented)
 	}
 	p, err := s.cfg.Auth.Authenticate(ctx, presented)
 	if err != nil {

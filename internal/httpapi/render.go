@@ -58,6 +58,10 @@ var statusOf = map[sesame.Code]int{
 	sesame.CodeDestinationLocked:       http.StatusForbidden,
 	sesame.CodeInternal:                http.StatusInternalServerError,
 	sesame.CodeEndUserNotAllowed:       http.StatusForbidden,
+	sesame.CodeOIDCState:               http.StatusBadRequest,
+	sesame.CodeOIDCToken:               http.StatusUnauthorized,
+	sesame.CodeOIDCProvider:            http.StatusBadGateway,
+	sesame.CodeOIDCUser:                http.StatusForbidden,
 	// Retryable conditions (PRODUCT.md §4.9): never 500, always with Retry-After.
 	sesame.CodeStoreUnavailable:     http.StatusServiceUnavailable,
 	sesame.CodeStorageFull:          http.StatusServiceUnavailable,

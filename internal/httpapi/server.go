@@ -41,6 +41,12 @@ type AppTokens interface {
 	VerifyToken(ctx context.Context, token string) (sesame.Principal, error)
 }
 
+// CLITokens verifies the session tokens of `sesame login` presented as bearer credentials.
+type CLITokens interface {
+	Owns(token string) bool // by its form
+	Verify(ctx context.Context, token string) (sesame.Principal, error)
+}
+
 // Rotator rotates the master key; newKey is empty to let the server generate one.
 type Rotator func(ctx context.Context, newKey string) (vault.RotateResult, error)
 
@@ -62,6 +68,7 @@ type Config struct {
 	Gateway   Gateway
 	Access    *access.Service
 	Apps      AppTokens // nil: app tokens are not accepted
+	CLITokens CLITokens // nil: CLI session tokens (sesame login) are not accepted
 	// AppService serves POST /api/v2/auth and /v1/apps/… (see apps.go); nil: those routes
 	// answer unavailable. It is usually the same service as Apps.
 	AppService AppService

@@ -483,3 +483,31 @@ func (s *Store) EffectivePrivileges(ctx context.Context, kind, subject string) (
 // AppMatches reports whether an app grant's subject (an app ID, or "prefix.*") covers appID
 // (sesame.AppPatternMatches: trial apps only under patterns that name com.example).
 func AppMatches(pattern, appID string) bool { return sesame.AppPatternMatches(pattern, appID) }
+
+// UserByName returns the user with the given name or ErrNotFound.
+func (s *Store) UserByName(ctx context.Context, name string) (sesame.User, error) {
+	u := sesame.User{Name: name}
+	var created int64
+	err := s.reads.QueryRowContext(ctx, `SELECT id, disabled, created_at FROM users WHERE name = $1`, name).Scan(&u.ID, &u.Disabled, &created)
+	u.CreatedAt = fromNanos(created)
+	return u, s.wrap(err)
+}
+
+// SetGroupMember adds user to group (member) or removes them, one row at a time so that
+// concurrent changes to other members are not lost; it reports whether anything changed.
+func (s *Store) SetGroupMember(ctx context.Context, groupID, userID string, member bool) (bool, error) {
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		q := `DELETE FROM group_members WHERE group_id = $1 AND user_id = $2`
+		if member {
+			q = `INSERT INTO group_members (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+		}
+		res, err := tx.ExecContext(ctx, q, groupID, userID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n > 0, s.wrap(err)
+}

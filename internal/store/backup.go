@@ -27,7 +27,7 @@ var backupTables = []string{
 }
 
 // notBackedUp are the tables a backup leaves out on purpose.
-var notBackedUp = []string{"schema_migrations", "replicas", "console_sessions"}
+var notBackedUp = []string{"schema_migrations", "replicas", "console_sessions", "oidc_states", "oidc_handoffs"}
 
 // seededTables hold rows that the migrations insert (built-in roles and the admin grant,
 // counters); a restore replaces them with the backup's.
