@@ -213,16 +213,10 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := newSessionID()
-	sess := sesame.Session{IDHash: c.hashSession(id), UserID: p.UserID, CreatedAt: now, ExpiresAt: now.Add(c.cfg.Lifetime)}
-	if err := c.cfg.Sessions.CreateSession(ctx, sess, now); err != nil {
+	if err := c.startSession(w, r, sesame.Session{UserID: p.UserID}); err != nil {
 		c.renderError(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: c.cookieName(r), Value: id, Path: "/", Expires: sess.ExpiresAt, MaxAge: int(c.cfg.Lifetime / time.Second),
-		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode,
-	})
 	c.record(r, p, "console.signin", sesame.AuditOK, "", "oidc")
 	c.log.LogAttrs(ctx, slog.LevelInfo, "console sign-in", slog.String("user", p.UserName), slog.String("via", "oidc"), slog.String("remote", sourceOf(r)))
 	// A page of this origin moves on (not a redirect): the navigation came from the provider's

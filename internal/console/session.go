@@ -167,17 +167,10 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	id := newSessionID()
-	now := c.cfg.Now().UTC()
-	sess := sesame.Session{IDHash: c.hashSession(id), KeyID: p.KeyID, CreatedAt: now, ExpiresAt: now.Add(c.cfg.Lifetime)}
-	if err := c.cfg.Sessions.CreateSession(ctx, sess, now); err != nil {
+	if err := c.startSession(w, r, sesame.Session{KeyID: p.KeyID}); err != nil {
 		c.renderError(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: c.cookieName(r), Value: id, Path: "/", Expires: sess.ExpiresAt, MaxAge: int(c.cfg.Lifetime / time.Second),
-		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode,
-	})
 	c.record(r, p, "console.signin", sesame.AuditOK, "", "")
 	c.log.LogAttrs(ctx, slog.LevelInfo, "console sign-in", slog.String("user", p.UserName), slog.String("key_id", p.KeyID), slog.String("remote", source))
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -251,4 +244,21 @@ func retryAfter(d time.Duration) string {
 		s = 1
 	}
 	return itoa(s)
+}
+
+// startSession stores a new session for sess's key or user under a fresh random ID (only
+// its hash is kept) and sets the session cookie: HttpOnly, SameSite=Strict, Secure behind
+// https, living as long as the session.
+func (c *Console) startSession(w http.ResponseWriter, r *http.Request, sess sesame.Session) error {
+	id := newSessionID()
+	now := c.cfg.Now().UTC()
+	sess.IDHash, sess.CreatedAt, sess.ExpiresAt = c.hashSession(id), now, now.Add(c.cfg.Lifetime)
+	if err := c.cfg.Sessions.CreateSession(r.Context(), sess, now); err != nil {
+		return err
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: c.cookieName(r), Value: id, Path: "/", Expires: sess.ExpiresAt, MaxAge: int(c.cfg.Lifetime / time.Second),
+		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode,
+	})
+	return nil
 }
