@@ -329,12 +329,18 @@ func (c *client) doRaw(ctx context.Context, method, path, contentType string, pa
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Minute}
 	}
+	return c.exchange(hc, req, 64<<20, out)
+}
+
+// exchange does req and decodes a JSON answer of at most limit bytes into out (raw for a
+// *json.RawMessage); an error answer is an *APIError, an unreachable server says so.
+func (c *client) exchange(hc *http.Client, req *http.Request, limit int64, out any) error {
 	resp, err := hc.Do(req)
 	if err != nil {
 		return c.unreachable(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return err
 	}

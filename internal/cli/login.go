@@ -9,7 +9,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -147,7 +146,7 @@ func Login(ctx context.Context, args []string, env Env) error {
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	var s savedSession
-	if err := c.send(req, &s); err != nil {
+	if err := c.exchange(&http.Client{Timeout: time.Minute}, req, 1<<20, &s); err != nil {
 		return err
 	}
 	s.Server = server
@@ -195,7 +194,7 @@ func Logout(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
-		if err := c.send(req, nil); err != nil {
+		if err := c.exchange(&http.Client{Timeout: time.Minute}, req, 1<<20, nil); err != nil {
 			var ae *APIError
 			if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
 				return err // the file stays, so that logout can be tried again
@@ -206,30 +205,6 @@ func Logout(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	fmt.Fprintln(env.Stdout, "signed out")
-	return nil
-}
-
-// send does req and decodes a JSON answer into out; an error answer is an *APIError.
-func (c *client) send(req *http.Request, out any) error {
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return c.unreachable(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 400 {
-		e := &APIError{Status: resp.StatusCode}
-		if json.Unmarshal(data, e) != nil || e.Code == "" {
-			e.Code, e.Message = "http_error", strings.TrimSpace(string(data))
-		}
-		return e
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
 	return nil
 }
 
