@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
 	"github.com/sesamehq/sesame/internal/oauthtest"
 	"github.com/sesamehq/sesame/internal/proctest"
 	"github.com/sesamehq/sesame/internal/testpg"
@@ -44,6 +46,7 @@ type privateAPI struct {
 	arrived  chan struct{}
 	release  chan struct{}
 	canceled chan struct{} // a held request whose connection went away
+	reject   string        // an Authorization answered with 401, as an upstream that revoked it
 }
 
 func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
@@ -51,7 +54,12 @@ func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.auths = append(p.auths, r.Header.Get("Authorization"))
+		reject := p.reject
 		p.mu.Unlock()
+		if reject != "" && r.Header.Get("Authorization") == reject {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		switch r.URL.Path {
 		case "/hold":
 			// Read the body first: only then does net/http watch the connection and
@@ -775,8 +783,11 @@ func TestAgentCarriesTokenRequests(t *testing.T) {
 	// A second provider in the private network, which the agent does not allow.
 	other := oauthtest.New(t, oauthtest.Options{Listener: r.listen(t)})
 	other.AddClient("plant-client", "plant-secret-7781", "http://unused.example")
-	tokenAddr := strings.TrimPrefix(prov.URL, "http://")
-	r.startAgent(t, r.api.Addr, tokenAddr)
+	// An RFC 7523 token endpoint in the private network, for a jwt_bearer credential.
+	jwtKey := jwttest.EC(t, elliptic.P256())
+	jwtEnd := newTokenEndpointOn(t, jwtKey.Public(), "ES256", r.listen(t))
+	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
+	r.startAgent(t, r.api.Addr, host(prov.URL), host(jwtEnd.URL))
 	r.waitSessions(t, 1)
 
 	cred := func(name, tokenURL string) {
@@ -807,6 +818,16 @@ func TestAgentCarriesTokenRequests(t *testing.T) {
 	if prov.ClientCredentials() != 1 || r.api.lastAuth() != auth {
 		t.Fatalf("second call: %d token requests, Authorization %q; want the stored token reused", prov.ClientCredentials(), r.api.lastAuth())
 	}
+	// The API rejects that token: one forced refresh, through the agent, and the call is
+	// sent once more with the new token.
+	r.api.mu.Lock()
+	r.api.reject = auth
+	r.api.mu.Unlock()
+	mustStatus(t, r.proxy("/data"), 200)
+	renewed := r.api.lastAuth()
+	if prov.ClientCredentials() != 2 || renewed == auth || !slices.Contains(prov.Issued(), "access:"+strings.TrimPrefix(renewed, "Bearer ")) {
+		t.Fatalf("after a 401: %d token requests, Authorization %q (was %q)", prov.ClientCredentials(), renewed, auth)
+	}
 
 	// Without the agent: the server cannot reach the token endpoint, so no token and no call.
 	cred("direct.oauth", prov.TokenURL())
@@ -816,9 +837,9 @@ func TestAgentCarriesTokenRequests(t *testing.T) {
 	if direct.Status == 200 || strings.Contains(string(direct.Body), privateMarker) {
 		t.Fatalf("a token was fetched without the agent: %d %s", direct.Status, direct.Body)
 	}
-	if prov.ClientCredentials() != 1 || r.api.count() != before {
+	if prov.ClientCredentials() != 2 || r.api.count() != before {
 		t.Fatalf("without the agent the provider got %d requests and the API %d, want none",
-			prov.ClientCredentials()-1, r.api.count()-before)
+			prov.ClientCredentials()-2, r.api.count()-before)
 	}
 	t.Logf("without the agent: %d %s", direct.Status, direct.Body)
 
@@ -832,8 +853,31 @@ func TestAgentCarriesTokenRequests(t *testing.T) {
 	if other.ClientCredentials() != 0 || r.api.count() != before {
 		t.Fatalf("the refused token endpoint got %d requests, the API %d", other.ClientCredentials(), r.api.count()-before)
 	}
-	otherHost := strings.TrimPrefix(other.URL, "http://")
+	otherHost := host(other.URL)
 	waitUntil(t, 5*time.Second, "refusal of "+otherHost+" audited", func() bool { return auditHas(t, s, "agent.target_refused", otherHost) })
+
+	// A jwt_bearer credential exchanges its JWT at the private token endpoint through the
+	// agent; without the agent the exchange does not get there.
+	jwtFields := func() string {
+		return jwtCredential(t, map[string]any{"alg": "ES256", "private_key": jwttest.SEC1(t, jwtKey), "token_url": jwtEnd.URL + "/token",
+			"payload": map[string]any{"iss": "svc@example.iam", "aud": jwtEnd.URL + "/token"}})
+	}
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/erp.jwt", jwtFields()), 201)
+	conn("erpjwt", "erp.jwt", `,"agent":"plant-1"`)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erpjwt/data", ""), 200)
+	if a := r.api.lastAuth(); !strings.HasPrefix(a, "Bearer at-1-") || jwtEnd.exchanges.Load() != 1 {
+		jwtEnd.mu.Lock()
+		defer jwtEnd.mu.Unlock()
+		t.Fatalf("jwt_bearer through the agent: the API got %q after %d exchanges (endpoint problems: %v)", a, jwtEnd.exchanges.Load(), jwtEnd.bad)
+	}
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/direct.jwt", jwtFields()), 201)
+	conn("directjwt", "direct.jwt", `,"allow_private_networks":true`)
+	before = r.api.count()
+	if got := s.do("GET", "/v1/workspaces/default/proxy/directjwt/data", ""); got.Status == 200 || jwtEnd.exchanges.Load() != 1 || r.api.count() != before {
+		t.Fatalf("jwt_bearer without the agent: %d %s after %d exchanges", got.Status, got.Body, jwtEnd.exchanges.Load())
+	} else {
+		t.Logf("jwt_bearer without the agent: %d %s", got.Status, got.Body)
+	}
 
 	for _, secret := range []string{"plant-secret-7781", strings.TrimPrefix(auth, "Bearer ")} {
 		if strings.Contains(s.Stderr.String(), secret) {
