@@ -769,9 +769,15 @@ func (r *agentRig) listen(t *testing.T) net.Listener {
 // token endpoint outside the agent's allowlist is refused with agent_target_refused,
 // without the provider seeing a request. With namespaces the server may reach private
 // token endpoints (SESAME_ALLOW_PRIVATE_TOKEN_URLS), so what stops the direct fetch is
-// the network, not the address check.
+// the network, not the address check. The grants are stored, so on both stores.
 func TestAgentCarriesTokenRequests(t *testing.T) {
-	r := newAgentRigEnv(t, "sqlite", func(ns *netNS) map[string]string {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) { testAgentCarriesTokenRequests(t, store) })
+	}
+}
+
+func testAgentCarriesTokenRequests(t *testing.T, store string) {
+	r := newAgentRigEnv(t, store, func(ns *netNS) map[string]string {
 		if ns == nil {
 			return nil // the host's loopback: only the address check keeps the server out
 		}
