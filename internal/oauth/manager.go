@@ -424,6 +424,10 @@ func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesa
 		if aerr := agentError(err, k); aerr != nil {
 			m.failed.Add(1)
 			m.log.Warn("oauth: token refresh failed", append(k.attrs(), logFailure, string(sesame.ErrorCode(aerr)))...)
+			// As with a transient failure, a token that has not quite expired still serves.
+			if !force && m.unexpired(g) {
+				return m.open(k, g)
+			}
 			return Token{}, aerr
 		}
 		f := classify(err)
