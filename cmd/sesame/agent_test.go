@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +22,8 @@ import (
 	"time"
 
 	"github.com/sesamehq/sesame/internal/crypt"
+	"github.com/sesamehq/sesame/internal/jwtbearer/jwttest"
+	"github.com/sesamehq/sesame/internal/oauthtest"
 	"github.com/sesamehq/sesame/internal/proctest"
 	"github.com/sesamehq/sesame/internal/testpg"
 )
@@ -42,6 +46,7 @@ type privateAPI struct {
 	arrived  chan struct{}
 	release  chan struct{}
 	canceled chan struct{} // a held request whose connection went away
+	reject   string        // an Authorization answered with 401, as an upstream that revoked it
 }
 
 func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
@@ -49,7 +54,12 @@ func newPrivateAPI(t *testing.T, ln net.Listener) *privateAPI {
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
 		p.auths = append(p.auths, r.Header.Get("Authorization"))
+		reject := p.reject
 		p.mu.Unlock()
+		if reject != "" && r.Header.Get("Authorization") == reject {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
 		switch r.URL.Path {
 		case "/hold":
 			// Read the body first: only then does net/http watch the connection and
@@ -112,6 +122,13 @@ type agentRig struct {
 // and agent "plant-1" in workspace default; no agent process runs yet.
 func newAgentRig(t *testing.T, store string) *agentRig {
 	t.Helper()
+	return newAgentRigEnv(t, store, func(*netNS) map[string]string { return nil })
+}
+
+// newAgentRigEnv is newAgentRig with the server's environment chosen once the private
+// network is known (nil: the loopback fallback).
+func newAgentRigEnv(t *testing.T, store string, envFor func(ns *netNS) map[string]string) *agentRig {
+	t.Helper()
 	r := &agentRig{data: t.TempDir()}
 	ns, err := newNetNS(t)
 	if err != nil {
@@ -123,6 +140,9 @@ func newAgentRig(t *testing.T, store string) *agentRig {
 		t.Logf("private network: namespace %s (host %s, namespace %s)", ns.Name, ns.HostIP, ns.NSIP)
 	}
 	env := map[string]string{}
+	for k, v := range envFor(ns) {
+		env[k] = v
+	}
 	args := []string{"--data", r.data}
 	if store == "postgres" {
 		k, _ := crypt.GenerateMasterKey()
@@ -723,4 +743,151 @@ func TestAgentCallerGoneCancelsUpstream(t *testing.T) {
 		t.Fatal("the private API's request was not canceled when the caller went away")
 	}
 	waitUntil(t, 10*time.Second, "no call in flight", func() bool { return r.status(t).InFlight == 0 })
+}
+
+// listen opens a listener inside the private network (the host's loopback in the
+// fallback).
+func (r *agentRig) listen(t *testing.T) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	if r.ns != nil {
+		ln, err = r.ns.Listen("127.0.0.1:0")
+	} else {
+		ln, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// TestAgentCarriesTokenRequests: an OAuth2 token endpoint that only the private network
+// can reach. A client-credentials credential on a connection through the agent gets its
+// token through the agent (once: the next call reuses it), and the API gets that token;
+// the same kind of credential on a connection without the agent cannot get one; and a
+// token endpoint outside the agent's allowlist is refused with agent_target_refused,
+// without the provider seeing a request. With namespaces the server may reach private
+// token endpoints (SESAME_ALLOW_PRIVATE_TOKEN_URLS), so what stops the direct fetch is
+// the network, not the address check. The grants are stored, so on both stores.
+func TestAgentCarriesTokenRequests(t *testing.T) {
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) { testAgentCarriesTokenRequests(t, store) })
+	}
+}
+
+func testAgentCarriesTokenRequests(t *testing.T, store string) {
+	r := newAgentRigEnv(t, store, func(ns *netNS) map[string]string {
+		if ns == nil {
+			return nil // the host's loopback: only the address check keeps the server out
+		}
+		return map[string]string{"SESAME_ALLOW_PRIVATE_TOKEN_URLS": "true"}
+	})
+	s := r.s
+	prov := oauthtest.New(t, oauthtest.Options{Listener: r.listen(t)})
+	prov.AddClient("plant-client", "plant-secret-7781", "http://unused.example")
+	// A second provider in the private network, which the agent does not allow.
+	other := oauthtest.New(t, oauthtest.Options{Listener: r.listen(t)})
+	other.AddClient("plant-client", "plant-secret-7781", "http://unused.example")
+	// An RFC 7523 token endpoint in the private network, for a jwt_bearer credential.
+	jwtKey := jwttest.EC(t, elliptic.P256())
+	jwtEnd := newTokenEndpointOn(t, jwtKey.Public(), "ES256", r.listen(t))
+	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
+	r.startAgent(t, r.api.Addr, host(prov.URL), host(jwtEnd.URL))
+	r.waitSessions(t, 1)
+
+	cred := func(name, tokenURL string) {
+		mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/"+name, fmt.Sprintf(
+			`{"type":"oauth2","fields":{"grant":"client_credentials","client_id":"plant-client","client_secret":"plant-secret-7781","token_url":%q}}`,
+			tokenURL)), 201)
+	}
+	conn := func(name, credName, extra string) {
+		mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/"+name+"?test=false", fmt.Sprintf(
+			`{"base_uri":"http://%s","credential":%q%s}`, r.api.Addr, credName, extra)), 201)
+	}
+
+	// Through the agent: the token is fetched through it, then reused.
+	cred("erp.oauth", prov.TokenURL())
+	conn("erp", "erp.oauth", `,"agent":"plant-1"`)
+	got := mustStatus(t, r.proxy("/data"), 200)
+	if !strings.Contains(string(got.Body), privateMarker) {
+		t.Fatalf("proxy through the agent: %s", got.Body)
+	}
+	if prov.ClientCredentials() != 1 {
+		t.Fatalf("the provider answered %d client_credentials requests, want 1", prov.ClientCredentials())
+	}
+	auth := r.api.lastAuth()
+	if !strings.HasPrefix(auth, "Bearer ") || !slices.Contains(prov.Issued(), "access:"+strings.TrimPrefix(auth, "Bearer ")) {
+		t.Fatalf("the private API got Authorization %q, not a token the provider issued", auth)
+	}
+	mustStatus(t, r.proxy("/data"), 200)
+	if prov.ClientCredentials() != 1 || r.api.lastAuth() != auth {
+		t.Fatalf("second call: %d token requests, Authorization %q; want the stored token reused", prov.ClientCredentials(), r.api.lastAuth())
+	}
+	// The API rejects that token: one forced refresh, through the agent, and the call is
+	// sent once more with the new token.
+	r.api.mu.Lock()
+	r.api.reject = auth
+	r.api.mu.Unlock()
+	mustStatus(t, r.proxy("/data"), 200)
+	renewed := r.api.lastAuth()
+	if prov.ClientCredentials() != 2 || renewed == auth || !slices.Contains(prov.Issued(), "access:"+strings.TrimPrefix(renewed, "Bearer ")) {
+		t.Fatalf("after a 401: %d token requests, Authorization %q (was %q)", prov.ClientCredentials(), renewed, auth)
+	}
+
+	// Without the agent: the server cannot reach the token endpoint, so no token and no call.
+	cred("direct.oauth", prov.TokenURL())
+	conn("direct", "direct.oauth", `,"allow_private_networks":true`)
+	before := r.api.count()
+	direct := s.do("GET", "/v1/workspaces/default/proxy/direct/data", "")
+	if direct.Status == 200 || strings.Contains(string(direct.Body), privateMarker) {
+		t.Fatalf("a token was fetched without the agent: %d %s", direct.Status, direct.Body)
+	}
+	if prov.ClientCredentials() != 2 || r.api.count() != before {
+		t.Fatalf("without the agent the provider got %d requests and the API %d, want none",
+			prov.ClientCredentials()-2, r.api.count()-before)
+	}
+	t.Logf("without the agent: %d %s", direct.Status, direct.Body)
+
+	// A token endpoint outside the agent's allowlist: refused by the agent, clearly.
+	cred("roam.oauth", other.TokenURL())
+	conn("roam", "roam.oauth", `,"agent":"plant-1"`)
+	roam := s.do("GET", "/v1/workspaces/default/proxy/roam/data", "")
+	if roam.Status != 403 || errCode(t, roam) != "agent_target_refused" || !strings.Contains(string(roam.Body), "token endpoint") {
+		t.Fatalf("token endpoint outside the allowlist: %d %s", roam.Status, roam.Body)
+	}
+	if other.ClientCredentials() != 0 || r.api.count() != before {
+		t.Fatalf("the refused token endpoint got %d requests, the API %d", other.ClientCredentials(), r.api.count()-before)
+	}
+	otherHost := host(other.URL)
+	waitUntil(t, 5*time.Second, "refusal of "+otherHost+" audited", func() bool { return auditHas(t, s, "agent.target_refused", otherHost) })
+
+	// A jwt_bearer credential exchanges its JWT at the private token endpoint through the
+	// agent; without the agent the exchange does not get there.
+	jwtFields := func() string {
+		return jwtCredential(t, map[string]any{"alg": "ES256", "private_key": jwttest.SEC1(t, jwtKey), "token_url": jwtEnd.URL + "/token",
+			"payload": map[string]any{"iss": "svc@example.iam", "aud": jwtEnd.URL + "/token"}})
+	}
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/erp.jwt", jwtFields()), 201)
+	conn("erpjwt", "erp.jwt", `,"agent":"plant-1"`)
+	mustStatus(t, s.do("GET", "/v1/workspaces/default/proxy/erpjwt/data", ""), 200)
+	if a := r.api.lastAuth(); !strings.HasPrefix(a, "Bearer at-1-") || jwtEnd.exchanges.Load() != 1 {
+		jwtEnd.mu.Lock()
+		defer jwtEnd.mu.Unlock()
+		t.Fatalf("jwt_bearer through the agent: the API got %q after %d exchanges (endpoint problems: %v)", a, jwtEnd.exchanges.Load(), jwtEnd.bad)
+	}
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/credentials/direct.jwt", jwtFields()), 201)
+	conn("directjwt", "direct.jwt", `,"allow_private_networks":true`)
+	before = r.api.count()
+	if got := s.do("GET", "/v1/workspaces/default/proxy/directjwt/data", ""); got.Status == 200 || jwtEnd.exchanges.Load() != 1 || r.api.count() != before {
+		t.Fatalf("jwt_bearer without the agent: %d %s after %d exchanges", got.Status, got.Body, jwtEnd.exchanges.Load())
+	} else {
+		t.Logf("jwt_bearer without the agent: %d %s", got.Status, got.Body)
+	}
+
+	for _, secret := range []string{"plant-secret-7781", strings.TrimPrefix(auth, "Bearer ")} {
+		if strings.Contains(s.Stderr.String(), secret) {
+			t.Fatal("the server log holds the client secret or the access token")
+		}
+	}
 }

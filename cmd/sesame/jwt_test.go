@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -178,8 +179,13 @@ type tokenEndpoint struct {
 }
 
 func newTokenEndpoint(t *testing.T, pub any, alg string) *tokenEndpoint {
+	return newTokenEndpointOn(t, pub, alg, nil)
+}
+
+// newTokenEndpointOn is newTokenEndpoint listening on ln (nil: a new loopback listener).
+func newTokenEndpointOn(t *testing.T, pub any, alg string, ln net.Listener) *tokenEndpoint {
 	te := &tokenEndpoint{}
-	te.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	te.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := te.exchanges.Add(1)
 		time.Sleep(50 * time.Millisecond) // long enough for concurrent callers to pile up
 		body, _ := io.ReadAll(r.Body)
@@ -212,6 +218,11 @@ func newTokenEndpoint(t *testing.T, pub any, alg string) *tokenEndpoint {
 		}
 		fmt.Fprintf(w, `{"access_token":"at-%d-%s","token_type":"Bearer","expires_in":3600}`, n, strings.Repeat("x", 20))
 	}))
+	if ln != nil {
+		te.Server.Listener.Close()
+		te.Server.Listener = ln
+	}
+	te.Server.Start()
 	t.Cleanup(te.Close)
 	return te
 }

@@ -1,7 +1,9 @@
 package credential
 
 import (
+	"context"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"strings"
 
@@ -16,7 +18,17 @@ type Material struct {
 	Type      string
 	Public    map[string]any
 	Secrets   map[string]sesame.Secret
+	// Dial, when not nil, makes every network connection an injector opens on this
+	// credential's behalf (an OAuth2 or JWT-bearer token endpoint): it is the on-premise
+	// agent of the connection the credential is injected for, so a private token endpoint
+	// is reached through the same agent as the API. It replaces the injector's own address
+	// check; what it reaches is bounded by the agent's allowlist. Nil: the injector dials
+	// directly, with its own rules.
+	Dial DialFunc
 }
+
+// DialFunc opens a network connection to addr ("host:port").
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Target says where a credential goes when the kind lets the caller choose: a header or
 // query parameter name. Zero means the kind's own default.

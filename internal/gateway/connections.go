@@ -218,15 +218,7 @@ func checkRelativePath(p string) error {
 // connection that names an agent dials only through it.
 func (g *Gateway) policy(ws string, c Connection) outbound.Policy {
 	p := outbound.Policy{Timeout: time.Duration(c.TimeoutMS) * time.Millisecond, AllowPrivate: c.AllowPrivateNetworks}
-	if c.Agent != "" {
-		agents, name := g.cfg.Agents, c.Agent
-		p.Dial = func(ctx context.Context, _, addr string) (net.Conn, error) {
-			if agents == nil {
-				return nil, sesame.Errorf(sesame.CodeAgentUnavailable, "this server does not carry calls through agents")
-			}
-			return agents.Dial(ctx, ws, name, addr)
-		}
-	}
+	p.Dial = g.agentDial(ws, c)
 	if r := c.RateLimit; r != nil && r.Requests > 0 {
 		p.Limits = outbound.Limits{
 			Requests: r.Requests, Per: time.Duration(r.PerSeconds * float64(time.Second)),
@@ -240,6 +232,22 @@ func (g *Gateway) policy(ws string, c Connection) outbound.Policy {
 		}
 	}
 	return p
+}
+
+// agentDial returns the dial function of connection c of workspace ws when it names an
+// agent (every connection of its calls, and of the token requests of its credential, goes
+// through the agent), nil otherwise.
+func (g *Gateway) agentDial(ws string, c Connection) credential.DialFunc {
+	if c.Agent == "" {
+		return nil
+	}
+	agents, name := g.cfg.Agents, c.Agent
+	return func(ctx context.Context, _, addr string) (net.Conn, error) {
+		if agents == nil {
+			return nil, sesame.Errorf(sesame.CodeAgentUnavailable, "this server does not carry calls through agents")
+		}
+		return agents.Dial(ctx, ws, name, addr)
+	}
 }
 
 // checkCredential checks that a referenced credential exists, passes check (if not nil),

@@ -96,12 +96,14 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 	// Injectors note which token version went into the request, so that a forced refresh
 	// after a rejection renews only that one.
 	ctx, _ = credential.WithServed(ctx)
+	// A connection through an agent fetches its credentials' tokens through it too.
+	dial := g.agentDial(ws, c)
 	var refreshable []injection
 	for _, in := range injs {
 		if in.placed {
 			continue
 		}
-		ok, err := g.inject(ctx, ws, req, in.key, in.t, seen)
+		ok, err := g.inject(ctx, ws, req, in.key, in.t, dial, seen)
 		if err != nil {
 			return nil, err
 		}
@@ -126,7 +128,7 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 	io.CopyN(io.Discard, resp.Body, 64<<10)
 	resp.Body.Close()
 	for _, in := range refreshable {
-		if err := g.forceRefresh(ctx, ws, in.key); err != nil {
+		if err := g.forceRefresh(ctx, ws, in.key, dial); err != nil {
 			return nil, err
 		}
 	}
@@ -136,7 +138,7 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 		}
 	}
 	for _, in := range refreshable {
-		if _, err := g.inject(ctx, ws, retry, in.key, in.t, seen); err != nil {
+		if _, err := g.inject(ctx, ws, retry, in.key, in.t, dial, seen); err != nil {
 			return nil, err
 		}
 	}
@@ -150,14 +152,15 @@ func (g *Gateway) sendInner(ctx context.Context, ws string, cl *outbound.Client,
 // inject resolves credential key and adds it to req; sendInner has checked that it may be
 // sent to the request's origin. It notes in seen what it added (every header and query value
 // that changed, and the credential's own value, password or token), and reports whether the
-// credential's injector can refresh it.
-func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target, seen *injected) (refreshable bool, err error) {
+// credential's injector can refresh it. dial, when not nil, is the connection's agent:
+// the injector reaches token endpoints through it (credential.Material.Dial).
+func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key string, t credential.Target, dial credential.DialFunc, seen *injected) (refreshable bool, err error) {
 	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
 	if err != nil {
 		return false, err
 	}
 	defer wipe(r.Secrets)
-	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets}
+	m := credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets, Dial: dial}
 	before := snapshotOf(req)
 	defer func() {
 		seen.diff(before, req)
@@ -179,8 +182,9 @@ func (g *Gateway) inject(ctx context.Context, ws string, req *http.Request, key 
 // are not sent, and the token they give is caught by the request diff.
 var injectedFields = []string{"value", "password", "token"}
 
-// forceRefresh renews credential key's material through its injector.
-func (g *Gateway) forceRefresh(ctx context.Context, ws, key string) error {
+// forceRefresh renews credential key's material through its injector, reaching its token
+// endpoint through dial when not nil (the connection's agent).
+func (g *Gateway) forceRefresh(ctx context.Context, ws, key string, dial credential.DialFunc) error {
 	r, err := g.cfg.Vault.Resolve(ctx, ws, key)
 	if err != nil {
 		return err
@@ -190,7 +194,7 @@ func (g *Gateway) forceRefresh(ctx context.Context, ws, key string) error {
 	if !ok {
 		return nil
 	}
-	return rf.ForceRefresh(ctx, credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets})
+	return rf.ForceRefresh(ctx, credential.Material{Workspace: ws, Key: key, Type: r.Type, Public: r.Public, Secrets: r.Secrets, Dial: dial})
 }
 
 func wipe(secrets map[string]sesame.Secret) {

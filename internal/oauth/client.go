@@ -39,6 +39,9 @@ type client struct {
 	scheme        string
 	authParams    map[string]string
 	tokenParams   map[string]string
+	// dial, when not nil, reaches the token endpoint (credential.Material.Dial: the agent
+	// of the connection the token is for).
+	dial credential.DialFunc
 }
 
 const (
@@ -65,7 +68,7 @@ func newClient(m credential.Material) (*client, error) {
 		authURL: t.AuthURL, tokenURL: t.TokenURL, revocationURL: t.RevocationURL,
 		scopes: t.Scopes, scopeSep: t.ScopeSeparator, pkce: t.PKCE || t.Name == "",
 		tokenIn: t.TokenIn, tokenParam: t.TokenParam, scheme: "Bearer",
-		authParams: t.AuthParams, tokenParams: t.TokenParams,
+		authParams: t.AuthParams, tokenParams: t.TokenParams, dial: m.Dial,
 	}
 	// HTTP Basic unless the template or the credential says otherwise: RFC 6749 §2.3.1
 	// makes every server support it, and auto-detection would send every failing
@@ -153,9 +156,30 @@ func (c *client) config(redirectURI string) *oauth2.Config {
 
 func (c *client) scope() string { return strings.Join(c.scopes, c.scopeSep) }
 
-// withHTTP puts the token endpoint's HTTP client where x/oauth2 looks for it.
-func (m *Manager) withHTTP(ctx context.Context) context.Context {
-	return context.WithValue(ctx, oauth2.HTTPClient, m.http)
+// withHTTP puts the HTTP client for c's token endpoint where x/oauth2 looks for it.
+func (m *Manager) withHTTP(ctx context.Context, c *client) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, m.httpFor(c))
+}
+
+// httpFor is the HTTP client for c's token endpoint: the manager's, or, when c's token
+// is for a connection through an agent, one that dials through the agent (whose
+// allowlist then bounds the address, instead of the manager's address check). Token
+// requests are rare (tokens are stored), so that client keeps no idle connections.
+func (m *Manager) httpFor(c *client) *http.Client {
+	if c == nil || c.dial == nil {
+		return m.http
+	}
+	var t *http.Transport
+	if base, ok := m.cfg.Transport.(*http.Transport); ok {
+		t = base.Clone() // keeps the TLS settings
+	} else {
+		t = outbound.NewTransport(false)
+	}
+	t.Proxy = nil
+	t.DialContext = c.dial
+	t.DialTLSContext = nil
+	t.DisableKeepAlives = true
+	return newHTTPClient(t)
 }
 
 // fetch gets a token with the client credentials grant.
@@ -171,13 +195,13 @@ func (m *Manager) fetchClientCredentials(ctx context.Context, c *client) (*oauth
 	for k, v := range c.tokenParams {
 		cc.EndpointParams.Set(k, v)
 	}
-	return cc.Token(m.withHTTP(ctx))
+	return cc.Token(m.withHTTP(ctx, c))
 }
 
 // refreshToken redeems a refresh token. x/oauth2 sends no extra parameters with a
 // refresh, so token_params do not apply here.
 func (m *Manager) refreshToken(ctx context.Context, c *client, refresh string) (*oauth2.Token, error) {
-	return c.config("").TokenSource(m.withHTTP(ctx), &oauth2.Token{RefreshToken: refresh}).Token()
+	return c.config("").TokenSource(m.withHTTP(ctx, c), &oauth2.Token{RefreshToken: refresh}).Token()
 }
 
 // failure is a classified token-endpoint failure. Its text is safe to show: an HTTP

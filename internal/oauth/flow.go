@@ -183,7 +183,9 @@ func (m *Manager) Callback(ctx context.Context, q url.Values) (CallbackResult, e
 	if verifier != "" {
 		opts = append(opts, oauth2.VerifierOption(verifier))
 	}
-	tok, err := c.config(st.RedirectURI).Exchange(m.withHTTP(ctx), code, opts...)
+	// The callback has no connection, so no agent: the code exchange goes to the token
+	// endpoint directly (c, opened without one, has no dial).
+	tok, err := c.config(st.RedirectURI).Exchange(m.withHTTP(ctx, c), code, opts...)
 	if err != nil {
 		f := classify(err)
 		k := grantKey{ws: st.Workspace, cred: st.Credential, user: st.EndUser}

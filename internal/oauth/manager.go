@@ -421,6 +421,15 @@ func (m *Manager) refreshHeld(ctx context.Context, c *client, k grantKey, g sesa
 
 	tok, err := m.retrieve(ctx, c, k, refresh)
 	if err != nil {
+		if aerr := agentError(err, k); aerr != nil {
+			m.failed.Add(1)
+			m.log.Warn("oauth: token refresh failed", append(k.attrs(), logFailure, string(sesame.ErrorCode(aerr)))...)
+			// As with a transient failure, a token that has not quite expired still serves.
+			if !force && m.unexpired(g) {
+				return m.open(k, g)
+			}
+			return Token{}, aerr
+		}
 		f := classify(err)
 		m.failed.Add(1)
 		m.log.Warn("oauth: token refresh failed", append(k.attrs(), logFailure, f.String())...)
@@ -518,11 +527,27 @@ func (m *Manager) retrieve(ctx context.Context, c *client, k grantKey, refresh s
 			return tok, nil
 		}
 		lastErr = err
-		if classify(err).kind != transient {
+		if classify(err).kind != transient || agentError(err, k) != nil {
 			break
 		}
 	}
 	return nil, lastErr
+}
+
+// agentError is the error for a token request that the connection's agent did not carry
+// (it is offline, or its allowlist refuses the token endpoint), nil for any other error.
+// The grant is left as it is: the agent, not the provider, failed.
+func agentError(err error, k grantKey) error {
+	var se *sesame.Error
+	if !errors.As(err, &se) {
+		return nil
+	}
+	switch se.Code {
+	case sesame.CodeAgentTargetRefused, sesame.CodeAgentUnavailable:
+		return &sesame.Error{Code: se.Code, RetryAfter: se.RetryAfter,
+			Message: fmt.Sprintf("the OAuth2 token endpoint of credential %q is reached through the connection's agent: %s", k.cred, se.Message)}
+	}
+	return nil
 }
 
 // markReauthorize records that the grant needs a new authorization (dropping its tokens,
@@ -652,7 +677,7 @@ func (m *Manager) clientOf(ctx context.Context, mat credential.Material) (*clien
 			public[f] = v
 		}
 	}
-	c, err := newClient(credential.Material{Workspace: mat.Workspace, Key: mat.Key, Type: "oauth2", Public: public, Secrets: app.Secrets})
+	c, err := newClient(credential.Material{Workspace: mat.Workspace, Key: mat.Key, Type: "oauth2", Public: public, Secrets: app.Secrets, Dial: mat.Dial})
 	if err != nil {
 		wipe()
 		return nil, nil, err

@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -39,6 +40,9 @@ type Options struct {
 	CodeTokenExp time.Duration
 	// RefreshedTokenExp is the lifetime of refreshed access tokens. Default one hour.
 	RefreshedTokenExp time.Duration
+	// Listener, when not nil, is where the provider listens (inside a network namespace,
+	// say) instead of a new loopback listener; the provider closes it.
+	Listener net.Listener
 }
 
 // Provider is a running authorization server.
@@ -130,7 +134,12 @@ func New(t testing.TB, o Options) *Provider {
 	mux.HandleFunc("/token", p.token)
 	mux.HandleFunc("/revoke", p.revoke)
 	mux.HandleFunc("/api/", p.resource)
-	p.Server = httptest.NewServer(mux)
+	p.Server = httptest.NewUnstartedServer(mux)
+	if o.Listener != nil {
+		p.Server.Listener.Close()
+		p.Server.Listener = o.Listener
+	}
+	p.Server.Start()
 	t.Cleanup(p.Close)
 	return p
 }

@@ -41,6 +41,27 @@ func newExchangeClient(allowPrivate bool, rt http.RoundTripper) *http.Client {
 	return &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
+// clientFor is the exchange client for m: the injector's own, or, when m is injected for a
+// connection through an agent (m.Dial), one that dials through the agent, whose allowlist
+// then bounds the address instead of the injector's address check. Exchanges are rare
+// (tokens are cached), so that client keeps no idle connections.
+func (in *Injector) clientFor(m credential.Material) *http.Client {
+	if m.Dial == nil {
+		return in.client
+	}
+	var t *http.Transport
+	if base, ok := in.opts.Transport.(*http.Transport); ok {
+		t = base.Clone() // keeps the TLS settings
+	} else {
+		t = outbound.NewTransport(false)
+	}
+	t.Proxy = nil
+	t.DialContext = m.Dial
+	t.DialTLSContext = nil
+	t.DisableKeepAlives = true
+	return newExchangeClient(false, t)
+}
+
 // accessToken returns the access token cached under key, exchanging the JWT for a new
 // one when there is none or it has expired. From its refresh time until it expires the
 // cached token is still served while one exchange runs in the background. However many
@@ -155,7 +176,7 @@ func (in *Injector) exchange(ctx context.Context, s *jwtbearer.Signer, v jwtbear
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
 	host := hostOf(o.TokenURL)
-	resp, err := in.client.Do(req)
+	resp, err := in.clientFor(m).Do(req)
 	if err != nil {
 		return "", 0, 0, exchangeError(err, m.Key, host)
 	}
@@ -258,7 +279,13 @@ func printable(s string) bool {
 // may hold the URL's query).
 func exchangeError(err error, key, host string) error {
 	var ne net.Error
+	var se *sesame.Error
 	switch {
+	case errors.As(err, &se) && (se.Code == sesame.CodeAgentTargetRefused || se.Code == sesame.CodeAgentUnavailable):
+		// The connection's agent did not carry the exchange: offline, or its allowlist
+		// refuses the token endpoint.
+		return &sesame.Error{Code: se.Code, RetryAfter: se.RetryAfter,
+			Message: fmt.Sprintf("the token_url of credential %q is reached through the connection's agent: %s", key, se.Message)}
 	case errors.Is(err, outbound.ErrForbiddenAddress):
 		return sesame.Errorf(sesame.CodeForbiddenAddress,
 			"the token_url of credential %q resolves to a loopback, private, link-local or metadata address; the server reaches those only when started with SESAME_ALLOW_PRIVATE_TOKEN_URLS=true", key)
