@@ -485,7 +485,7 @@ func TestMetricsAccess(t *testing.T) {
 		t.Fatalf("anonymous GET /metrics: %d %s", r.Status, r.Body)
 	}
 	for _, name := range []string{"sesame_audit_queue_depth", "sesame_audit_spilled_total", "sesame_audit_dropped_total",
-		"sesame_audit_gap_events_total", "sesame_audit_committed_total"} {
+		"sesame_audit_gap_events_total", "sesame_audit_committed_total", "sesame_audit_appends_total"} {
 		if !strings.Contains(string(r.Body), "\n"+name+" ") {
 			t.Fatalf("%s missing from /metrics:\n%s", name, r.Body)
 		}
