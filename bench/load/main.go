@@ -68,6 +68,7 @@ type config struct {
 	nginxBin    string
 	nginxProcs  string
 	perfOut     string
+	perfTarget  string
 	keepTmp     bool
 }
 
@@ -93,6 +94,7 @@ func main() {
 	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
 	flag.StringVar(&c.nginxProcs, "nginx-workers", "2", "nginx worker_processes")
 	flag.StringVar(&c.perfOut, "perf", "", "if set, record a `perf` CPU profile (with call graphs) of the Sesame process during its measured run into this file")
+	flag.StringVar(&c.perfTarget, "perf-target", "sesame", "the Sesame target -perf records: sesame, auth, credget or credput")
 	flag.BoolVar(&c.keepTmp, "keep", false, "keep the temporary folder (configs, logs, data) for inspection")
 	flag.Parse()
 	if c.conns < 1 || c.duration <= 0 || c.maxRequests < 1 || c.rounds < 1 {
@@ -243,7 +245,7 @@ func run(ctx context.Context, c config, procs *procSet) error {
 				return err
 			}
 			var perf *exec.Cmd
-			if t == "sesame" && c.perfOut != "" && round == 1 {
+			if t == c.perfTarget && c.perfOut != "" && round == 1 {
 				if perf, err = startPerf(c, sesamePID); err != nil {
 					return err
 				}

@@ -28,6 +28,9 @@ type Store struct {
 	// full is set when a write found the disk full and cleared by the next committed write:
 	// readiness reports it while reads go on.
 	full atomic.Bool
+	// group shares commits between concurrent writes (SQLite; nil on PostgreSQL, whose
+	// server groups concurrent commits' WAL flushes itself).
+	group *groupCommit
 }
 
 type dialect interface {
@@ -67,7 +70,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // StorageFull reports whether the last write found the disk full.
 func (s *Store) StorageFull() bool { return s.full.Load() }
 
+// tx runs fn in a write transaction and commits it durably; on SQLite, concurrent writes
+// share one commit (see groupCommit).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.group != nil {
+		return s.txGroup(ctx, fn)
+	}
+	return s.txOne(ctx, fn)
+}
+
+// txOne runs fn in a transaction of its own.
+func (s *Store) txOne(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(fmt.Errorf("store: begin: %w", err))
