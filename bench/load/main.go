@@ -21,6 +21,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -42,6 +46,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver, for -postgres
 )
 
 // upstreamBody is what the upstream answers: a small JSON document of about 100 bytes.
@@ -69,6 +75,7 @@ type config struct {
 	nginxProcs  string
 	perfOut     string
 	perfTarget  string
+	postgres    string
 	keepTmp     bool
 }
 
@@ -95,6 +102,7 @@ func main() {
 	flag.StringVar(&c.nginxProcs, "nginx-workers", "2", "nginx worker_processes")
 	flag.StringVar(&c.perfOut, "perf", "", "if set, record a `perf` CPU profile (with call graphs) of the Sesame process during its measured run into this file")
 	flag.StringVar(&c.perfTarget, "perf-target", "sesame", "the Sesame target -perf records: sesame, auth, credget or credput")
+	flag.StringVar(&c.postgres, "postgres", "", "run Sesame on this PostgreSQL (a postgres:// URL) instead of SQLite: the run creates a schema of its own there and drops it at the end")
 	flag.BoolVar(&c.keepTmp, "keep", false, "keep the temporary folder (configs, logs, data) for inspection")
 	flag.Parse()
 	if c.conns < 1 || c.duration <= 0 || c.maxRequests < 1 || c.rounds < 1 {
@@ -179,7 +187,16 @@ func run(ctx context.Context, c config, procs *procSet) error {
 				return err
 			}
 		}
-		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr, want("auth"))
+		pgURL := ""
+		if c.postgres != "" {
+			var drop func()
+			if pgURL, drop, err = benchSchema(ctx, c.postgres); err != nil {
+				return fmt.Errorf("-postgres: %w", err)
+			}
+			defer drop()
+			env.store = "PostgreSQL (" + redactURL(c.postgres) + ", a schema of its own)"
+		}
+		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr, pgURL, want("auth"))
 		if err != nil {
 			return fmt.Errorf("sesame: %w", err)
 		}
@@ -620,16 +637,64 @@ func untar(r io.Reader, dir string) error {
 	}
 }
 
-func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr string, trial bool) (addr, key string, pid int, err error) {
+// benchSchema creates a new schema on the PostgreSQL at base and returns a URL whose
+// search_path is that schema, and a func that drops it.
+func benchSchema(ctx context.Context, base string) (string, func(), error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "sesame_bench_" + hex.EncodeToString(b)
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		return "", nil, err
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(dctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			logf("drop schema %s: %v", schema, err)
+		}
+		db.Close()
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+// redactURL drops a URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "postgres"
+	}
+	return u.Redacted()
+}
+
+func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr, pgURL string, trial bool) (addr, key string, pid int, err error) {
 	if addr, err = freeLoopbackAddr(); err != nil {
 		return "", "", 0, err
 	}
 	data := filepath.Join(tmp, "sesame-data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return "", "", 0, err
+	}
 	logFile, err := os.Create(filepath.Join(tmp, "sesame.log"))
 	if err != nil {
 		return "", "", 0, err
 	}
 	args := []string{"serve", "--data", data, "--addr", addr, "--log-level", "warn"}
+	if pgURL != "" {
+		args = append(args, "--postgres", pgURL)
+	}
 	if trial {
 		// The auth target asks for trial tokens from one address as fast as it can.
 		args = append(args, "--trial-tokens-per-minute", "1000000000")
@@ -1075,10 +1140,12 @@ type machine struct {
 	loadavg           string  // before this run started anything
 	busyBefore        float64 // % of all CPUs busy in the second before the run
 	sesame            string  // what Sesame was built from
+	store             string  // what Sesame stores in
 }
 
 func describeMachine() machine {
-	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run"}
+	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run",
+		store: "SQLite (a file in the temporary folder; every commit synced to disk)"}
 	before := cpuProbe{}.read()
 	time.Sleep(time.Second)
 	if d := (cpuProbe{}).read().sub(before); d.machineTotal > 0 {
@@ -1226,7 +1293,7 @@ func header(c config, m machine) []string {
 	return []string{
 		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s; before the run: load average %s, %.0f%% busy; the load generator, the upstream and the proxy under test share these CPUs",
 			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg, m.busyBefore),
-		"sesame: " + m.sesame,
+		"sesame: " + m.sesame + "; store: " + m.store,
 		fmt.Sprintf("load: %d keep-alive connections, closed loop (one request in flight each), %v measured per target after %v warm-up, %d round(s) (median round shown), GET of a %d-byte JSON body",
 			c.conns, c.duration, c.warmup, c.rounds, len(upstreamBody)),
 	}
