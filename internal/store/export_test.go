@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"database/sql"
+)
 
 // ClassifyDriverError is classify for an error known to come from the database driver.
 var ClassifyDriverError = func(err error) error { return classify(err, true) }
@@ -18,3 +21,6 @@ func (s *Store) WriteSynchronous(ctx context.Context) (int, error) {
 	err := s.write.QueryRowContext(ctx, `PRAGMA synchronous`).Scan(&n)
 	return n, err
 }
+
+// TxForTest runs fn in a write transaction, as every write of the store does.
+func (s *Store) TxForTest(ctx context.Context, fn func(*sql.Tx) error) error { return s.tx(ctx, fn) }

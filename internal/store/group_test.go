@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -165,6 +166,83 @@ func TestGroupCommitAuditIntents(t *testing.T) {
 		want := 1 - i%2
 		if n != want || in.Written() != (want == 1) {
 			t.Errorf("intent %d: %d outbox rows, written %v; want %d", i, n, in.Written(), want)
+		}
+	}
+}
+
+// TestGroupCommitInterruptedWrite: a write whose caller goes away while its statement runs
+// may be interrupted, and SQLite may end the whole shared transaction for it. Whatever
+// happens to the group (the cancellation may also come before the write runs, or after it
+// is done), no write is acknowledged unless its row is stored, no row is stored for a write
+// that was not acknowledged, and the others fail, if at all, with a retryable error.
+func TestGroupCommitInterruptedWrite(t *testing.T) {
+	e := sqliteEnv(t)
+	if _, err := e.raw(t).ExecContext(e.ctx, `CREATE TABLE grouped_test (id INTEGER PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 3 {
+		lock, err := e.raw(t).Conn(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lock.ExecContext(e.ctx, `BEGIN IMMEDIATE`); err != nil {
+			t.Fatal(err)
+		}
+		const writers = 12
+		errs := make([]error, writers)
+		done := make(chan struct{}, writers)
+		for i := range writers {
+			id := round*100 + i
+			ctx := e.ctx
+			if i == writers/2 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithCancel(e.ctx)
+				defer cancel()
+				go func() {
+					// Cancel once this write's slow statement runs (or has been skipped).
+					for e.s.GroupQueued() > 0 {
+						time.Sleep(time.Millisecond)
+						if e.s.GroupQueued() < writers {
+							break
+						}
+					}
+					time.Sleep(20 * time.Millisecond)
+					cancel()
+				}()
+			}
+			go func() {
+				defer func() { done <- struct{}{} }()
+				errs[i] = e.s.TxForTest(ctx, func(tx *sql.Tx) error {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO grouped_test (id) VALUES ($1)`, id); err != nil {
+						return err
+					}
+					if i == writers/2 {
+						// Slow enough to be interrupted by the cancellation.
+						_, err := tx.ExecContext(ctx, `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 3000000) SELECT COUNT(*) FROM c`)
+						return err
+					}
+					return nil
+				})
+			}()
+		}
+		for e.s.GroupQueued() < writers {
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := lock.ExecContext(e.ctx, `ROLLBACK`); err != nil {
+			t.Fatal(err)
+		}
+		lock.Close()
+		for range writers {
+			<-done
+		}
+		for i, err := range errs {
+			n := e.count(t, `SELECT COUNT(*) FROM grouped_test WHERE id = $1`, round*100+i)
+			if (err == nil) != (n == 1) {
+				t.Fatalf("round %d, write %d: error %v, %d rows stored", round, i, err, n)
+			}
+			if err != nil && i != writers/2 && !errors.Is(err, sesame.ErrStoreUnavailable) {
+				t.Fatalf("round %d, write %d failed with another's interruption, not retryable: %v", round, i, err)
+			}
 		}
 	}
 }
