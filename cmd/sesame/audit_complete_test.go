@@ -344,6 +344,11 @@ func TestAuditStrictModeRefusesUnauditedRequestsPostgres(t *testing.T) {
 	// The spill folder is moved away and a file put in its place: spilling fails.
 	mustNotErr(t, os.Rename(spill, spill+".away"))
 	mustNotErr(t, os.WriteFile(spill, []byte("not a folder"), 0o600))
+	// A trial app token changes nothing, but strict mode does not issue one unaudited
+	// either (asked first, so that its own event's failure refuses it, not an earlier one's).
+	if r := s.appAuth(manifestJSON("com.example.strict", "S", "1.0.0")); r.Status != 503 || r.json(t)["code"] != "audit_unavailable" {
+		t.Fatalf("strict mode, audit down, trial token: %d %s", r.Status, r.Body)
+	}
 	for i := range 3 {
 		r := s.doWith("GET", "/v1/workspaces/default/credentials", "", http.Header{"X-Request-Id": {fmt.Sprintf("refused-%d", i)}})
 		if r.Status != 503 || r.json(t)["code"] != "audit_unavailable" || r.Header.Get("Retry-After") == "" {
