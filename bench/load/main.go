@@ -76,6 +76,7 @@ type config struct {
 	perfOut     string
 	perfTarget  string
 	postgres    string
+	sesameEnv   string
 	keepTmp     bool
 }
 
@@ -103,6 +104,7 @@ func main() {
 	flag.StringVar(&c.perfOut, "perf", "", "if set, record a `perf` CPU profile (with call graphs) of the Sesame process during its measured run into this file")
 	flag.StringVar(&c.perfTarget, "perf-target", "sesame", "the Sesame target -perf records: sesame, auth, credget or credput")
 	flag.StringVar(&c.postgres, "postgres", "", "run Sesame on this PostgreSQL (a postgres:// URL) instead of SQLite: the run creates a schema of its own there and drops it at the end")
+	flag.StringVar(&c.sesameEnv, "sesame-env", "", "comma-separated NAME=VALUE pairs added to Sesame's environment only (for example GOGC=400)")
 	flag.BoolVar(&c.keepTmp, "keep", false, "keep the temporary folder (configs, logs, data) for inspection")
 	flag.Parse()
 	if c.conns < 1 || c.duration <= 0 || c.maxRequests < 1 || c.rounds < 1 {
@@ -196,7 +198,11 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			defer drop()
 			env.store = "PostgreSQL (" + redactURL(c.postgres) + ", a schema of its own)"
 		}
-		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr, pgURL, want("auth"))
+		var extraEnv []string
+		if c.sesameEnv != "" {
+			extraEnv = strings.Split(c.sesameEnv, ",")
+		}
+		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr, pgURL, extraEnv, want("auth"))
 		if err != nil {
 			return fmt.Errorf("sesame: %w", err)
 		}
@@ -205,6 +211,9 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			proxyPG[t] = pid
 		}
 		env.sesame = describeSesame(ctx, c)
+		if c.sesameEnv != "" {
+			env.sesame += "; Sesame's environment adds " + c.sesameEnv
+		}
 		ws := "http://" + addr + "/v1/workspaces/default"
 		admin := map[string]string{"Authorization": "Bearer " + key}
 		jsonAdmin := map[string]string{"Authorization": "Bearer " + key, "Content-Type": "application/json"}
@@ -679,7 +688,7 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr, pgURL string, trial bool) (addr, key string, pid int, err error) {
+func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr, pgURL string, extraEnv []string, trial bool) (addr, key string, pid int, err error) {
 	if addr, err = freeLoopbackAddr(); err != nil {
 		return "", "", 0, err
 	}
@@ -700,7 +709,7 @@ func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr, pgURL st
 		args = append(args, "--trial-tokens-per-minute", "1000000000")
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), extraEnv...)
 	cmd.Stderr = logFile
 	out, err := cmd.StdoutPipe()
 	if err != nil {
