@@ -123,6 +123,7 @@ type Log struct {
 
 	committed, dropped, failures atomic.Int64
 	appends                      atomic.Int64 // append transactions committed
+	writing                      atomic.Int64 // events in the batch the writer is committing
 	spilled, replayed, gapEvents atomic.Int64
 	spillPending                 atomic.Int64
 	// unreported counts dropped events no audit.gap event has recorded yet.
@@ -332,6 +333,7 @@ func (l *Log) Close(ctx context.Context) error {
 // Stats counts what the trail did since New.
 type Stats struct {
 	Queued       int   `json:"queued"`        // waiting for the writer now
+	Writing      int64 `json:"writing"`       // in the batch the writer is committing now
 	Committed    int64 `json:"committed"`     // appended to the chain (replayed ones included)
 	Appends      int64 `json:"appends"`       // append transactions that committed them (each holds a batch)
 	Dropped      int64 `json:"dropped"`       // lost: buffer full, closed, the spill file failing, or the store failing until Close gave up
@@ -344,7 +346,7 @@ type Stats struct {
 
 // Stats returns the trail's counters.
 func (l *Log) Stats() Stats {
-	return Stats{Queued: len(l.ch), Committed: l.committed.Load(), Appends: l.appends.Load(), Dropped: l.dropped.Load(), Failures: l.failures.Load(),
+	return Stats{Queued: len(l.ch), Writing: l.writing.Load(), Committed: l.committed.Load(), Appends: l.appends.Load(), Dropped: l.dropped.Load(), Failures: l.failures.Load(),
 		Spilled: l.spilled.Load(), Replayed: l.replayed.Load(), SpillPending: l.spillPending.Load(), GapEvents: l.gapEvents.Load()}
 }
 
@@ -441,7 +443,9 @@ func (l *Log) run() {
 				}
 			}
 		}
+		l.writing.Store(int64(len(batch)))
 		l.commit(lk, batch, events)
+		l.writing.Store(0)
 		clear(batch) // let the events go
 		if !open {
 			return
