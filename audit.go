@@ -82,8 +82,9 @@ type AuditIntent struct {
 	ID string // the outbox row's key
 	// Event is what is known before the request ends: action, target, workspace, request
 	// ID, source, time, and the principal once authenticated (SetPrincipal).
-	Event AuditEvent
-	wrote atomic.Bool
+	Event    AuditEvent
+	wrote    atomic.Bool
+	noChange atomic.Bool
 }
 
 // SetPrincipal records who makes the request.
@@ -97,6 +98,16 @@ func (i *AuditIntent) MarkWritten() { i.wrote.Store(true) }
 // Written reports whether a transaction carrying the intent committed: the request
 // changed something, and its outbox row exists until the final event is chained.
 func (i *AuditIntent) Written() bool { return i.wrote.Load() }
+
+// MarkNoChange records that the request, although sent as a change, changes no state: what
+// it made needs no row anywhere (a trial app token is valid by its signature alone, and is
+// revoked per app). Its event is then recorded as a read's is (in the background, with
+// losses recorded in the chain; durably first in strict mode) instead of being waited for.
+// It does not override Written: a request that also commits a change is recorded as one.
+func (i *AuditIntent) MarkNoChange() { i.noChange.Store(true) }
+
+// NoChange reports whether MarkNoChange was called.
+func (i *AuditIntent) NoChange() bool { return i.noChange.Load() }
 
 type auditIntentKey struct{}
 

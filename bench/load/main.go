@@ -1,8 +1,10 @@
-// Command load is Sesame's proxy load benchmark. In one run it starts a loopback upstream,
-// builds and starts Sesame, nginx and a bare Go reverse proxy in front of it, and drives a
-// closed-loop load against each target in turn: the upstream directly, nginx, the Go
-// reference proxy and Sesame's proxy. It prints the latency table and the CPU each
-// process used per request.
+// Command load is Sesame's load benchmark. In one run it starts a loopback upstream (a
+// minimal Go "hello" server, the floor), builds and starts Sesame, nginx and a bare Go
+// reverse proxy in front of it, and drives a closed-loop load against each target in turn:
+// the upstream directly, nginx, the Go reference proxy, Sesame's proxy, and three Sesame API
+// calls (POST /api/v2/auth for a trial app, a credential GET, a credential PUT). It prints
+// the latency table, the CPU each process used per request, and the issue-13 table: each
+// Sesame row as a ratio to its floor measured in the same run.
 //
 //	go run ./bench/load                          # 16 connections, 10 s per target
 //	go run ./bench/load -rev HEAD -rounds 3 -markdown
@@ -19,6 +21,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,6 +33,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -40,6 +46,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // "pgx" driver, for -postgres
 )
 
 // upstreamBody is what the upstream answers: a small JSON document of about 100 bytes.
@@ -66,6 +74,9 @@ type config struct {
 	nginxBin    string
 	nginxProcs  string
 	perfOut     string
+	perfTarget  string
+	postgres    string
+	sesameEnv   string
 	keepTmp     bool
 }
 
@@ -85,12 +96,15 @@ func main() {
 	flag.IntVar(&c.maxRequests, "n", 5_000_000, "upper bound on measured requests per target (the run stops at -d or -n, whichever comes first)")
 	flag.IntVar(&c.rounds, "rounds", 1, "measure every target this many times, in turn, and report each target's median round by req/s")
 	flag.BoolVar(&c.markdown, "markdown", false, "print the results as a markdown table")
-	flag.StringVar(&c.targets, "targets", "direct,nginx,goproxy,sesame", "comma-separated targets to measure, in order: direct, nginx, goproxy (a bare httputil.ReverseProxy, for reference), sesame, sesame-agent (Sesame's proxy through an on-premise agent)")
+	flag.StringVar(&c.targets, "targets", strings.Join(allTargets, ","), "comma-separated targets to measure, in order: direct (the hello floor), nginx, goproxy (a bare httputil.ReverseProxy, for reference), sesame (proxied GET), auth (POST /api/v2/auth, trial app), credget (credential GET by key), credput (credential PUT); also sesame-agent (the proxied GET through an on-premise agent), not measured by default")
 	flag.StringVar(&c.rev, "rev", "", "build Sesame from this git commit (via git archive, leaving uncommitted edits out) instead of the working tree")
 	flag.StringVar(&c.sesameBin, "sesame-bin", "", "use this Sesame binary instead of building ./cmd/sesame")
 	flag.StringVar(&c.nginxBin, "nginx", "nginx", "nginx binary")
 	flag.StringVar(&c.nginxProcs, "nginx-workers", "2", "nginx worker_processes")
 	flag.StringVar(&c.perfOut, "perf", "", "if set, record a `perf` CPU profile (with call graphs) of the Sesame process during its measured run into this file")
+	flag.StringVar(&c.perfTarget, "perf-target", "sesame", "the Sesame target -perf records: sesame, auth, credget or credput")
+	flag.StringVar(&c.postgres, "postgres", "", "run Sesame on this PostgreSQL (a postgres:// URL) instead of SQLite: the run creates a schema of its own there and drops it at the end")
+	flag.StringVar(&c.sesameEnv, "sesame-env", "", "comma-separated NAME=VALUE pairs added to Sesame's environment only (for example GOGC=400)")
 	flag.BoolVar(&c.keepTmp, "keep", false, "keep the temporary folder (configs, logs, data) for inspection")
 	flag.Parse()
 	if c.conns < 1 || c.duration <= 0 || c.maxRequests < 1 || c.rounds < 1 {
@@ -107,6 +121,26 @@ func main() {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
+}
+
+// allTargets are the targets in the order they are measured by default.
+var allTargets = []string{"direct", "nginx", "goproxy", "sesame", "auth", "credget", "credput"}
+
+// sesameTargets are the targets served by Sesame.
+var sesameTargets = []string{"sesame", "auth", "credget", "credput", "sesame-agent"}
+
+// extraTargets are measured only when -targets names them.
+var extraTargets = []string{"sesame-agent"}
+
+// trialManifest is the body of the auth target: a trial app (com.example.*), no signature.
+const trialManifest = `{"appId":"com.example.bench","displayName":"Bench","version":"1.0.0"}`
+
+// request is what one target's workers send.
+type request struct {
+	method, url string
+	header      map[string]string
+	// body returns the body of worker w's nth request; nil: no body.
+	body func(w, n int) []byte
 }
 
 func logf(format string, args ...any) { fmt.Fprintf(os.Stderr, "load: "+format+"\n", args...) }
@@ -128,8 +162,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	targets := strings.Split(c.targets, ",")
 	want := func(name string) bool { return slices.Contains(targets, name) }
 	for _, t := range targets {
-		if t != "direct" && t != "nginx" && t != "goproxy" && t != "sesame" && t != "sesame-agent" {
-			return fmt.Errorf("-targets: unknown target %q (want direct, nginx, goproxy, sesame, sesame-agent)", t)
+		if !slices.Contains(allTargets, t) && !slices.Contains(extraTargets, t) {
+			return fmt.Errorf("-targets: unknown target %q (want some of %s)", t, strings.Join(append(slices.Clone(allTargets), extraTargets...), ", "))
 		}
 	}
 
@@ -145,39 +179,67 @@ func run(ctx context.Context, c config, procs *procSet) error {
 	}
 	logf("upstream listening on http://%s", upAddr)
 
-	urls := map[string]string{"direct": "http://" + upAddr + "/hello"}
-	headers := map[string]string{}
+	reqs := map[string]request{"direct": {method: http.MethodGet, url: "http://" + upAddr + "/hello"}}
 	skipped := map[string]string{}
 	var sesamePID int
 	proxyPG := map[string]int{} // process group of each proxy, for its CPU time
 
 	// 2. Sesame.
-	if want("sesame") || want("sesame-agent") {
+	if slices.ContainsFunc(sesameTargets, want) {
 		bin := c.sesameBin
 		if bin == "" {
 			if bin, err = buildSesame(ctx, tmp, c.rev); err != nil {
 				return err
 			}
 		}
-		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr)
+		pgURL := ""
+		if c.postgres != "" {
+			var drop func()
+			if pgURL, drop, err = benchSchema(ctx, c.postgres); err != nil {
+				return fmt.Errorf("-postgres: %w", err)
+			}
+			defer drop()
+			env.store = "PostgreSQL (" + redactURL(c.postgres) + ", a schema of its own)"
+		}
+		var extraEnv []string
+		if c.sesameEnv != "" {
+			extraEnv = strings.Split(c.sesameEnv, ",")
+		}
+		addr, key, pid, err := startSesame(ctx, procs, bin, tmp, upAddr, pgURL, extraEnv, want("auth"))
 		if err != nil {
 			return fmt.Errorf("sesame: %w", err)
 		}
 		sesamePID = pid
-		proxyPG["sesame"] = pid
+		for _, t := range sesameTargets {
+			proxyPG[t] = pid
+		}
 		env.sesame = describeSesame(ctx, c)
-		urls["sesame"] = "http://" + addr + "/v1/workspaces/default/proxy/up/hello"
-		headers["sesame"] = "Bearer " + key
-		logf("sesame proxying on %s", urls["sesame"])
+		if c.sesameEnv != "" {
+			env.sesame += "; Sesame's environment adds " + c.sesameEnv
+		}
+		ws := "http://" + addr + "/v1/workspaces/default"
+		admin := map[string]string{"Authorization": "Bearer " + key}
+		jsonAdmin := map[string]string{"Authorization": "Bearer " + key, "Content-Type": "application/json"}
+		reqs["sesame"] = request{method: http.MethodGet, url: ws + "/proxy/up/hello", header: admin}
+		reqs["auth"] = request{method: http.MethodPost, url: "http://" + addr + "/api/v2/auth",
+			header: map[string]string{"Content-Type": "application/json"},
+			body:   func(int, int) []byte { return []byte(trialManifest) }}
+		reqs["credget"] = request{method: http.MethodGet, url: ws + "/credentials/up.key", header: admin}
+		// Each worker writes its own credential (workers do not contend on one row), with a
+		// new secret value every time, so that every PUT changes the stored row.
+		reqs["credput"] = request{method: http.MethodPut, url: ws + "/credentials/bench.w{w}", header: jsonAdmin,
+			body: func(w, n int) []byte {
+				return fmt.Appendf(nil, `{"type":"api_key","fields":{"value":"bench-%d-%d","name":"X-API-Key"}}`, w, n)
+			}}
+		logf("sesame proxying on %s", reqs["sesame"].url)
 		if want("sesame-agent") {
-			// The same Sesame, through an on-premise agent (a second process) on loopback.
+			// The same Sesame, through an on-premise agent (a second process) on loopback; the
+			// agent's own CPU is not counted.
 			if err := startAgent(ctx, procs, bin, tmp, addr, key, upAddr); err != nil {
 				return fmt.Errorf("sesame agent: %w", err)
 			}
-			proxyPG["sesame-agent"] = pid // the agent's own CPU is not counted
-			urls["sesame-agent"] = "http://" + addr + "/v1/workspaces/default/proxy/upagent/hello"
-			headers["sesame-agent"] = "Bearer " + key
-			logf("sesame proxying through its agent on %s", urls["sesame-agent"])
+			reqs["sesame-agent"] = request{method: http.MethodGet, url: ws + "/proxy/upagent/hello", header: admin}
+			logf("sesame proxying through its agent on %s", reqs["sesame-agent"].url)
 		}
 	}
 
@@ -193,8 +255,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 		default:
 			env.nginx = version
 			proxyPG["nginx"] = pid
-			urls["nginx"] = "http://" + addr + "/hello"
-			logf("nginx proxying on %s", urls["nginx"])
+			reqs["nginx"] = request{method: http.MethodGet, url: "http://" + addr + "/hello"}
+			logf("nginx proxying on %s", reqs["nginx"].url)
 		}
 	}
 
@@ -205,8 +267,8 @@ func run(ctx context.Context, c config, procs *procSet) error {
 			return fmt.Errorf("goproxy: %w", err)
 		}
 		proxyPG["goproxy"] = pid
-		urls["goproxy"] = "http://" + addr + "/hello"
-		logf("reference Go proxy (httputil.ReverseProxy) on %s", urls["goproxy"])
+		reqs["goproxy"] = request{method: http.MethodGet, url: "http://" + addr + "/hello"}
+		logf("reference Go proxy (httputil.ReverseProxy) on %s", reqs["goproxy"].url)
 	}
 
 	// 4. The load, one target at a time; with -rounds, the targets take turns, so that a
@@ -221,14 +283,14 @@ func run(ctx context.Context, c config, procs *procSet) error {
 				return err
 			}
 			var perf *exec.Cmd
-			if t == "sesame" && c.perfOut != "" && round == 1 {
+			if t == c.perfTarget && c.perfOut != "" && round == 1 {
 				if perf, err = startPerf(c, sesamePID); err != nil {
 					return err
 				}
 			}
 			logf("%s (round %d/%d): %d connections, %v warm-up, %v measured", t, round, c.rounds, c.conns, c.warmup, c.duration)
 			probe := cpuProbe{proxyPG: proxyPG[t], upstreamPG: upPID}
-			r, err := measure(ctx, c, t, urls[t], headers[t], perf != nil, probe)
+			r, err := measure(ctx, c, t, reqs[t], perf != nil, probe)
 			if perf != nil {
 				stopPerf(perf)
 			}
@@ -658,17 +720,70 @@ func startAgent(ctx context.Context, procs *procSet, bin, tmp, addr, key, upAddr
 	return send(http.MethodPut, "/connections/upagent", map[string]any{"base_uri": "http://" + upAddr, "credential": "up.key", "agent": "bench"}, nil)
 }
 
-func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr string) (addr, key string, pid int, err error) {
+// benchSchema creates a new schema on the PostgreSQL at base and returns a URL whose
+// search_path is that schema, and a func that drops it.
+func benchSchema(ctx context.Context, base string) (string, func(), error) {
+	db, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	schema := "sesame_bench_" + hex.EncodeToString(b)
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		db.Close()
+		return "", nil, err
+	}
+	drop := func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := db.ExecContext(dctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			logf("drop schema %s: %v", schema, err)
+		}
+		db.Close()
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), drop, nil
+}
+
+// redactURL drops a URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "postgres"
+	}
+	return u.Redacted()
+}
+
+func startSesame(ctx context.Context, procs *procSet, bin, tmp, upAddr, pgURL string, extraEnv []string, trial bool) (addr, key string, pid int, err error) {
 	if addr, err = freeLoopbackAddr(); err != nil {
 		return "", "", 0, err
 	}
 	data := filepath.Join(tmp, "sesame-data")
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return "", "", 0, err
+	}
 	logFile, err := os.Create(filepath.Join(tmp, "sesame.log"))
 	if err != nil {
 		return "", "", 0, err
 	}
-	cmd := exec.Command(bin, "serve", "--data", data, "--addr", addr, "--log-level", "warn")
-	cmd.Env = cleanEnv()
+	args := []string{"serve", "--data", data, "--addr", addr, "--log-level", "warn"}
+	if pgURL != "" {
+		args = append(args, "--postgres", pgURL)
+	}
+	if trial {
+		// The auth target asks for trial tokens from one address as fast as it can.
+		args = append(args, "--trial-tokens-per-minute", "1000000000")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(cleanEnv(), extraEnv...)
 	cmd.Stderr = logFile
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -906,7 +1021,7 @@ func (r result) pct(p float64) time.Duration {
 }
 
 // measure runs a warm-up, then the measured closed loop, against url.
-func measure(ctx context.Context, c config, target, url, auth string, slowStart bool, probe cpuProbe) (result, error) {
+func measure(ctx context.Context, c config, target string, rq request, slowStart bool, probe cpuProbe) (result, error) {
 	tr := &http.Transport{
 		Proxy:               nil,
 		MaxIdleConns:        2 * c.conns,
@@ -919,7 +1034,7 @@ func measure(ctx context.Context, c config, target, url, auth string, slowStart 
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 
 	if c.warmup > 0 {
-		if _, err := loop(ctx, client, c.conns, c.warmup, c.maxRequests, url, auth, false); err != nil {
+		if _, err := loop(ctx, client, c.conns, c.warmup, c.maxRequests, rq, false); err != nil {
 			return result{}, err
 		}
 	}
@@ -927,7 +1042,7 @@ func measure(ctx context.Context, c config, target, url, auth string, slowStart 
 		time.Sleep(200 * time.Millisecond) // let perf attach
 	}
 	before := probe.read()
-	r, err := loop(ctx, client, c.conns, c.duration, c.maxRequests, url, auth, true)
+	r, err := loop(ctx, client, c.conns, c.duration, c.maxRequests, rq, true)
 	r.cpu = probe.read().sub(before)
 	r.target = target
 	return r, err
@@ -1014,10 +1129,10 @@ type workerResult struct {
 	firstErr string
 }
 
-// loop runs conns workers, each sending one request at a time to url, until d has passed
-// or maxReq requests have been sent in all. Requests in flight at the deadline finish and
-// count; the elapsed time runs until the last one is done.
-func loop(ctx context.Context, client *http.Client, conns int, d time.Duration, maxReq int, url, auth string, record bool) (result, error) {
+// loop runs conns workers, each sending one request rq at a time, until d has passed or
+// maxReq requests have been sent in all. Requests in flight at the deadline finish and
+// count; the elapsed time runs until the last one is done. Any 2xx answer is a success.
+func loop(ctx context.Context, client *http.Client, conns int, d time.Duration, maxReq int, rq request, record bool) (result, error) {
 	perWorker := max(maxReq/conns, 1)
 	results := make([]workerResult, conns)
 	var wg sync.WaitGroup
@@ -1031,20 +1146,25 @@ func loop(ctx context.Context, client *http.Client, conns int, d time.Duration, 
 			if record {
 				res.lat = make([]time.Duration, 0, min(perWorker, 1<<16))
 			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			req, err := http.NewRequestWithContext(ctx, rq.method, strings.ReplaceAll(rq.url, "{w}", strconv.Itoa(w)), nil)
 			if err != nil {
 				res.errors++
 				res.firstErr = err.Error()
 				return
 			}
-			if auth != "" {
-				req.Header.Set("Authorization", auth)
+			for k, v := range rq.header {
+				req.Header.Set(k, v)
 			}
 			buf := make([]byte, 4096)
 			for n := 0; n < perWorker && ctx.Err() == nil; n++ {
 				t0 := time.Now()
 				if !t0.Before(deadline) {
 					break
+				}
+				if rq.body != nil {
+					b := rq.body(w, n)
+					req.Body = io.NopCloser(bytes.NewReader(b))
+					req.ContentLength = int64(len(b))
 				}
 				resp, err := client.Do(req)
 				if err == nil {
@@ -1060,7 +1180,7 @@ func loop(ctx context.Context, client *http.Client, conns int, d time.Duration, 
 					resp.Body.Close()
 				}
 				lat := time.Since(t0)
-				if err == nil && resp.StatusCode != http.StatusOK {
+				if err == nil && resp.StatusCode/100 != 2 {
 					err = fmt.Errorf("status %s", resp.Status)
 				}
 				if err != nil {
@@ -1103,10 +1223,12 @@ type machine struct {
 	loadavg           string  // before this run started anything
 	busyBefore        float64 // % of all CPUs busy in the second before the run
 	sesame            string  // what Sesame was built from
+	store             string  // what Sesame stores in
 }
 
 func describeMachine() machine {
-	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run"}
+	m := machine{nproc: runtime.NumCPU(), gomaxprocs: runtime.GOMAXPROCS(0), goVersion: runtime.Version(), nginx: "nginx not run", sesame: "not run",
+		store: "SQLite (a file in the temporary folder; every commit synced to disk)"}
 	before := cpuProbe{}.read()
 	time.Sleep(time.Second)
 	if d := (cpuProbe{}).read().sub(before); d.machineTotal > 0 {
@@ -1176,6 +1298,77 @@ func summary(rs []result) []string {
 	return lines
 }
 
+// goal is one row of issue 13's table: a Sesame target measured against a reference from
+// the same run (or, with no reference, against an absolute rate).
+type goal struct {
+	what, target, ref string
+	minRatio          float64 // Sesame req/s / reference req/s; with ref "" the least req/s
+	maxAddedP99       time.Duration
+	refNote           string
+}
+
+var goals = []goal{
+	{what: "proxied GET with an injected key", target: "sesame", ref: "nginx", minRatio: 1.0, maxAddedP99: time.Millisecond},
+	{what: "`POST /api/v2/auth` (trial app)", target: "auth", ref: "direct", minRatio: 0.53},
+	{what: "credential GET by key", target: "credget", ref: "direct", minRatio: 0.27},
+	{what: "credential PUT, durable", target: "credput", minRatio: 2000, refNote: "OpenBao raft write ≈ 395/s on this machine (issue 13)"},
+}
+
+// goalTable is issue 13's table: each Sesame row, its floor from the same run, the ratio
+// and whether the target is met.
+func goalTable(rs []result) [][]string {
+	rows := [][]string{{"what", "Sesame req/s", "p99", "Sesame CPU/req", "reference in this run", "ratio", "ratio by CPU", "target", "met"}}
+	direct, okD := find(rs, "direct")
+	for _, g := range goals {
+		r, ok := find(rs, g.target)
+		if !ok {
+			continue
+		}
+		row := []string{g.what, fmt.Sprintf("%.0f", r.rps()), ms(r.pct(99)), fmt.Sprintf("%.1f µs", r.perReq(r.cpu.proxy))}
+		if g.ref == "" {
+			row = append(row, g.refNote, "-", "-", fmt.Sprintf(">= %.0f/s", g.minRatio), verdict(r.rps() >= g.minRatio))
+			rows = append(rows, row)
+			continue
+		}
+		ref, okR := find(rs, g.ref)
+		if !okR || ref.rps() == 0 {
+			row = append(row, g.ref+" not measured", "-", "-", fmt.Sprintf(">= %.2f× %s", g.minRatio, refName(g.ref)), "unknown")
+			rows = append(rows, row)
+			continue
+		}
+		ratio := r.rps() / ref.rps()
+		met := ratio >= g.minRatio
+		refCell := fmt.Sprintf("%s %.0f req/s, p99 %s, %.1f µs CPU/req", refName(g.ref), ref.rps(), ms(ref.pct(99)), ref.perReq(ref.cpu.proxy))
+		if g.ref == "direct" {
+			refCell = fmt.Sprintf("%s %.0f req/s, p99 %s, %.1f µs CPU/req", refName(g.ref), ref.rps(), ms(ref.pct(99)), ref.perReq(ref.cpu.upstream))
+		}
+		tgt := fmt.Sprintf(">= %.2f× %s", g.minRatio, refName(g.ref))
+		if g.maxAddedP99 > 0 {
+			tgt += fmt.Sprintf(", <= %s added p99", ms(g.maxAddedP99))
+			if okD {
+				added := r.pct(99) - direct.pct(99)
+				met = met && added <= g.maxAddedP99
+				tgt += fmt.Sprintf(" (added %s)", signedMS(added))
+			} else {
+				met = false
+			}
+		}
+		byCPU := "-"
+		if rc, rr := r.perReq(r.cpu.proxy+r.cpu.upstream+r.cpu.generator), ref.perReq(ref.cpu.proxy+ref.cpu.upstream+ref.cpu.generator); rc > 0 {
+			byCPU = fmt.Sprintf("%.2f×", rr/rc)
+		}
+		rows = append(rows, append(row, refCell, fmt.Sprintf("%.2f×", ratio), byCPU, tgt, verdict(met)))
+	}
+	return rows
+}
+
+func refName(t string) string {
+	if t == "direct" {
+		return "hello floor"
+	}
+	return t
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -1187,7 +1380,7 @@ func header(c config, m machine) []string {
 	return []string{
 		fmt.Sprintf("machine: %d CPUs (%s), GOMAXPROCS %d, %s, %s; before the run: load average %s, %.0f%% busy; the load generator, the upstream and the proxy under test share these CPUs",
 			m.nproc, m.cpu, m.gomaxprocs, m.goVersion, m.nginx, m.loadavg, m.busyBefore),
-		"sesame: " + m.sesame,
+		"sesame: " + m.sesame + "; store: " + m.store,
 		fmt.Sprintf("load: %d keep-alive connections, closed loop (one request in flight each), %v measured per target after %v warm-up, %d round(s) (median round shown), GET of a %d-byte JSON body",
 			c.conns, c.duration, c.warmup, c.rounds, len(upstreamBody)),
 	}
@@ -1195,7 +1388,7 @@ func header(c config, m machine) []string {
 
 func tables(rs []result) (main, cpu [][]string) {
 	main = [][]string{{"target", "requests", "req/s", "p50", "p90", "p99", "max", "errors"}}
-	cpu = [][]string{{"target", "proxy CPU/req", "proxy cores", "upstream CPU/req", "generator CPU/req", "machine busy", "other work"}}
+	cpu = [][]string{{"target", "server CPU/req", "server cores", "upstream CPU/req", "generator CPU/req", "machine busy", "other work"}}
 	for _, r := range rs {
 		main = append(main, []string{r.target, fmt.Sprint(r.requests), fmt.Sprintf("%.0f", r.rps()),
 			ms(r.pct(50)), ms(r.pct(90)), ms(r.pct(99)), ms(r.pct(100)), fmt.Sprint(r.errors)})
@@ -1233,7 +1426,10 @@ func writeMarkdown(w io.Writer, rows [][]string) {
 	}
 }
 
-const cpuNote = "CPU time from /proc (10 ms ticks) during the measured run; machine busy is all CPUs together; other work is busy time not used by the proxy, the upstream or the generator (other processes on the machine, kernel work not charged to them)."
+const cpuNote = "CPU time from /proc (10 ms ticks) during the measured run; server is the process under test (the proxy, or Sesame for its API rows); machine busy is all CPUs together; other work is busy time not used by the server, the upstream or the generator (other processes on the machine, kernel work not charged to them)."
+
+const goalNote = "Ratios are req/s against the reference measured in the same run: nginx for the proxy, the hello floor (the upstream itself, a minimal Go net/http server) for the API calls; CPU/req of the hello floor is the upstream's. " +
+	"Ratio by CPU is the reference's CPU per request over the row's, each counting every process of the benchmark (server, upstream, load generator): what the req/s ratio is on two otherwise idle CPUs, where the closed loop is CPU-bound; it moves much less than req/s when other work shares the machine. Met is judged on req/s."
 
 func printText(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
 	for _, l := range header(c, m) {
@@ -1252,6 +1448,11 @@ func printText(w io.Writer, c config, m machine, rs []result, skipped map[string
 	fmt.Fprintln(w)
 	writeText(w, cpu)
 	fmt.Fprintln(w, cpuNote)
+	if g := goalTable(rs); len(g) > 1 {
+		fmt.Fprintln(w)
+		writeText(w, g)
+		fmt.Fprintln(w, goalNote)
+	}
 }
 
 func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[string]string) {
@@ -1272,4 +1473,10 @@ func printMarkdown(w io.Writer, c config, m machine, rs []result, skipped map[st
 	writeMarkdown(w, cpu)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, cpuNote)
+	if g := goalTable(rs); len(g) > 1 {
+		fmt.Fprintln(w)
+		writeMarkdown(w, g)
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, goalNote)
+	}
 }

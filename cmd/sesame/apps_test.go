@@ -425,3 +425,57 @@ func TestAppCLIRefusals(t *testing.T) {
 		t.Fatalf("revoke-token without an argument: exit %d, want 2", code)
 	}
 }
+
+// A trial app token has no row: issuing one changes nothing, so its request is audited as
+// a read is, in the background. While no audit event can be written, a trial token is still
+// issued (a change is refused, as before), and once the store takes events again, the
+// token's events are in the chain: none is lost.
+func testTrialTokenAuditedInBackground(t *testing.T, s *testServer, db *auditDB) {
+	restore := db.failAuditWrites(t, true)
+	r := s.doWith("POST", "/api/v2/auth", manifestJSON("com.example.outage", "Outage", "1.0.0"),
+		http.Header{"Content-Type": {"application/json"}, "Authorization": {"none"}, "X-Request-Id": {"trial-during-outage"}})
+	change := s.do("PUT", "/v1/workspaces/default/credentials/outage.key", `{"type":"secret","fields":{"value":"v"}}`)
+	restore()
+	tokenFrom(t, r)
+	if change.Status < 500 {
+		t.Fatalf("a change whose event cannot be written was acknowledged: %d %s", change.Status, change.Body)
+	}
+	waitForRequestIDs(t, s, []string{"trial-during-outage"})
+	for _, action := range []string{"app.auth", "app.token.issue"} {
+		found := false
+		for deadline := time.Now().Add(20 * time.Second); !found; {
+			items := mustStatus(t, s.do("GET", "/v1/audit?limit=1000&action="+action, ""), 200).json(t)["items"].([]any)
+			for _, it := range items {
+				e := it.(map[string]any)
+				found = found || e["request_id"] == "trial-during-outage" && e["result"] == "ok"
+			}
+			if !found && time.Now().After(deadline) {
+				t.Fatalf("no %s event for the trial token issued during the outage: %v", action, items)
+			}
+			if !found {
+				s.do("GET", "/v1/audit?wait=200ms&action=nothing", "")
+			}
+		}
+	}
+	if v := s.auditVerify(t); !v.OK {
+		t.Fatalf("chain: %+v", v)
+	}
+}
+
+func TestTrialTokenAuditedInBackgroundSQLite(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, nil, "--data", data)
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	testTrialTokenAuditedInBackground(t, s, openSQLiteDB(t, data))
+}
+
+func TestTrialTokenAuditedInBackgroundPostgres(t *testing.T) {
+	pgURL := testpg.URL(t)
+	s := startServer(t, nil, "--data", t.TempDir(), "--postgres", pgURL)
+	if s.stopped {
+		t.Fatalf("server did not start: %s", s.Stderr.String())
+	}
+	testTrialTokenAuditedInBackground(t, s, openPostgresDB(t, pgURL))
+}

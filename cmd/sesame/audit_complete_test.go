@@ -344,6 +344,11 @@ func TestAuditStrictModeRefusesUnauditedRequestsPostgres(t *testing.T) {
 	// The spill folder is moved away and a file put in its place: spilling fails.
 	mustNotErr(t, os.Rename(spill, spill+".away"))
 	mustNotErr(t, os.WriteFile(spill, []byte("not a folder"), 0o600))
+	// A trial app token changes nothing, but strict mode does not issue one unaudited
+	// either (asked first, so that its own event's failure refuses it, not an earlier one's).
+	if r := s.appAuth(manifestJSON("com.example.strict", "S", "1.0.0")); r.Status != 503 || r.json(t)["code"] != "audit_unavailable" {
+		t.Fatalf("strict mode, audit down, trial token: %d %s", r.Status, r.Body)
+	}
 	for i := range 3 {
 		r := s.doWith("GET", "/v1/workspaces/default/credentials", "", http.Header{"X-Request-Id": {fmt.Sprintf("refused-%d", i)}})
 		if r.Status != 503 || r.json(t)["code"] != "audit_unavailable" || r.Header.Get("Retry-After") == "" {
@@ -485,7 +490,7 @@ func TestMetricsAccess(t *testing.T) {
 		t.Fatalf("anonymous GET /metrics: %d %s", r.Status, r.Body)
 	}
 	for _, name := range []string{"sesame_audit_queue_depth", "sesame_audit_spilled_total", "sesame_audit_dropped_total",
-		"sesame_audit_gap_events_total", "sesame_audit_committed_total"} {
+		"sesame_audit_gap_events_total", "sesame_audit_committed_total", "sesame_audit_appends_total"} {
 		if !strings.Contains(string(r.Body), "\n"+name+" ") {
 			t.Fatalf("%s missing from /metrics:\n%s", name, r.Body)
 		}

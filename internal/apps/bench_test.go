@@ -75,6 +75,33 @@ func BenchmarkIssueSigned(b *testing.B) {
 	}
 }
 
+// BenchmarkIssueSignedConcurrent is signed issuance from 32 goroutines per CPU: the
+// token records share transactions (and, on SQLite, fsyncs).
+func BenchmarkIssueSignedConcurrent(b *testing.B) {
+	f := newFixture(b, quiet)
+	key := randomKey(b)
+	cert, err := f.svc.IssueCert(ctx, apps.CertRequest{DevPubkey: apps.EncodePublicKey(key.Public().(ed25519.PublicKey)), Domains: []string{"com.acme.*"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig, err := apps.SignManifest(apps.Manifest{AppID: "com.acme.bench", DisplayName: "Bench", Version: "1.0"}, cert.Certificate, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := manifest("com.acme.bench", "Bench", "1.0", sig)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := f.svc.Issue(ctx, body, "192.0.2.1"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkVerifyToken is VerifyToken as the middleware calls it on every request: an app
 // presents the same token each time, so after the first call the Ed25519 check is cached
 // and only expiry and revocation are checked.

@@ -256,10 +256,16 @@ func (s *Service) issue(ctx context.Context, manifestJSON []byte, source string)
 	// Trial tokens are not recorded: anybody can ask for them, and a row each would let
 	// anonymous callers grow the store without bound. They are revoked per app (every
 	// token of the app issued before a time; RevokeAppTokens) and expire on their own.
+	// Issuing one changes no state, so the request is audited as a read is: its events go
+	// to the trail in the background (a loss is recorded there as an audit.gap event, and
+	// strict mode still records them durably first) instead of a synchronous commit per
+	// token.
 	if t.Mode == sesame.AppModeSigned {
 		if err := s.records.record(ctx, t); err != nil {
 			return "", m.AppID, fmt.Errorf("apps: record token: %w", err)
 		}
+	} else if in, ok := sesame.AuditIntentFrom(ctx); ok {
+		in.MarkNoChange()
 	}
 	s.log.DebugContext(ctx, "app token issued", "app_id", t.AppID, "version", t.Version, "mode", t.Mode, "token_id", t.ID, "cert_id", t.CertID)
 	return token, m.AppID, nil

@@ -841,3 +841,49 @@ func TestAwkwardValuesAreStoredAndVerify(t *testing.T) {
 		wantOK(t, e.verify(), 1)
 	})
 }
+
+// TestRecordSyncGroupCommits: changes waiting for their events share one append (one
+// transaction, on SQLite one fsync) instead of taking turns. The append lock is held while
+// the waiters queue up; once it is released, the first waiter's append goes through and
+// every other waiter is in the next one. Each RecordSync returns only after its own event
+// is committed.
+func TestRecordSyncGroupCommits(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		const waiters = 40
+		unlock := e.b.lock(t, e.db)
+		errs := make(chan error, waiters)
+		for i := range waiters {
+			go func() {
+				ev := event(i)
+				ev.Target = fmt.Sprintf("sync-%d", i)
+				if err := e.trail.RecordSync(e.ctx, ev); err != nil {
+					errs <- err
+					return
+				}
+				var n int
+				err := e.db.QueryRowContext(e.ctx, `SELECT COUNT(*) FROM audit_events WHERE target = $1`, ev.Target).Scan(&n)
+				if err == nil && n != 1 {
+					err = fmt.Errorf("RecordSync returned before event %q was committed", ev.Target)
+				}
+				errs <- err
+			}()
+		}
+		// Some events are with the writer, stuck on the lock; the others wait in the queue.
+		for s := e.trail.Stats(); s.Queued+int(s.Writing) < waiters; s = e.trail.Stats() {
+			if e.ctx.Err() != nil {
+				t.Fatal("the waiters never queued")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		unlock()
+		for range waiters {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := e.trail.Stats(); s.Committed != waiters || s.Appends > 2 {
+			t.Fatalf("%d concurrent RecordSync calls: %+v, want them committed in at most 2 appends", waiters, s)
+		}
+		wantOK(t, e.verify(), waiters)
+	})
+}

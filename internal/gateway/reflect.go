@@ -92,6 +92,7 @@ func redactResponse(resp *http.Response, s *redact.Set, bufs *redact.Buffers) er
 	if s.Empty() {
 		return nil
 	}
+	declared := resp.ContentLength
 	if err := decodeBody(resp); err != nil {
 		return err
 	}
@@ -100,9 +101,23 @@ func redactResponse(resp *http.Response, s *redact.Set, bufs *redact.Buffers) er
 	resp.Header.Del("Content-Length")
 	resp.ContentLength = -1
 	rr := s.Reader(resp.Body, bufs)
-	resp.Body = readCloser{rr, closers{rr, resp.Body}}
+	resp.Body = &RedactedBody{Reader: rr, Closer: closers{rr, resp.Body}, declared: declared}
 	return nil
 }
+
+// RedactedBody is a response body that is redacted as it is read. Its length is not known
+// before it is read to the end (a replacement may change it), but whether the upstream
+// declared one is: such a body is finite, so a caller may read it to the end without
+// waiting on a stream (and then send it with its length, in one write).
+type RedactedBody struct {
+	io.Reader
+	io.Closer
+	declared int64
+}
+
+// Finite reports whether the upstream sent the body with a Content-Length (before any
+// decoding): reading it to the end does not wait on a stream.
+func (b *RedactedBody) Finite() bool { return b.declared >= 0 }
 
 // decodeBody removes a gzip or deflate content encoding from resp.
 func decodeBody(resp *http.Response) error {

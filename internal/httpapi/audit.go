@@ -432,7 +432,7 @@ func (a *auditWriter) record(status int) error {
 		}
 		return nil
 	}
-	if a.change && status < 400 {
+	if a.change && status < 400 && (a.intent == nil || !a.intent.NoChange()) {
 		return a.s.cfg.Audit.RecordSync(ctx, e)
 	}
 	if a.s.cfg.AuditStrict {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/sesamehq/sesame"
@@ -261,12 +262,76 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) error {
 	for k, vs := range resp.Header {
 		h[k] = vs
 	}
-	w.WriteHeader(resp.StatusCode)
-	rc := http.NewResponseController(w)
 	bp := s.buffers.Get().(*[]byte)
 	defer s.buffers.Put(bp)
 	buf := *bp
+	if rb, ok := resp.Body.(*gateway.RedactedBody); ok && rb.Finite() && r.Method != http.MethodHead && bodyAllowed(resp.StatusCode) {
+		// A redacted body has lost its length, and streaming it would cost a flush (a write
+		// system call, chunked framing) per read. The upstream sent it with a length, so
+		// reading it does not wait on a stream: if it fits in the buffer, send it whole,
+		// with its new length, in one write.
+		n, rerr := readUpTo(rb, buf)
+		switch {
+		case rerr == io.EOF:
+			if int64(n) > limit {
+				return sesame.Errorf(sesame.CodeUpstreamError, "the upstream response is larger than %d bytes", limit)
+			}
+			h.Set("Content-Length", strconv.Itoa(n))
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(buf[:n])
+			return nil
+		case rerr != nil:
+			// A truncated or undecodable body is never completed with a length: the caller
+			// sees it broken, as it would have if streamed.
+			w.WriteHeader(resp.StatusCode)
+			if n > 0 {
+				_, _ = w.Write(buf[:min(int64(n), limit)])
+			}
+			panic(http.ErrAbortHandler)
+		}
+		// Larger than the buffer: stream it, starting with what was read.
+		w.WriteHeader(resp.StatusCode)
+		return s.streamBody(w, resp, buf, n, limit)
+	}
+	w.WriteHeader(resp.StatusCode)
+	return s.streamBody(w, resp, buf, 0, limit)
+}
+
+// readUpTo reads from r until buf is full (nil error) or r ends (io.EOF) or fails (that
+// error, io.ErrUnexpectedEOF of a truncated body included), and returns how much it read.
+func readUpTo(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// bodyAllowed reports whether a response with status code may carry a body (and so a
+// Content-Length).
+func bodyAllowed(code int) bool {
+	return code >= 200 && code != http.StatusNoContent && code != http.StatusNotModified
+}
+
+// streamBody copies resp's body to w through buf, whose first pending bytes were already
+// read from it, flushing after each read when the length is unknown.
+func (s *Server) streamBody(w http.ResponseWriter, resp *http.Response, buf []byte, pending int, limit int64) error {
+	rc := http.NewResponseController(w)
 	var written int64
+	if pending > 0 {
+		written = int64(pending)
+		if written > limit {
+			panic(http.ErrAbortHandler)
+		}
+		if _, werr := w.Write(buf[:pending]); werr != nil {
+			return nil // the caller went away
+		}
+		_ = rc.Flush()
+	}
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {

@@ -32,9 +32,9 @@ const auditInsertRows = 256
 // connection serializes them there), calls link with the current head, which returns the
 // events to insert with their Seq, PrevHash, Hash and MAC set (it may add events of its
 // own, and may modify the slice it is given), inserts them and stores the new head link
-// returns. With durable on SQLite, the commit is synced to disk (synchronous=FULL) so
-// that it survives a power loss, not only a crash of the process; PostgreSQL commits are
-// durable already.
+// returns. Every commit is synced to disk on both dialects (on SQLite the write connection
+// runs with synchronous=FULL and shares commits with concurrent writes), so durable asks
+// for nothing more; it is kept for stores that could do cheaper non-durable appends.
 //
 // On error nothing is appended.
 func (s *Store) AppendAudit(ctx context.Context, events []sesame.AuditEvent,
@@ -42,16 +42,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []sesame.AuditEvent,
 	if len(events) == 0 {
 		return nil
 	}
-	if durable && s.dialect.name() == "sqlite" {
-		if _, err := s.write.ExecContext(ctx, `PRAGMA synchronous = FULL`); err != nil {
-			return fmt.Errorf("store: audit: %w", err)
-		}
-		defer func() {
-			// Back to the store's default for everything else. If this fails the connection
-			// stays on FULL: slower, never less safe.
-			_, _ = s.write.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = NORMAL`)
-		}()
-	}
+	_ = durable
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		// Writing the head row takes its lock until commit: a concurrent appender on another
 		// replica waits here, then reads the head this one stored.

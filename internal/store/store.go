@@ -28,6 +28,9 @@ type Store struct {
 	// full is set when a write found the disk full and cleared by the next committed write:
 	// readiness reports it while reads go on.
 	full atomic.Bool
+	// group shares commits between concurrent writes (SQLite; nil on PostgreSQL, whose
+	// server groups concurrent commits' WAL flushes itself).
+	group *groupCommit
 }
 
 type dialect interface {
@@ -67,7 +70,17 @@ func (s *Store) Ping(ctx context.Context) error {
 // StorageFull reports whether the last write found the disk full.
 func (s *Store) StorageFull() bool { return s.full.Load() }
 
+// tx runs fn in a write transaction and commits it durably; on SQLite, concurrent writes
+// share one commit (see groupCommit).
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.group != nil {
+		return s.txGroup(ctx, fn)
+	}
+	return s.txOne(ctx, fn)
+}
+
+// txOne runs fn in a transaction of its own.
+func (s *Store) txOne(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return s.wrap(fmt.Errorf("store: begin: %w", err))
@@ -271,21 +284,42 @@ func (s *Store) CopyWorkspace(ctx context.Context, from, to string, now time.Tim
 
 // GetCredential returns a credential with its sealed fields, or ErrNotFound.
 func (s *Store) GetCredential(ctx context.Context, ws, key string) (sesame.CredentialRecord, error) {
+	// One query for the record and its sealed fields: one round trip, and one snapshot (two
+	// queries could pair a record with the fields of a later write).
+	rows, err := s.reads.QueryContext(ctx, `SELECT c.type, c.public, c.version, c.created_at, c.updated_at, f.field, f.blob, f.updated_at
+		FROM credentials c LEFT JOIN credential_secrets f ON f.workspace = c.workspace AND f.cred_key = c.cred_key
+		WHERE c.workspace = $1 AND c.cred_key = $2 ORDER BY f.field`, ws, key)
 	rec := sesame.CredentialRecord{Workspace: ws, Key: key}
-	var public string
-	var created, updated int64
-	err := s.reads.QueryRowContext(ctx, `SELECT type, public, version, created_at, updated_at FROM credentials
-		WHERE workspace = $1 AND cred_key = $2`, ws, key).Scan(&rec.Type, &public, &rec.Version, &created, &updated)
 	if err != nil {
 		return rec, s.wrap(err)
+	}
+	defer rows.Close()
+	var public string
+	var created, updated int64
+	found := false
+	for rows.Next() {
+		var field sql.NullString
+		var blob []byte
+		var fieldUpdated sql.NullInt64
+		if err := rows.Scan(&rec.Type, &public, &rec.Version, &created, &updated, &field, &blob, &fieldUpdated); err != nil {
+			return rec, s.wrap(err)
+		}
+		found = true
+		if field.Valid { // no row of credential_secrets: a credential without secret fields
+			rec.Secrets = append(rec.Secrets, sesame.SealedField{Name: field.String, Blob: blob, UpdatedAt: fromNanos(fieldUpdated.Int64)})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return rec, s.wrap(err)
+	}
+	if !found {
+		return rec, s.wrap(sql.ErrNoRows)
 	}
 	rec.CreatedAt, rec.UpdatedAt = fromNanos(created), fromNanos(updated)
 	if err := json.Unmarshal([]byte(public), &rec.Public); err != nil {
 		return rec, fmt.Errorf("store: credential %s/%s: public fields: %w", ws, key, err)
 	}
-	secrets, err := s.sealedFields(ctx, ws, key, key)
-	rec.Secrets = secrets[key]
-	return rec, err
+	return rec, nil
 }
 
 // sealedFields returns the sealed fields of the credentials in ws with keys in [first, last].
