@@ -36,7 +36,14 @@ func envFunc(env map[string]string) func(string) string {
 // server exits first, the returned server has exited set and the code recorded.
 func startServer(t *testing.T, env map[string]string, args ...string) *testServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	return startServerIn(t, context.Background(), env, args...)
+}
+
+// startServerIn is startServer with the server's context derived from base (which tests
+// use to hand the server test-only settings, see testroots.go).
+func startServerIn(t *testing.T, base context.Context, env map[string]string, args ...string) *testServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(base)
 	s := &testServer{t: t, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	addr := make(chan string, 1)
 	go func() {

@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sesamehq/sesame/internal/oauthtest"
 	"github.com/sesamehq/sesame/internal/testpg"
@@ -25,29 +24,10 @@ import (
 // testroots.go).
 func startServerTrusting(t *testing.T, roots *x509.CertPool, env map[string]string, args ...string) *testServer {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), testRootsKey{}, roots))
-	s := &testServer{t: t, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
-	addr := make(chan string, 1)
-	go func() {
-		s.done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), envFunc(env), strings.NewReader(""),
-			s.Stdout, s.Stderr, func(a string) { addr <- a })
-	}()
-	select {
-	case a := <-addr:
-		s.URL = "http://" + a
-	case code := <-s.done:
-		cancel()
-		t.Fatalf("server exited with %d: %s", code, s.Stderr.String())
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatalf("server did not start; stderr:\n%s", s.Stderr.String())
+	s := startServerIn(t, context.WithValue(context.Background(), testRootsKey{}, roots), env, args...)
+	if s.stopped {
+		t.Fatalf("server exited with %d: %s", s.code, s.Stderr.String())
 	}
-	for _, line := range strings.Split(s.Stdout.String(), "\n") {
-		if k, ok := strings.CutPrefix(line, "admin key: "); ok {
-			s.AdminKey = k
-		}
-	}
-	t.Cleanup(func() { s.Stop() })
 	return s
 }
 
