@@ -361,6 +361,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	// On PostgreSQL this replica serves only once it hears other replicas' access changes
+	// (revocations, grants): a change made before its LISTEN was in place is never announced.
+	accessListening, accessHeard := make(chan struct{}), &sync.Once{}
 	bgDone := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup
@@ -381,7 +384,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Other replicas announce access changes (revoked keys, disabled users, grants) on
 		// PostgreSQL; drop cached decisions at once. On SQLite this returns immediately.
 		wg.Go(func() {
-			if err := st.Listen(bgCtx, access.Channel, func(string) { acc.Invalidate() }); err != nil {
+			if err := st.Listen(bgCtx, access.Channel, func(payload string) {
+				acc.Invalidate()
+				if payload == "" {
+					accessHeard.Do(func() { close(accessListening) })
+				}
+			}); err != nil {
 				log.Warn("listen for access changes", "err", err)
 			}
 		})
@@ -389,6 +397,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		close(bgDone)
 	}()
 
+	if st.Dialect() == "postgres" {
+		select {
+		case <-accessListening:
+		case <-time.After(10 * time.Second):
+			log.Warn("not yet listening for other replicas' access changes; cached decisions may lag until --decision-cache-max-age")
+		case <-ctx.Done():
+		}
+	}
 	logCheckpoint(ctx, trail, log)
 	log.Info("sesame listening", "addr", "http://"+ln.Addr().String(), "store", st.Dialect(), "version", version.Short())
 	if listening != nil {

@@ -85,8 +85,9 @@ func (s *Store) Notify(ctx context.Context, channel, payload string) error {
 }
 
 // Listen calls fn with the payload of every notification on channel until ctx ends, and
-// with "" whenever the connection was re-established (notifications may have been missed:
-// the listener should drop all cached state). On SQLite it returns at once.
+// with "" once the LISTEN is in place (the first time, and after every reconnect) and when
+// the connection is lost (notifications may have been missed: the listener should drop all
+// cached state). On SQLite it returns at once.
 func (s *Store) Listen(ctx context.Context, channel string, fn func(payload string)) error {
 	if s.dialect.name() != "postgres" {
 		return nil
@@ -118,6 +119,9 @@ func (s *Store) listenOnce(ctx context.Context, channel string, fn func(string))
 			return err
 		}
 		defer pc.Exec(context.WithoutCancel(ctx), "UNLISTEN *")
+		// Listening from here on: whatever changed before (at start, or while the previous
+		// connection was gone) was not heard, so the listener drops what it cached.
+		fn("")
 		for {
 			n, err := pc.WaitForNotification(ctx)
 			if err != nil {
