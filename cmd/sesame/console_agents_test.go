@@ -22,6 +22,9 @@ func TestConsoleAgents(t *testing.T) {
 	b := &browser{t: t, s: s}
 	b.signIn(s.AdminKey)
 
+	if _, body := b.send("GET", "/console/workspaces", nil, nil); !strings.Contains(body, `href="/console/w/default/agents"`) {
+		t.Fatalf("no Agents link on the workspaces page: %s", body)
+	}
 	resp, body := b.send("GET", "/console/w/default/agents", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, `id="nav-agents"`) || !strings.Contains(body, "No agents yet") {
 		t.Fatalf("agents page: %d %s", resp.StatusCode, body)
@@ -108,11 +111,12 @@ func TestConsoleAgentsNeedManageConnections(t *testing.T) {
 	_, key := newCaller(t, s, "carol", "default")
 	b := &browser{t: t, s: s}
 	b.signIn(key)
-	resp, body := b.send("GET", "/console/w/default/functions", nil, nil)
-	if resp.StatusCode != 200 || strings.Contains(body, "/agents") {
-		t.Fatalf("a caller sees the Agents link: %d", resp.StatusCode)
+	for _, page := range []string{"/console/workspaces", "/console/w/default/functions"} {
+		if resp, body := b.send("GET", page, nil, nil); resp.StatusCode != 200 || strings.Contains(body, "/agents") {
+			t.Fatalf("a caller sees the Agents link on %s: %d", page, resp.StatusCode)
+		}
 	}
-	resp, body = b.send("GET", "/console/w/default/agents", nil, nil)
+	resp, body := b.send("GET", "/console/w/default/agents", nil, nil)
 	if resp.StatusCode != 403 || !strings.Contains(body, "manage_connections") {
 		t.Fatalf("caller GET agents: %d %s", resp.StatusCode, body)
 	}
