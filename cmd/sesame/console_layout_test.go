@@ -56,6 +56,7 @@ func TestBrowserConsoleLayout(t *testing.T) {
 	mustStatus(t, s.do("POST", "/v1/users/"+user.ID+"/keys", `{"name":"continuous-integration-deploy-key"}`), 201)
 	mustStatus(t, s.do("POST", "/v1/grants", fmt.Sprintf(`{"role":"caller","user":%q,"workspace":"default"}`, user.ID)), 201)
 	mustStatus(t, s.do("POST", "/v1/apps/certs", `{"dev_pubkey":"`+devPubkey(t)+`","domains":["com.example.payments.*","com.example.billing.reports"]}`), 201)
+	createAgent(t, s, "plant-frankfurt-basement-rack-7")
 	browserSignIn(t, ctx, s, s.AdminKey)
 
 	pages := []struct{ name, path, ready string }{
@@ -65,6 +66,7 @@ func TestBrowserConsoleLayout(t *testing.T) {
 		{"credential edit", "/console/w/default/credentials/" + long + "/edit", `#credential-form`},
 		{"connections", "/console/w/default/connections", `#connections`},
 		{"connection form", "/console/w/default/connections/new", `#connection-form`},
+		{"agents", "/console/w/default/agents", `#agents`},
 		{"functions", "/console/w/default/functions", `#functions`},
 		{"function form", "/console/w/default/functions/monthly-billing-report/edit", `#function-form`},
 		{"access", "/console/access", `#users`},

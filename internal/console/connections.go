@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sesamehq/sesame"
+	"github.com/sesamehq/sesame/internal/agent"
 	"github.com/sesamehq/sesame/internal/gateway"
 	"github.com/sesamehq/sesame/internal/vault"
 )
@@ -75,8 +76,14 @@ type connectionForm struct {
 	TestExpect  string
 	AllowPriv   bool
 	RunTest     bool
-	Action      string
-	Result      *gateway.TestResult
+	// Agent is the on-premise agent the connection routes through. Setting or changing it
+	// needs admin (the API's rule): AgentAdmin shows a picker of Agents, otherwise the
+	// value is shown read-only and a save keeps the connection's current agent.
+	Agent      string
+	AgentAdmin bool
+	Agents     []string
+	Action     string
+	Result     *gateway.TestResult
 }
 
 func (c *Console) connectionForm(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
@@ -92,6 +99,7 @@ func (c *Console) connectionForm(w http.ResponseWriter, r *http.Request, p sesam
 		f.Action = "/console/w/" + url.PathEscape(ws) + "/connections/" + url.PathEscape(name) + "/edit"
 	}
 	f.Credentials = c.credentialKeys(r, p, ws)
+	c.agentChoice(r, p, ws, &f)
 	c.renderConnectionForm(w, r, base, http.StatusOK, f)
 }
 
@@ -122,8 +130,42 @@ func (c *Console) credentialKeys(r *http.Request, p sesame.Principal, ws string)
 	return out
 }
 
+// agentChoice fills the agent picker for an admin: "" (none), the workspace's agents, and
+// the connection's current agent even if it is gone.
+func (c *Console) agentChoice(r *http.Request, p sesame.Principal, ws string, f *connectionForm) {
+	f.AgentAdmin = c.can(r, p, sesame.PrivAdmin, "")
+	if !f.AgentAdmin {
+		return
+	}
+	var list struct {
+		Items []agent.View `json:"items"`
+	}
+	f.Agents = []string{""}
+	seen := false
+	if err := c.call(r, p, http.MethodGet, agentsPath(ws)+"?limit=500", nil, &list); err == nil {
+		for _, v := range list.Items {
+			f.Agents = append(f.Agents, v.Name)
+			seen = seen || v.Name == f.Agent
+		}
+	}
+	if f.Agent != "" && !seen {
+		f.Agents = append(f.Agents, f.Agent)
+	}
+}
+
+// currentAgent is the agent connection name routes through now ("" for none or a new one).
+func (c *Console) currentAgent(r *http.Request, p sesame.Principal, ws, name string) (string, error) {
+	var v gateway.ConnectionView
+	err := c.call(r, p, http.MethodGet, connsPath(ws)+"/"+url.PathEscape(name), nil, &v)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return "", nil
+	}
+	return v.Agent, err
+}
+
 func formOfConnection(v gateway.ConnectionView) connectionForm {
-	f := connectionForm{Name: v.Name, BaseURI: v.BaseURI, Credential: v.Credential, AllowPriv: v.AllowPrivateNetworks, RunTest: true}
+	f := connectionForm{Name: v.Name, BaseURI: v.BaseURI, Credential: v.Credential, AllowPriv: v.AllowPrivateNetworks, RunTest: true, Agent: v.Agent}
 	var hs []string
 	for k, val := range v.Headers {
 		hs = append(hs, k+": "+val)
@@ -170,6 +212,20 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 		f.Action = "/console/w/" + url.PathEscape(ws) + "/connections/" + url.PathEscape(name) + "/edit"
 	}
 	f.Credentials = c.credentialKeys(r, p, ws)
+	// Only an admin chooses the agent; anyone else's save keeps the current one (the
+	// form's value is ignored, so a crafted post cannot route traffic through an agent
+	// either: the API refuses that too).
+	if c.can(r, p, sesame.PrivAdmin, "") {
+		f.Agent = strings.TrimSpace(r.PostFormValue("agent"))
+	} else if !f.New || f.Name != "" {
+		a, err := c.currentAgent(r, p, ws, f.Name)
+		if err != nil {
+			c.renderError(w, r, err)
+			return
+		}
+		f.Agent = a
+	}
+	c.agentChoice(r, p, ws, &f)
 	again := func(status int, msg string) {
 		base.Error = msg
 		c.renderConnectionForm(w, r, base, status, f)
@@ -177,6 +233,9 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 	body := map[string]any{"base_uri": f.BaseURI, "allow_private_networks": f.AllowPriv}
 	if f.Credential != "" {
 		body["credential"] = f.Credential
+	}
+	if f.Agent != "" {
+		body["agent"] = f.Agent
 	}
 	if strings.TrimSpace(f.Headers) != "" {
 		hs := map[string]string{}

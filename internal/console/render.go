@@ -38,6 +38,7 @@ type nav struct {
 	// In the page's workspace:
 	Credentials bool // manage_credentials
 	Connections bool // manage_connections
+	Agents      bool // manage_connections (the API's privilege for /agents)
 	Functions   bool // run_functions or manage_connections
 }
 

@@ -63,6 +63,11 @@ func (c *Console) routes() http.Handler {
 		{"GET /console/w/{ws}/connections/{name}/delete", c.confirmDeleteConnection},
 		{"POST /console/w/{ws}/connections/{name}/delete", c.deleteConnection},
 
+		{"GET /console/w/{ws}/agents", c.agents},
+		{"POST /console/w/{ws}/agents", c.createAgent},
+		{"GET /console/w/{ws}/agents/{name}/delete", c.confirmDeleteAgent},
+		{"POST /console/w/{ws}/agents/{name}/delete", c.deleteAgent},
+
 		{"GET /console/w/{ws}/functions", c.functions},
 		{"GET /console/w/{ws}/functions/new", c.functionForm},
 		{"POST /console/w/{ws}/functions/new", c.saveFunction},
@@ -149,6 +154,7 @@ func (c *Console) authed(h handlerFunc) http.Handler {
 		if base.WS != "" {
 			base.Nav.Credentials = c.can(r, p, sesame.PrivManageCredentials, base.WS)
 			base.Nav.Connections = c.can(r, p, sesame.PrivManageConnections, base.WS)
+			base.Nav.Agents = base.Nav.Connections
 			base.Nav.Functions = base.Nav.Connections || c.can(r, p, sesame.PrivRunFunctions, base.WS)
 		}
 		h(w, r, p, base)
