@@ -192,3 +192,50 @@ func TestConsoleConnectionAgentField(t *testing.T) {
 		t.Fatalf("operator's crafted post routed a new connection through agent %q", got)
 	}
 }
+
+// TestConsoleConnectionSaveKeepsHiddenFields: the connection form shows only some fields;
+// saving it keeps the others as stored (before, an edit in the console silently dropped
+// media_type, auth, max_body_bytes, auth_failure and the finer retry and rate-limit
+// settings), and the fields it shows are replaced, cleared ones included.
+func TestConsoleConnectionSaveKeepsHiddenFields(t *testing.T) {
+	s := startServer(t, nil, "--data", t.TempDir())
+	up := newUpstream(t)
+	mustStatus(t, s.do("PUT", "/v1/workspaces/default/connections/api?test=false", fmt.Sprintf(`{"base_uri":%q,
+		"allow_private_networks":true,"media_type":"application/xml","max_body_bytes":4096,
+		"auth_failure":{"statuses":[401],"json_path":"error","values":["expired"]},
+		"rate_limit":{"requests":5,"per_seconds":1,"max_wait_ms":250},"retry":{"max_attempts":2,"base_delay_ms":50},
+		"headers":{"X-Old":"1"},"timeout_ms":900}`, up.URL)), 201)
+	admin := &browser{t: t, s: s}
+	admin.signIn(s.AdminKey)
+	resp, body := admin.send("POST", "/console/w/default/connections/api/edit", url.Values{
+		"base_uri": {up.URL}, "allow_private_networks": {"on"}, "requests": {"7"}, "per_seconds": {"2"}, "max_attempts": {"3"},
+	}, nil)
+	if resp.StatusCode != 303 {
+		t.Fatalf("save: %d %s", resp.StatusCode, body)
+	}
+	got := decode[struct {
+		MediaType    string `json:"media_type"`
+		MaxBodyBytes int64  `json:"max_body_bytes"`
+		AuthFailure  *struct {
+			Statuses []int `json:"statuses"`
+		} `json:"auth_failure"`
+		RateLimit struct {
+			Requests  int     `json:"requests"`
+			PerSecs   float64 `json:"per_seconds"`
+			MaxWaitMS int     `json:"max_wait_ms"`
+		} `json:"rate_limit"`
+		Retry struct {
+			MaxAttempts int `json:"max_attempts"`
+			BaseDelayMS int `json:"base_delay_ms"`
+		} `json:"retry"`
+		Headers   map[string]string `json:"headers"`
+		TimeoutMS int               `json:"timeout_ms"`
+	}](t, mustStatus(t, s.do("GET", "/v1/workspaces/default/connections/api", ""), 200))
+	if got.MediaType != "application/xml" || got.MaxBodyBytes != 4096 || got.AuthFailure == nil || len(got.AuthFailure.Statuses) != 1 ||
+		got.RateLimit.MaxWaitMS != 250 || got.Retry.BaseDelayMS != 50 {
+		t.Errorf("fields the form does not show were lost: %+v", got)
+	}
+	if got.RateLimit.Requests != 7 || got.RateLimit.PerSecs != 2 || got.Retry.MaxAttempts != 3 || len(got.Headers) != 0 || got.TimeoutMS != 0 {
+		t.Errorf("the form's own fields were not applied: %+v", got)
+	}
+}

@@ -153,15 +153,23 @@ func (c *Console) agentChoice(r *http.Request, p sesame.Principal, ws string, f 
 	}
 }
 
-// currentAgent is the agent connection name routes through now ("" for none or a new one).
-func (c *Console) currentAgent(r *http.Request, p sesame.Principal, ws, name string) (string, error) {
+// stored is the connection as saved now, or nil for a new one: a save starts from it, so
+// that fields the form does not show (media_type, auth, max_body_bytes, auth_failure, and
+// the finer retry and rate-limit settings) are kept.
+func (c *Console) stored(r *http.Request, p sesame.Principal, ws, name string) (*gateway.Connection, error) {
+	if name == "" {
+		return nil, nil
+	}
 	var v gateway.ConnectionView
 	err := c.call(r, p, http.MethodGet, connsPath(ws)+"/"+url.PathEscape(name), nil, &v)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
-		return "", nil
+		return nil, nil
 	}
-	return v.Agent, err
+	if err != nil {
+		return nil, err
+	}
+	return &v.Connection, nil
 }
 
 func formOfConnection(v gateway.ConnectionView) connectionForm {
@@ -212,31 +220,30 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 		f.Action = "/console/w/" + url.PathEscape(ws) + "/connections/" + url.PathEscape(name) + "/edit"
 	}
 	f.Credentials = c.credentialKeys(r, p, ws)
+	old, err := c.stored(r, p, ws, f.Name)
+	if err != nil {
+		c.renderError(w, r, err)
+		return
+	}
+	conn := gateway.Connection{}
+	if old != nil {
+		conn = *old
+	}
 	// Only an admin chooses the agent; anyone else's save keeps the current one (the
 	// form's value is ignored, so a crafted post cannot route traffic through an agent
 	// either: the API refuses that too).
 	if c.can(r, p, sesame.PrivAdmin, "") {
 		f.Agent = strings.TrimSpace(r.PostFormValue("agent"))
-	} else if !f.New || f.Name != "" {
-		a, err := c.currentAgent(r, p, ws, f.Name)
-		if err != nil {
-			c.renderError(w, r, err)
-			return
-		}
-		f.Agent = a
+	} else {
+		f.Agent = conn.Agent
 	}
 	c.agentChoice(r, p, ws, &f)
 	again := func(status int, msg string) {
 		base.Error = msg
 		c.renderConnectionForm(w, r, base, status, f)
 	}
-	body := map[string]any{"base_uri": f.BaseURI, "allow_private_networks": f.AllowPriv}
-	if f.Credential != "" {
-		body["credential"] = f.Credential
-	}
-	if f.Agent != "" {
-		body["agent"] = f.Agent
-	}
+	conn.BaseURI, conn.AllowPrivateNetworks, conn.Credential, conn.Agent = f.BaseURI, f.AllowPriv, f.Credential, f.Agent
+	conn.Headers = nil
 	if strings.TrimSpace(f.Headers) != "" {
 		hs := map[string]string{}
 		for _, line := range strings.Split(f.Headers, "\n") {
@@ -251,7 +258,7 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 			}
 			hs[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
-		body["headers"] = hs
+		conn.Headers = hs
 	}
 	num := func(label, s string) (float64, bool) {
 		if strings.TrimSpace(s) == "" {
@@ -273,20 +280,35 @@ func (c *Console) saveConnection(w http.ResponseWriter, r *http.Request, p sesam
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
 		return
 	}
+	// The form's fields replace their stored values; the finer settings it does not show
+	// (the rate limit's max wait, the retry delays) stay.
 	if req > 0 || per > 0 {
-		body["rate_limit"] = map[string]any{"requests": int(req), "per_seconds": per, "burst": int(burst)}
+		rl := gateway.RateLimit{}
+		if conn.RateLimit != nil {
+			rl = *conn.RateLimit
+		}
+		rl.Requests, rl.PerSeconds, rl.Burst = int(req), per, int(burst)
+		conn.RateLimit = &rl
+	} else {
+		conn.RateLimit = nil
 	}
 	if attempts > 0 {
-		body["retry"] = map[string]any{"max_attempts": int(attempts)}
+		rt := gateway.Retry{}
+		if conn.Retry != nil {
+			rt = *conn.Retry
+		}
+		rt.MaxAttempts = int(attempts)
+		conn.Retry = &rt
+	} else {
+		conn.Retry = nil
 	}
-	if timeout > 0 {
-		body["timeout_ms"] = int(timeout)
-	}
+	conn.TimeoutMS = int(timeout)
+	conn.Test = nil
 	if f.TestPath != "" || f.TestMethod != "" || expect > 0 {
-		body["test"] = map[string]any{"method": f.TestMethod, "path": f.TestPath, "expect_status": int(expect)}
+		conn.Test = &gateway.TestRequest{Method: f.TestMethod, Path: f.TestPath, ExpectStatus: int(expect)}
 	}
 	path := connsPath(ws) + "/" + url.PathEscape(f.Name) + "?test=" + strconv.FormatBool(f.RunTest)
-	rec, err := c.raw(r.Context(), r, p, http.MethodPut, path, body)
+	rec, err := c.raw(r.Context(), r, p, http.MethodPut, path, conn)
 	if err != nil {
 		c.renderError(w, r, err)
 		return
