@@ -310,54 +310,8 @@ func (p *parser) parseJigx(root *yaml.Node, f *Function) error {
 // decodeJigxParams decodes a Jigx parameters mapping into *dst, as Sesame parameters.
 // A value that is a Jigx expression (=…) is dropped unless keepExpr.
 func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string]Param, keepExpr bool) error {
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.MappingNode {
-		return p.errNode(sesame.CodeInvalidField, n, field, "must be a mapping from parameter name to parameter")
-	}
-	if len(n.Content)/2 > MaxParameters {
-		return p.errNode(sesame.CodeInvalidField, k, field, "must have at most %d parameters", MaxParameters)
-	}
-	*dst = make(map[string]Param, len(n.Content)/2)
-	return p.pairs(n, field, func(name string, k, v *yaml.Node) error {
-		pf := join(field, name)
-		if len(name) > MaxParamNameLen || !queryParamName.MatchString(name) {
-			return p.errNode(sesame.CodeInvalidField, k, pf,
-				"parameter names must be 1 to %d letters, digits, '_', '-', '.' or '$'", MaxParamNameLen)
-		}
-		p.lines[pf] = k.Line
-		if v.Kind != yaml.MappingNode {
-			return p.errNode(sesame.CodeInvalidField, v, pf, "must be a mapping with fields %s", strings.Join(jigxParamFields, ", "))
-		}
-		var prm Param
-		err := p.pairs(v, pf, func(key string, k, v *yaml.Node) error {
-			sub := join(pf, key)
-			p.lines[sub] = k.Line
-			var err error
-			switch key {
-			case "location":
-				if prm.Location, _, err = p.str(v, sub); err == nil && !slices.Contains(jigxLocations, prm.Location) {
-					err = p.errNode(sesame.CodeInvalidField, v, sub, "must be one of %s", strings.Join(jigxLocations, ", "))
-				}
-			case "type":
-				if prm.Type, _, err = p.str(v, sub); err == nil && prm.Type != "" && !slices.Contains(jigxTypes, prm.Type) {
-					err = p.errNode(sesame.CodeInvalidField, v, sub, "must be one of %s", strings.Join(jigxTypes, ", "))
-				}
-			case "description":
-				prm.Description, _, err = p.str(v, sub)
-			case "required":
-				prm.Required, err = p.boolean(v, sub)
-			case "value":
-				prm.Value, err = p.paramValue(v, sub)
-			default:
-				return p.errNode(sesame.CodeUnknownField, k, sub, "unknown field; fields are: %s", strings.Join(jigxParamFields, ", "))
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
+	rules := paramRules{fields: jigxParamFields, locations: jigxLocations, types: jigxTypes}
+	return p.decodeParamMap(k, n, field, dst, rules, func(name string, prm *Param) {
 		switch prm.Type {
 		case "image":
 			prm.Type = "string"
@@ -381,7 +335,7 @@ func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string
 		if prm.Type == "credential" && prm.Location == "" {
 			prm.Location = LocationHeader
 		}
-		auth := IsAuth(name, prm)
+		auth := IsAuth(name, *prm)
 		if prm.Value != nil && strings.HasPrefix(*prm.Value, "=") && !auth && !keepExpr {
 			prm.Value = nil // a Jigx expression, evaluated in the app: the caller supplies the value
 		}
@@ -389,8 +343,6 @@ func (p *parser) decodeJigxParams(k, n *yaml.Node, field string, dst *map[string
 			// accessToken and basicAuth are Authorization headers, wherever they are declared.
 			prm.Location = LocationHeader
 		}
-		(*dst)[name] = prm
-		return nil
 	})
 }
 

@@ -337,36 +337,52 @@ func (p *parser) decode(root *yaml.Node, f *Function) error {
 }
 
 func (p *parser) decodeParams(k, n *yaml.Node, f *Function) error {
+	return p.decodeParamMap(k, n, "parameters", &f.Parameters, paramRules{fields: paramFields}, nil)
+}
+
+// paramRules is what a function format accepts in a parameter: its fields, and the
+// locations and types it allows (nil: any; Sesame's own format checks them in validate).
+type paramRules struct {
+	fields, locations, types []string
+}
+
+// decodeParamMap decodes a parameters mapping at field into *dst under rules, calling
+// each (if not nil) with every decoded parameter before it is stored, to adapt it.
+func (p *parser) decodeParamMap(k, n *yaml.Node, field string, dst *map[string]Param, rules paramRules, each func(name string, prm *Param)) error {
 	if isNull(n) {
 		return nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return p.errNode(sesame.CodeInvalidField, n, "parameters", "must be a mapping from parameter name to parameter")
+		return p.errNode(sesame.CodeInvalidField, n, field, "must be a mapping from parameter name to parameter")
 	}
 	if len(n.Content)/2 > MaxParameters {
-		return p.errNode(sesame.CodeInvalidField, k, "parameters", "must have at most %d parameters", MaxParameters)
+		return p.errNode(sesame.CodeInvalidField, k, field, "must have at most %d parameters", MaxParameters)
 	}
-	f.Parameters = make(map[string]Param, len(n.Content)/2)
-	return p.pairs(n, "parameters", func(name string, k, v *yaml.Node) error {
-		field := join("parameters", name)
+	*dst = make(map[string]Param, len(n.Content)/2)
+	return p.pairs(n, field, func(name string, k, v *yaml.Node) error {
+		pf := join(field, name)
 		if len(name) > MaxParamNameLen || !queryParamName.MatchString(name) {
-			return p.errNode(sesame.CodeInvalidField, k, field,
+			return p.errNode(sesame.CodeInvalidField, k, pf,
 				"parameter names must be 1 to %d letters, digits, '_', '-', '.' or '$'", MaxParamNameLen)
 		}
-		p.lines[field] = k.Line
+		p.lines[pf] = k.Line
 		if v.Kind != yaml.MappingNode {
-			return p.errNode(sesame.CodeInvalidField, v, field, "must be a mapping with fields %s", strings.Join(paramFields, ", "))
+			return p.errNode(sesame.CodeInvalidField, v, pf, "must be a mapping with fields %s", strings.Join(rules.fields, ", "))
 		}
 		var prm Param
-		err := p.pairs(v, field, func(key string, k, v *yaml.Node) error {
-			sub := join(field, key)
+		err := p.pairs(v, pf, func(key string, k, v *yaml.Node) error {
+			sub := join(pf, key)
 			p.lines[sub] = k.Line
 			var err error
 			switch key {
 			case "location":
-				prm.Location, _, err = p.str(v, sub)
+				if prm.Location, _, err = p.str(v, sub); err == nil && rules.locations != nil && !slices.Contains(rules.locations, prm.Location) {
+					err = p.errNode(sesame.CodeInvalidField, v, sub, "must be one of %s", strings.Join(rules.locations, ", "))
+				}
 			case "type":
-				prm.Type, _, err = p.str(v, sub)
+				if prm.Type, _, err = p.str(v, sub); err == nil && rules.types != nil && prm.Type != "" && !slices.Contains(rules.types, prm.Type) {
+					err = p.errNode(sesame.CodeInvalidField, v, sub, "must be one of %s", strings.Join(rules.types, ", "))
+				}
 			case "description":
 				prm.Description, _, err = p.str(v, sub)
 			case "required":
@@ -374,12 +390,18 @@ func (p *parser) decodeParams(k, n *yaml.Node, f *Function) error {
 			case "value":
 				prm.Value, err = p.paramValue(v, sub)
 			default:
-				return p.errNode(sesame.CodeUnknownField, k, sub, "unknown field; fields are: %s", strings.Join(paramFields, ", "))
+				return p.errNode(sesame.CodeUnknownField, k, sub, "unknown field; fields are: %s", strings.Join(rules.fields, ", "))
 			}
 			return err
 		})
-		f.Parameters[name] = prm
-		return err
+		if err != nil {
+			return err
+		}
+		if each != nil {
+			each(name, &prm)
+		}
+		(*dst)[name] = prm
+		return nil
 	})
 }
 
