@@ -28,14 +28,12 @@ func (c *Console) agents(w http.ResponseWriter, r *http.Request, p sesame.Princi
 
 func (c *Console) renderAgents(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page, status int, d agentsData) {
 	ws := r.PathValue("ws")
-	var list struct {
-		Items []agent.View `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, agentsPath(ws)+"?limit=500", nil, &list); err != nil {
+	items, err := listOf[agent.View](c, r, p, agentsPath(ws))
+	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
-	d.Items = list.Items
+	d.Items = items
 	base.Title, base.Data = "Agents in "+ws, d
 	if base.Flash == "" {
 		base.Flash = r.URL.Query().Get("done")

@@ -100,3 +100,16 @@ type yamlBody string
 func itoa(n int) string { return strconv.Itoa(n) }
 
 var jsonUnmarshal = json.Unmarshal
+
+// listPageSize is how many items a console list shows: the API's first page of this size.
+const listPageSize = 500
+
+// listOf reads the first page of a list route at path (a path without a query) through the
+// API as p.
+func listOf[T any](c *Console, r *http.Request, p sesame.Principal, path string) ([]T, error) {
+	var list struct {
+		Items []T `json:"items"`
+	}
+	err := c.call(r, p, http.MethodGet, path+"?limit="+strconv.Itoa(listPageSize), nil, &list)
+	return list.Items, err
+}

@@ -28,14 +28,12 @@ func (c *Console) connections(w http.ResponseWriter, r *http.Request, p sesame.P
 
 func (c *Console) renderConnections(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page, status int, d connectionsData) {
 	ws := r.PathValue("ws")
-	var list struct {
-		Items []gateway.ConnectionView `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, connsPath(ws)+"?limit=500", nil, &list); err != nil {
+	items, err := listOf[gateway.ConnectionView](c, r, p, connsPath(ws))
+	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
-	d.Items = list.Items
+	d.Items = items
 	base.Title, base.Data = "Connections in "+ws, d
 	if base.Flash == "" {
 		base.Flash = r.URL.Query().Get("done")
@@ -117,14 +115,12 @@ func (c *Console) credentialKeys(r *http.Request, p sesame.Principal, ws string)
 	if !c.can(r, p, sesame.PrivManageCredentials, ws) {
 		return nil
 	}
-	var list struct {
-		Items []vault.CredentialView `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, "/v1/workspaces/"+url.PathEscape(ws)+"/credentials?limit=500", nil, &list); err != nil {
+	items, err := listOf[vault.CredentialView](c, r, p, "/v1/workspaces/"+url.PathEscape(ws)+"/credentials")
+	if err != nil {
 		return nil
 	}
 	out := []string{""}
-	for _, v := range list.Items {
+	for _, v := range items {
 		out = append(out, v.Key)
 	}
 	return out
@@ -137,13 +133,10 @@ func (c *Console) agentChoice(r *http.Request, p sesame.Principal, ws string, f 
 	if !f.AgentAdmin {
 		return
 	}
-	var list struct {
-		Items []agent.View `json:"items"`
-	}
 	f.Agents = []string{""}
 	seen := false
-	if err := c.call(r, p, http.MethodGet, agentsPath(ws)+"?limit=500", nil, &list); err == nil {
-		for _, v := range list.Items {
+	if items, err := listOf[agent.View](c, r, p, agentsPath(ws)); err == nil {
+		for _, v := range items {
 			f.Agents = append(f.Agents, v.Name)
 			seen = seen || v.Name == f.Agent
 		}

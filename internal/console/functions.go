@@ -25,15 +25,13 @@ type functionsData struct {
 
 func (c *Console) functions(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
 	ws := r.PathValue("ws")
-	var list struct {
-		Items []gateway.FunctionView `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, fnsPath(ws)+"?limit=500", nil, &list); err != nil {
+	items, err := listOf[gateway.FunctionView](c, r, p, fnsPath(ws))
+	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
 	base.Title, base.Flash = "Functions in "+ws, r.URL.Query().Get("done")
-	base.Data = functionsData{Items: list.Items, Manage: c.can(r, p, sesame.PrivManageConnections, ws), Run: c.can(r, p, sesame.PrivRunFunctions, ws)}
+	base.Data = functionsData{Items: items, Manage: c.can(r, p, sesame.PrivManageConnections, ws), Run: c.can(r, p, sesame.PrivRunFunctions, ws)}
 	c.render(w, r, http.StatusOK, "functions", base)
 }
 

@@ -32,15 +32,13 @@ func (c *Console) workspaces(w http.ResponseWriter, r *http.Request, p sesame.Pr
 }
 
 func (c *Console) renderWorkspaces(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page, status int) {
-	var list struct {
-		Items []sesame.Workspace `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, "/v1/workspaces?limit=500", nil, &list); err != nil {
+	items, err := listOf[sesame.Workspace](c, r, p, "/v1/workspaces")
+	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
 	var d workspacesData
-	for _, ws := range list.Items {
+	for _, ws := range items {
 		d.Items = append(d.Items, workspaceRow{
 			Name:        ws.Name,
 			Credentials: c.can(r, p, sesame.PrivManageCredentials, ws.Name),
@@ -136,15 +134,13 @@ type credentialsData struct {
 
 func (c *Console) credentials(w http.ResponseWriter, r *http.Request, p sesame.Principal, base *page) {
 	ws := r.PathValue("ws")
-	var list struct {
-		Items []vault.CredentialView `json:"items"`
-	}
-	if err := c.call(r, p, http.MethodGet, "/v1/workspaces/"+url.PathEscape(ws)+"/credentials?limit=500", nil, &list); err != nil {
+	items, err := listOf[vault.CredentialView](c, r, p, "/v1/workspaces/"+url.PathEscape(ws)+"/credentials")
+	if err != nil {
 		c.renderError(w, r, err)
 		return
 	}
 	d := credentialsData{Types: credentialTypes()}
-	for _, v := range list.Items {
+	for _, v := range items {
 		d.Items = append(d.Items, credentialRowOf(v))
 	}
 	base.Title, base.Data, base.Flash = "Credentials in "+ws, d, r.URL.Query().Get("done")
