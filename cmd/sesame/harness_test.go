@@ -7,7 +7,9 @@ import (
 	"github.com/sesamehq/sesame/internal/testlog"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -150,4 +152,32 @@ func (s *testServer) cli(stdin string, args ...string) (int, string, string) {
 	env := envFunc(map[string]string{"SESAME_SERVER": s.URL, "SESAME_KEY": s.AdminKey})
 	code := run(context.Background(), args, env, strings.NewReader(stdin), &out, &errOut, nil)
 	return code, out.String(), errOut.String()
+}
+
+// watchHeap samples the heap in use every 5 ms from now on; the func it returns stops the
+// sampling and reports the peak.
+func watchHeap() (peak func() uint64) {
+	runtime.GC()
+	var max atomic.Uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		var m runtime.MemStats
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+				runtime.ReadMemStats(&m)
+				if m.HeapInuse > max.Load() {
+					max.Store(m.HeapInuse)
+				}
+			}
+		}
+	}()
+	return func() uint64 {
+		close(stop)
+		<-done
+		return max.Load()
+	}
 }
